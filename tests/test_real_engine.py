@@ -1,0 +1,32 @@
+"""Real model (bundled all-MiniLM-L6-v2) on real data (../shared/data). Marked `real`; run in CI."""
+import numpy as np
+import pytest
+
+from tuner.engine import evaluate_model, run_finetune
+from tuner.train import TrainConfig
+
+pytestmark = pytest.mark.real
+
+
+def test_zero_shot_stsb_matches_sentence_transformers(minilm_path, shared_data):
+    from scipy.stats import spearmanr
+    from sentence_transformers import SentenceTransformer
+
+    from tuner.data import load_dataset
+
+    ours = evaluate_model("all-MiniLM-L6-v2", "stsb", data_dir=shared_data, device="cpu")
+    test = load_dataset("stsb", data_dir=shared_data).splits["test"]
+    st = SentenceTransformer(minilm_path, device="cpu")
+    a = st.encode(test["sentence1"].tolist(), batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+    b = st.encode(test["sentence2"].tolist(), batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+    reference = spearmanr((a * b).sum(axis=1), test["score"]).statistic
+    assert abs(ours.loc[0, "score"] - reference) < 0.002
+    assert ours.loc[0, "score"] > 0.8
+
+
+def test_short_real_finetune_moves_the_score(minilm_path, shared_data):
+    config = TrainConfig(weights={"cosent": 1}, batch_size=16, max_steps=8, lr=2e-5, max_seq_length=64)
+    outcome = run_finetune("all-MiniLM-L6-v2", "stsb", "stsb", config, data_dir=shared_data, device="cpu",
+                           max_train_examples=128, progress=False)
+    assert 0.5 < outcome.scores["test"]["stsb"] < 0.95
+    assert np.isfinite(outcome.train.losses).all()

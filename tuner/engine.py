@@ -1,0 +1,227 @@
+"""Fine-tune-and-evaluate: what one study trial (or one ``tuner finetune``) runs.
+
+``load data -> protocol splits -> load encoder -> finetune -> score dev and test -> save``.
+Objectives and the CLI call :func:`run_finetune` and :func:`evaluate_model`; no training code
+lives anywhere else.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
+from tuner.errors import TunerError
+from tuner.evaluate import evaluate_classification, evaluate_sts
+from tuner.models import Encoder, load_encoder, save_encoder
+from tuner.train import PairData, TrainConfig, TrainResult, finetune, pairs_from_frame
+
+DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
+METRIC = {"sts": "spearman", "classification": "accuracy"}
+
+
+def as_dataset(spec: DataSpec, task: Optional[str] = None, data_dir: "str | os.PathLike | None" = None) -> Dataset:
+    if isinstance(spec, Dataset):
+        return spec
+    return load_dataset(spec, task=task, data_dir=data_dir)
+
+
+def as_list(specs: "DataSpec | Sequence[DataSpec] | None") -> list[DataSpec]:
+    if specs is None:
+        return []
+    if isinstance(specs, (str, os.PathLike, pd.DataFrame, Dataset)):
+        if isinstance(specs, str) and "," in specs:
+            return [s.strip() for s in specs.split(",") if s.strip()]
+        return [specs]
+    return list(specs)
+
+
+def _task_of(datasets: Iterable[Dataset], task: Optional[str]) -> str:
+    tasks = {d.task for d in datasets}
+    if task is not None:
+        wrong = [d.name for d in datasets if d.task != task]
+        if wrong:
+            raise TunerError(f"dataset(s) {', '.join(wrong)} are not {task} data; use {task} datasets or change the task")
+        return task
+    if len(tasks) != 1:
+        raise TunerError("cannot mix STS and classification datasets in one run; run them separately")
+    return tasks.pop()
+
+
+def score_split(encoder: Encoder, dataset: Dataset, frame: pd.DataFrame, *, train_frame: Optional[pd.DataFrame] = None,
+                classification_protocol: str = "seed", batch_size: int = 64, max_seq_length: int = 128,
+                seed: int = 42) -> dict[str, float]:
+    """Score one split: STS -> spearman/pearson; classification -> accuracy under the named protocol."""
+    if dataset.task == "sts":
+        return evaluate_sts(encoder, frame, batch_size, max_seq_length)
+    return evaluate_classification(encoder, frame, train=train_frame, protocol=classification_protocol,
+                                   batch_size=batch_size, max_seq_length=max_seq_length, seed=seed)
+
+
+def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSpec]", *, pooling=None,
+                   split: str = "test", protocol: Optional[str] = None, classification_protocol: Optional[str] = None,
+                   data_dir=None, batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
+                   device=None) -> pd.DataFrame:
+    """Score ``model`` on ``datasets``; one row per dataset.
+
+    With ``protocol=None`` the full official split is scored (``split``: test for STS-B/SICK-R,
+    the whole file for sets that only have a test file) and classification uses SentEval's
+    10-fold CV over the whole set. With ``protocol`` ('seed' or 'standard') that protocol's
+    ``split`` (train/dev/test) is scored and classification fits on its train split.
+    """
+    encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=pooling, device=device)
+    if pooling is not None and isinstance(model, Encoder):
+        from tuner.pooling import parse_pooling
+        encoder.pooling = parse_pooling(pooling)
+    rows = []
+    for spec in as_list(datasets):
+        ds = as_dataset(spec, data_dir=data_dir)
+        start = time.perf_counter()
+        if protocol is None:
+            if split not in ds.splits and not (split == "test" and "all" in ds.splits):
+                raise TunerError(f"dataset '{ds.name}' has no '{split}' split (it has {', '.join(ds.splits)}); "
+                                 "use --split with one of those or name a --protocol")
+            frame = ds.splits.get(split, ds.splits.get("all"))
+            cls_protocol = classification_protocol or "senteval"
+            train_frame = ds.splits.get("train")
+            used_split = split if split in ds.splits else "all"
+        else:
+            parts = protocol_splits(ds, protocol, seed=seed)
+            if split not in parts:
+                raise TunerError(f"split '{split}' is unknown; use train, dev or test")
+            frame, train_frame, used_split = parts[split], parts["train"], split
+            cls_protocol = classification_protocol or "seed"
+        result = score_split(encoder, ds, frame, train_frame=train_frame, classification_protocol=cls_protocol,
+                             batch_size=batch_size, max_seq_length=max_seq_length, seed=seed)
+        metric = METRIC[ds.task]
+        rows.append({
+            "model": encoder.name, "dataset": ds.name, "task": ds.task, "split": used_split, "metric": metric,
+            "score": result[metric], "pearson": result.get("pearson", np.nan), "n": result["n"],
+            "protocol": protocol or "official", "classification_protocol": cls_protocol if ds.task == "classification" else None,
+            "pooling": str(encoder.pooling), "seconds": round(time.perf_counter() - start, 3),
+        })
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class FinetuneOutcome:
+    """What a fine-tune run produced: scores per split and dataset, the training record, the saved path."""
+
+    scores: dict[str, dict[str, float]]  # {"dev": {dataset: score}, "test": {...}}
+    metric: str
+    train: TrainResult
+    config: TrainConfig
+    model: str
+    output: Optional[Path] = None
+    details: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def dev_score(self) -> float:
+        values = list(self.scores.get("dev", {}).values())
+        return float(np.mean(values)) if values else float("nan")
+
+    @property
+    def test_score(self) -> float:
+        values = list(self.scores.get("test", {}).values())
+        return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass
+class PreparedData:
+    task: str
+    train: PairData
+    eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits)
+
+
+def prepare_data(train: "DataSpec | Sequence[DataSpec]", eval: "DataSpec | Sequence[DataSpec] | None" = None, *,
+                 task: Optional[str] = None, protocol: str = "standard", seed: int = 42, data_dir=None,
+                 max_train_examples: Optional[int] = None, batch_size: int = 32) -> PreparedData:
+    """Load and split the data of one run: training pairs from the train sets' train splits and the
+    protocol splits of every eval set (``eval=None`` -> evaluate on the train sets)."""
+    train_sets = [as_dataset(s, task, data_dir) for s in as_list(train)]
+    if not train_sets:
+        raise TunerError("no training dataset given; pass --train with a dataset name or file")
+    eval_sets = [as_dataset(s, task, data_dir) for s in as_list(eval)] or train_sets
+    task = _task_of(train_sets + eval_sets, task)
+    frames, ranges = [], set()
+    for ds in train_sets:
+        frames.append(protocol_splits(ds, protocol, seed=seed)["train"])
+        ranges.add(ds.score_range)
+    if len(ranges) > 1:
+        # Normalise each set with its own range before concatenating.
+        pairs = [pairs_from_frame(f, task, ds.score_range) for f, ds in zip(frames, train_sets)]
+        merged = PairData(sum((p.text1 for p in pairs), []), sum((p.text2 for p in pairs), []),
+                          np.concatenate([p.labels for p in pairs]))
+        if max_train_examples is not None and len(merged) > max_train_examples:
+            keep = np.sort(np.random.default_rng(seed).choice(len(merged), max_train_examples, replace=False))
+            merged = PairData([merged.text1[i] for i in keep], [merged.text2[i] for i in keep], merged.labels[keep])
+        train_pairs = merged
+    else:
+        frame = pd.concat(frames, ignore_index=True)
+        frame = subsample(frame, max_train_examples, seed)
+        check_min_rows(frame, batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
+        train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
+    evals = [(ds, protocol_splits(ds, protocol, seed=seed)) for ds in eval_sets]
+    return PreparedData(task=task, train=train_pairs, eval=evals)
+
+
+def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] = ("dev", "test"), *,
+                    batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
+                    max_eval_examples: Optional[int] = None) -> tuple[dict[str, dict[str, float]], dict]:
+    """Score every eval set on ``splits``; returns ({split: {dataset: score}}, details)."""
+    scores: dict[str, dict[str, float]] = {s: {} for s in splits}
+    details: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
+    for ds, parts in data.eval:
+        for split in splits:
+            frame = subsample(parts[split], max_eval_examples, seed) if max_eval_examples else parts[split]
+            result = score_split(encoder, ds, frame, train_frame=parts["train"], classification_protocol="seed",
+                                 batch_size=batch_size, max_seq_length=max_seq_length, seed=seed)
+            scores[split][ds.name] = result[METRIC[ds.task]]
+            details[split][ds.name] = result
+    return scores, details
+
+
+def run_finetune(model: "str | Encoder", train: "DataSpec | Sequence[DataSpec]",
+                 eval: "DataSpec | Sequence[DataSpec] | None" = None, config: Optional[TrainConfig] = None, *,
+                 task: Optional[str] = None, protocol: str = "standard", data_dir=None,
+                 max_train_examples: Optional[int] = None, output: "str | os.PathLike | None" = None,
+                 device=None, on_eval: Optional[Callable[[int, float], None]] = None,
+                 eval_splits: Sequence[str] = ("dev", "test"), progress: bool = True,
+                 prepared: Optional[PreparedData] = None, max_eval_examples_during_training: Optional[int] = None,
+                 ) -> FinetuneOutcome:
+    """Fine-tune ``model`` on ``train`` and score every eval set on dev and test.
+
+    ``on_eval(step, dev_score)`` is called every ``config.eval_every`` steps with the mean dev
+    score over the eval sets (the study reports it for pruning; it may raise
+    ``optuna.TrialPruned``).
+    """
+    config = config or TrainConfig()
+    data = prepared or prepare_data(train, eval, task=task, protocol=protocol, seed=config.seed, data_dir=data_dir,
+                                    max_train_examples=max_train_examples, batch_size=config.batch_size)
+    encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=config.pooling, device=device)
+    if config.pooling is None:
+        config.pooling = encoder.pooling
+
+    hook = None
+    if on_eval is not None:
+        def hook(step: int) -> None:
+            dev, _ = score_eval_sets(encoder, data, ("dev",), max_seq_length=config.max_seq_length, seed=config.seed,
+                                     max_eval_examples=max_eval_examples_during_training)
+            on_eval(step, float(np.mean(list(dev["dev"].values()))))
+
+    result = finetune(encoder, data.train, config, on_eval=hook, progress=progress)
+    scores, details = score_eval_sets(encoder, data, eval_splits, max_seq_length=config.max_seq_length, seed=config.seed)
+    saved = None
+    if output is not None:
+        record = {"config": config.to_dict(), "task": data.task, "protocol": protocol,
+                  "train": [str(getattr(s, "name", s)) if not isinstance(s, pd.DataFrame) else "<DataFrame>" for s in as_list(train)],
+                  "eval": [ds.name for ds, _ in data.eval], "scores": scores,
+                  "max_train_examples": max_train_examples, "max_seq_length": config.max_seq_length}
+        saved = save_encoder(encoder, output, record)
+    return FinetuneOutcome(scores=scores, metric=METRIC[data.task], train=result, config=config,
+                           model=encoder.name, output=saved, details=details)

