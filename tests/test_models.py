@@ -34,7 +34,7 @@ def test_each_load_is_an_independent_copy(tiny_model_dir):
     assert not torch.equal(next(a.model.parameters()), next(b.model.parameters()))
 
 
-@pytest.mark.parametrize("pooling", ["cls", "avg", "max", "last"])
+@pytest.mark.parametrize("pooling", ["cls", "avg", "max", "last", "cls_avg"])
 def test_saved_model_loads_in_transformers_and_sentence_transformers(tiny_model_dir, tmp_path, pooling):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel

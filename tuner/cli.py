@@ -18,6 +18,13 @@ from tuner.errors import TunerError
 COMMANDS = (
     "evaluate",
     "finetune",
+    "export",
+    "plot",
+    "studies",
+    "optimize",
+    "status",
+    "dashboard",
+    "worker",
 )
 
 

@@ -140,9 +140,13 @@ class PreparedData:
 
 def prepare_data(train: "DataSpec | Sequence[DataSpec]", eval: "DataSpec | Sequence[DataSpec] | None" = None, *,
                  task: Optional[str] = None, protocol: str = "standard", seed: int = 42, data_dir=None,
-                 max_train_examples: Optional[int] = None, batch_size: int = 32) -> PreparedData:
+                 max_train_examples: Optional[int] = None, batch_size: int = 32, split_seed: int = 42) -> PreparedData:
     """Load and split the data of one run: training pairs from the train sets' train splits and the
-    protocol splits of every eval set (``eval=None`` -> evaluate on the train sets)."""
+    protocol splits of every eval set (``eval=None`` -> evaluate on the train sets).
+
+    ``split_seed`` fixes the protocol's split (42, as in the seed) independently of ``seed``, which
+    only drives the subsampling of ``max_train_examples``: trials with different training seeds
+    see the same train/dev/test rows."""
     train_sets = [as_dataset(s, task, data_dir) for s in as_list(train)]
     if not train_sets:
         raise TunerError("no training dataset given; pass --train with a dataset name or file")
@@ -150,7 +154,7 @@ def prepare_data(train: "DataSpec | Sequence[DataSpec]", eval: "DataSpec | Seque
     task = _task_of(train_sets + eval_sets, task)
     frames, ranges = [], set()
     for ds in train_sets:
-        frames.append(protocol_splits(ds, protocol, seed=seed)["train"])
+        frames.append(protocol_splits(ds, protocol, seed=split_seed)["train"])
         ranges.add(ds.score_range)
     if len(ranges) > 1:
         # Normalise each set with its own range before concatenating.
@@ -166,7 +170,7 @@ def prepare_data(train: "DataSpec | Sequence[DataSpec]", eval: "DataSpec | Seque
         frame = subsample(frame, max_train_examples, seed)
         check_min_rows(frame, batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
         train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
-    evals = [(ds, protocol_splits(ds, protocol, seed=seed)) for ds in eval_sets]
+    evals = [(ds, protocol_splits(ds, protocol, seed=split_seed)) for ds in eval_sets]
     return PreparedData(task=task, train=train_pairs, eval=evals)
 
 

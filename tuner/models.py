@@ -202,8 +202,10 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
 
     Writes the HF model + tokenizer, sentence-transformers' ``modules.json``,
     ``sentence_bert_config.json`` and ``1_Pooling/config.json``, and ``tuner.json`` with the exact
-    training config. Poolings sentence-transformers has no mode for (``cls_avg``, token index)
-    are saved with a ``tuner.st_pooling.TunerPooling`` module that reproduces them.
+    training config. ``cls_avg`` is saved as sentence-transformers' cls+mean pooling followed by a
+    fixed ``Dense`` layer that averages the two halves (exactly ``(cls + avg) / 2``). A token-index
+    pooling other than 0 has no sentence-transformers equivalent: only ``tuner.load_encoder(path)``
+    reproduces it (``tuner.json`` records it) and no ``modules.json`` is written.
     """
     out = Path(out_dir)
     try:
@@ -211,23 +213,7 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
         encoder.model.save_pretrained(out)
         encoder.tokenizer.save_pretrained(out)
         dim = int(encoder.model.config.hidden_size)
-        pooling_dir = out / "1_Pooling"
-        pooling_dir.mkdir(exist_ok=True)
-        mode = _ST_POOLING_MODE.get(encoder.pooling) if isinstance(encoder.pooling, str) else None
-        if mode is not None:
-            pooling_type = "sentence_transformers.models.Pooling"
-            pooling_config = {"word_embedding_dimension": dim, "pooling_mode": mode}
-            for key, ours in _ST_POOLING_KEYS:
-                pooling_config[key] = ours == encoder.pooling
-        else:
-            pooling_type = "tuner.st_pooling.TunerPooling"
-            pooling_config = {"word_embedding_dimension": dim, "pooling": encoder.pooling}
-        (pooling_dir / "config.json").write_text(json.dumps(pooling_config, indent=2))
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": pooling_type},
-        ]
-        (out / "modules.json").write_text(json.dumps(modules, indent=2))
+        _write_st_modules(out, encoder.pooling, dim)
         max_len = int(training_config.get("max_seq_length", 128))
         (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_len, "do_lower_case": False}))
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
@@ -237,3 +223,35 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
         raise TunerError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable --output folder "
                          "with free space") from None
     return out
+
+
+def _write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
+    """sentence-transformers module files for ``pooling`` (see :func:`save_encoder`)."""
+    if pooling == 0:
+        pooling = "cls"
+    mode = _ST_POOLING_MODE.get(pooling) if isinstance(pooling, str) else None
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    pooling_dir = out / "1_Pooling"
+    if mode is not None:
+        config = {"word_embedding_dimension": dim, "pooling_mode": mode}
+        config.update({key: ours == pooling for key, ours in _ST_POOLING_KEYS})
+    elif pooling == "cls_avg":
+        config = {"word_embedding_dimension": dim, "pooling_mode": ["cls", "mean"]}
+        dense_dir = out / "2_Dense"
+        dense_dir.mkdir(exist_ok=True)
+        from safetensors.torch import save_file
+
+        eye = torch.eye(dim) / 2.0
+        save_file({"linear.weight": torch.cat([eye, eye], dim=1).contiguous()}, str(dense_dir / "model.safetensors"))
+        (dense_dir / "config.json").write_text(json.dumps({
+            "in_features": 2 * dim, "out_features": dim, "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    else:
+        for stale in ("modules.json",):
+            (out / stale).unlink(missing_ok=True)
+        return
+    pooling_dir.mkdir(exist_ok=True)
+    (pooling_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "modules.json").write_text(json.dumps(modules, indent=2))

@@ -90,6 +90,7 @@ def write_file(path: Path, data: bytes | str) -> Path:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -102,6 +103,12 @@ def write_file(path: Path, data: bytes | str) -> Path:
             except OSError:
                 pass
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_out_dir(out_dir: Path) -> Path:

@@ -53,7 +53,7 @@ def _fmt(value: float, scale: float) -> str:
 def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
     """One table per model: loss rows x datasets plus a mean column; the best cell of each column in bold.
 
-    Cells without a complete trial read ``n/a``; a mean over fewer than all datasets carries a ``*``
+    Cells without a complete trial read ``n/a``; a mean over fewer than all datasets carries a ``†``
     (and is not compared with complete means when choosing the bold one).
     """
     title = metric_title(matrix.metric)
@@ -61,7 +61,7 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
              f"{title} x{scale:g} on the **{matrix.split}** split, protocol **{matrix.protocol}**; "
              f"{matrix.filled}/{matrix.values.size} cells filled from {matrix.n_trials} complete trials. "
              "Where several trials fill a cell the one with the best **dev** score is shown (see matrix.json). "
-             "Best per column in **bold**; `n/a` = no complete trial; `*` = mean over the available datasets only.",
+             "Best per column in **bold**; `n/a` = no complete trial; † = mean over the available datasets only.",
              ""]
     with np.errstate(all="ignore"):
         for mi, model in enumerate(matrix.models):
@@ -80,9 +80,10 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
                 cells = [ROW_TITLES.get(row, row)]
                 for di in range(block.shape[1]):
                     text = _fmt(block[ri, di], scale)
-                    cells.append(f"**{text}**" if ri in col_best else text)
-                text = _fmt(means[ri], scale) + ("" if complete[ri] or not math.isfinite(means[ri]) else "*")
-                cells.append(f"**{text}**" if ri in mean_best else text)
+                    cells.append(f"**{text}**" if ri in col_best[di] else text)
+                text = _fmt(means[ri], scale)
+                text = f"**{text}**" if ri in mean_best else text
+                cells.append(text + ("" if complete[ri] or not math.isfinite(means[ri]) else " †"))
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""Encoding throughput: tuner.evaluate.encode vs SentenceTransformer.encode, same batch size.
+
+Sentences: the unique STS-B test sentences (2,551; what ``evaluate_sts`` encodes), or
+``--sentences train`` for the 11.5k STS-B train sentences (with their duplicates, as given).
+Both sides get the same list, the same batch size and the same max_seq_length. Ours: the
+token-id cache is cleared before every timed run (``--warm-cache`` keeps it), so tokenisation
+is inside the timing on both sides.
+
+Same scores: STS-B test Spearman of cosine similarity from each side's embeddings must agree
+within 1e-4, and the L2-normalised embeddings must be allclose (atol 1e-4).
+
+    python bench/encode_throughput.py                 # batch 64, 3 interleaved repeats
+    python bench/encode_throughput.py --smoke
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import (emit, environment, interleaved, load_st, median, model_path, note, set_threads, stsb,
+                    stsb_test_sentences, sync)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def spearman_of(emb: np.ndarray, sentences: list[str], test) -> float:
+    from tuner.evaluate import cosine_rows, sts_correlations
+
+    index = {t: i for i, t in enumerate(sentences)}
+    a = emb[[index[t] for t in test["sentence1"].astype(str)]]
+    b = emb[[index[t] for t in test["sentence2"].astype(str)]]
+    return sts_correlations(cosine_rows(a, b), test["score"].to_numpy(dtype=np.float64))["spearman"]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--sentences", choices=["test", "train"], default="test")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (scores then skipped)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--warm-cache", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="first 256 test sentences, 2 repeats")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.limit, args.repeats = 256, 2
+    set_threads(args.threads)
+
+    from tuner.evaluate import encode
+    from tuner.models import load_encoder
+    from tuner.tokenize import clear_cache
+
+    path = model_path(args.model)
+    sentences, test = stsb_test_sentences()
+    if args.sentences == "train":
+        tr = stsb().splits["train"]
+        sentences = tr["sentence1"].astype(str).tolist() + tr["sentence2"].astype(str).tolist()
+    if args.limit:
+        sentences = sentences[:args.limit]
+    st = load_st(path, device=args.device, max_seq_length=args.max_seq_length)
+    enc = load_encoder(path, device=args.device)
+
+    def st_run(texts=sentences):
+        return st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+    def ours_run(texts=sentences):
+        if not args.warm_cache:
+            clear_cache()
+        sync()
+        start = time.perf_counter()
+        out = encode(enc, texts, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+        sync()
+        return {"wall_s": time.perf_counter() - start, "emb": out}
+
+    seconds, outputs = interleaved({"st": st_run, "ours": ours_run}, args.repeats,
+                                   warmups={"st": lambda: st_run(sentences[:128]),
+                                            "ours": lambda: ours_run(sentences[:128])}, label="encode")
+    n = len(sentences)
+    st_sps = [n / s for s in seconds["st"]]
+    ours_sps = [n / s for s in seconds["ours"]]
+    st_emb, ours_emb = np.asarray(outputs["st"][0]), outputs["ours"][0]["emb"]
+    max_diff = float(np.abs(unit(st_emb) - unit(ours_emb)).max())
+    scores = {}
+    if not args.limit and args.sentences == "test":
+        scores = {"spearman_st": spearman_of(st_emb, sentences, test),
+                  "spearman_ours": spearman_of(ours_emb, sentences, test)}
+        scores["spearman_abs_diff"] = abs(scores["spearman_st"] - scores["spearman_ours"])
+        scores["same_scores"] = scores["spearman_abs_diff"] <= 1e-4 and max_diff <= 1e-4
+    common = {"model": args.model, "batch_size": args.batch_size, "sentences": n, "which": args.sentences,
+              "max_seq_length": args.max_seq_length, "device": args.device, "warm_cache": args.warm_cache}
+    emit(bench="encode_throughput", side="st", sentences_per_s_runs=st_sps, sentences_per_s_median=median(st_sps),
+         **common)
+    emit(bench="encode_throughput", side="ours", sentences_per_s_runs=ours_sps,
+         sentences_per_s_median=median(ours_sps), **common)
+    emit(bench="encode_throughput", side="ratio", ratio_ours_over_st=median(ours_sps) / median(st_sps),
+         paired_ratios=[o / t for o, t in zip(ours_sps, st_sps)],
+         median_paired_ratio=median([o / t for o, t in zip(ours_sps, st_sps)]),
+         max_abs_diff_unit_embeddings=max_diff, **scores, repeats=args.repeats, env=environment(), **common)
+    note(f"encode: ours {median(ours_sps):.1f}/s, st {median(st_sps):.1f}/s, ratio {median(ours_sps) / median(st_sps):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Peak RSS across consecutive trials in one process (one worker): does memory stay flat?
+
+Runs ``--trials`` (default 20) small ``sts-quick``-like trials back to back (see
+``trial_overhead.py``; here 64 train pairs, batch 16, 64-pair dev/test samples, an SQLite study)
+and prints after every trial the peak RSS so far (``ru_maxrss``) and the current RSS (VmRSS),
+then the first-vs-last summary. Flat = the peak after the last trial is within noise of the
+peak after the first (caches fill on trial 1; nothing should grow after that).
+
+    python bench/rss_trials.py                 # 20 trials, a few minutes on 2 cores
+    python bench/rss_trials.py --smoke         # 3 tiny trials
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import QuickTrialRunner, emit, environment, note, rss_now_mb, rss_peak_mb, set_threads
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    quick = {"max_train_examples": 64, "max_eval_examples": 64, "batch_size": 16, "eval_every": 2}
+    if args.smoke:
+        quick = {"max_train_examples": 16, "max_eval_examples": 16, "batch_size": 8, "eval_every": None}
+        args.trials = 3
+    start_rss = rss_now_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = QuickTrialRunner(args.model, Path(tmp) / "rss.db", quick=quick, device=args.device)
+        rows = []
+        for number in range(args.trials):
+            row = runner.run(number)
+            rows.append({"trial": number + 1, "peak_rss_mb": rss_peak_mb(), "rss_mb": rss_now_mb(),
+                         "total_s": row["total_s"]})
+            emit(bench="rss_trials", **rows[-1])
+            note(f"[rss] trial {number + 1}: peak {rows[-1]['peak_rss_mb']:.0f} MiB, now {rows[-1]['rss_mb']:.0f} MiB")
+    first, last = rows[0], rows[-1]
+    emit(bench="rss_trials", summary=True, trials=args.trials, rss_before_mb=start_rss,
+         first_peak_rss_mb=first["peak_rss_mb"], last_peak_rss_mb=last["peak_rss_mb"],
+         peak_growth_mb=last["peak_rss_mb"] - first["peak_rss_mb"],
+         first_rss_mb=first["rss_mb"], last_rss_mb=last["rss_mb"], rss_growth_mb=last["rss_mb"] - first["rss_mb"],
+         rss_growth_after_trial_2_mb=last["rss_mb"] - rows[min(1, len(rows) - 1)]["rss_mb"],
+         settings=runner.quick, env=environment())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

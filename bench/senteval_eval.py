@@ -1,0 +1,135 @@
+"""SentEval classification evaluation (MR, CR, MPQA, SUBJ): seconds, and the ratio against
+encoding one sentence at a time as the seed notebook did.
+
+Per set, ours:
+  * encode: ``tuner.evaluate.encode`` of every sentence of the set (batch 64, length-sorted,
+    padded per batch; token-id cache cleared first, so tokenisation is included);
+  * LR seed: the seed protocol (``protocol_splits(ds, "seed")``: fit
+    ``LogisticRegression(max_iter=10000)`` on train, accuracy on test) -- ``logistic_regression_seed``;
+  * LR senteval: SentEval's 10-fold CV with inner 5-fold choice of C -- ``logistic_regression_senteval``
+    (the expensive one: 350 fits per set; ``--protocols seed`` skips it).
+
+The seed's way: each sentence tokenised and run through the model alone (batch of 1, no padding,
+``torch.no_grad``). To keep the run bounded it is timed on a seeded sample of
+``--one-at-a-time-sample`` sentences drawn from the four sets together, and the mean seconds per
+sentence is multiplied by each set's size: the seed numbers are an EXTRAPOLATION (said in the
+output). Its LR time is the same as ours (same classifier on the same embeddings).
+
+    python bench/senteval_eval.py                      # all four sets, both protocols
+    python bench/senteval_eval.py --protocols seed     # skip SentEval's CV
+    python bench/senteval_eval.py --smoke              # 300 sentences per set, seed protocol
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import emit, environment, model_path, note, set_threads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SETS = ("mr", "cr", "mpqa", "subj")
+
+
+def one_at_a_time(enc, texts: list[str], max_seq_length: int) -> float:
+    """Seconds to embed ``texts`` one by one, the seed's way."""
+    tok = enc.tokenizer
+    enc.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for text in texts:
+            batch = tok(text, truncation=True, max_length=max_seq_length, return_tensors="pt")
+            enc(batch["input_ids"].to(enc.device), batch["attention_mask"].to(enc.device)).cpu().numpy()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--protocols", default="seed,senteval")
+    ap.add_argument("--one-at-a-time-sample", type=int, default=500)
+    ap.add_argument("--limit", type=int, default=None, help="a seeded sample of N rows per set (smoke tests)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.limit, args.protocols, args.one_at_a_time_sample = 300, "seed", 40
+    set_threads(args.threads)
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+
+    from tuner.data import load_dataset, protocol_splits
+    from tuner.evaluate import encode, logistic_regression_seed, logistic_regression_senteval
+    from tuner.models import load_encoder
+    from tuner.tokenize import clear_cache
+
+    enc = load_encoder(model_path(args.model), device=args.device)
+    encode(enc, ["warm up"] * 8, batch_size=8)
+    rows, all_texts = [], []
+    for name in args.sets.split(","):
+        ds = load_dataset(name)
+        frame = ds.splits.get("all", next(iter(ds.splits.values())))
+        if args.limit:
+            keep = np.sort(np.random.default_rng(0).permutation(len(frame))[:args.limit])
+            frame = frame.iloc[keep].reset_index(drop=True)
+        texts = frame["sentence"].astype(str).tolist()
+        labels = frame["label"].to_numpy()
+        all_texts.extend(texts)
+        clear_cache()
+        start = time.perf_counter()
+        emb = encode(enc, texts, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+        encode_s = time.perf_counter() - start
+        row = {"set": name, "sentences": len(texts), "encode_s": encode_s}
+        if "seed" in protocols:
+            if args.limit:
+                from sklearn.model_selection import train_test_split
+                tr, te = train_test_split(np.arange(len(texts)), test_size=0.3, random_state=42)
+                train_x, train_y, test_x, test_y = emb[tr], labels[tr], emb[te], labels[te]
+            else:
+                parts = protocol_splits(ds, "seed", seed=42)
+                index = {t: i for i, t in enumerate(texts)}
+                pick = lambda f: emb[[index[t] for t in f["sentence"].astype(str)]]  # noqa: E731
+                train_x, train_y = pick(parts["train"]), parts["train"]["label"].to_numpy()
+                test_x, test_y = pick(parts["test"]), parts["test"]["label"].to_numpy()
+            start = time.perf_counter()
+            row["accuracy_seed"] = logistic_regression_seed(train_x, train_y, test_x, test_y)
+            row["lr_seed_s"] = time.perf_counter() - start
+        if "senteval" in protocols:
+            start = time.perf_counter()
+            row["accuracy_senteval"] = logistic_regression_senteval(emb, labels)
+            row["lr_senteval_s"] = time.perf_counter() - start
+        note(f"[senteval] {row}")
+        rows.append(row)
+
+    sample = [all_texts[i] for i in np.random.default_rng(0).permutation(len(all_texts))[:args.one_at_a_time_sample]]
+    one_s = one_at_a_time(enc, sample, args.max_seq_length)
+    per_sentence = one_s / max(len(sample), 1)
+    for row in rows:
+        row["seed_encode_s_extrapolated"] = per_sentence * row["sentences"]
+        row["encode_ratio_seed_over_ours"] = row["seed_encode_s_extrapolated"] / row["encode_s"]
+        if "lr_seed_s" in row:
+            row["seed_protocol_total_s_ours"] = row["encode_s"] + row["lr_seed_s"]
+            row["seed_protocol_total_s_seed_way"] = row["seed_encode_s_extrapolated"] + row["lr_seed_s"]
+            row["seed_protocol_ratio"] = row["seed_protocol_total_s_seed_way"] / row["seed_protocol_total_s_ours"]
+        emit(bench="senteval_eval", **row)
+    total = {k: sum(r.get(k, 0.0) for r in rows) for k in
+             ("sentences", "encode_s", "lr_seed_s", "lr_senteval_s", "seed_encode_s_extrapolated")}
+    ours_total = total["encode_s"] + total["lr_seed_s"]
+    seed_total = total["seed_encode_s_extrapolated"] + total["lr_seed_s"]
+    emit(bench="senteval_eval", set="all", **total,
+         ours_encode_plus_lr_seed_s=ours_total, seed_way_encode_plus_lr_seed_s=seed_total,
+         ratio_seed_way_over_ours=seed_total / ours_total,
+         encode_ratio_seed_way_over_ours=total["seed_encode_s_extrapolated"] / total["encode_s"],
+         ours_encode_plus_lr_senteval_s=total["encode_s"] + total["lr_senteval_s"] if "senteval" in protocols else None,
+         one_at_a_time={"sample": len(sample), "seconds": one_s, "per_sentence_s": per_sentence,
+                        "note": "seed-way encode seconds are extrapolated from this sample"},
+         batch_size=args.batch_size, protocols=protocols, env=environment())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Study objectives: trial -> sampled config -> fine-tune -> evaluate -> record.
+
+Thin by design: the training and scoring live in :mod:`tuner.engine`; what a trial records is
+the contract in ``docs/trial-record.md``. :func:`get_objective` picks the one for a study's task.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def get_objective(task: str) -> Callable[..., float]:
+    """``objective(trial, choice, ctx) -> dev score`` for ``task`` ('sts' or 'classification')."""
+    if task == "sts":
+        from objectives.sts import objective
+    elif task == "classification":
+        from objectives.classification import objective
+    else:
+        from tuner.errors import TunerError
+
+        raise TunerError(f"unknown task '{task}'; use 'sts' or 'classification'")
+    return objective
+
+
+__all__ = ["get_objective"]

@@ -1,0 +1,229 @@
+"""What every objective does: record, (zero-shot once), fine-tune, score, record, upload artifacts.
+
+One :class:`WorkerContext` lives per worker process; it keeps the prepared data (loaded, split,
+subsampled and - through :mod:`tuner.tokenize` - tokenised once) for every data configuration the
+worker has seen, so consecutive trials on the same datasets do not reload anything.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from tuner.errors import TunerError
+from tuner.service import worker_label
+from tuner.storage import StorageHandle
+from tuner.study import StudySpec, TrialChoice
+
+_log = logging.getLogger(__name__)
+
+
+def tuner_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tuner")
+    except Exception:  # noqa: BLE001 - running from a source checkout
+        return "0.1.0+src"
+
+
+def library_versions() -> dict[str, str]:
+    import optuna
+    import torch
+    import transformers
+
+    return {"tuner": tuner_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "optuna": optuna.__version__, "python": platform.python_version()}
+
+
+def describe_device(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb(device: Any) -> float:
+    """Peak GPU memory allocated in this trial (CUDA) or the worker's peak RSS (CPU), in MiB."""
+    import torch
+
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in str(exc).lower()
+                                                            or isinstance(exc, MemoryError))
+
+
+@dataclass
+class WorkerContext:
+    """Per-worker state shared by its trials."""
+
+    spec: StudySpec
+    handle: StorageHandle
+    study_name: str
+    device: Any  # torch.device
+    artifact_store: Any = None
+    progress: bool = False
+    _data: dict = field(default_factory=dict)
+
+    def prepared(self, choice: TrialChoice) -> Any:
+        """Load/split/subsample the data of ``choice`` once per worker (cached by its data args)."""
+        from tuner.data import subsample
+        from tuner.engine import PreparedData, prepare_data
+
+        spec, budget = self.spec, self.spec.budget
+        key = (tuple(choice.train), tuple(choice.eval), spec.protocol, spec.seed, spec.data_dir,
+               budget.max_train_examples, budget.max_eval_examples, choice.batch_size)
+        if key not in self._data:
+            data = prepare_data([spec.dataset_source(d) for d in choice.train],
+                                [spec.dataset_source(d) for d in choice.eval], task=spec.task,
+                                protocol=spec.protocol, seed=spec.seed, data_dir=spec.data_dir,
+                                max_train_examples=budget.max_train_examples, batch_size=choice.batch_size)
+            if budget.max_eval_examples:
+                n = budget.max_eval_examples
+                data = PreparedData(task=data.task, train=data.train,
+                                    eval=[(ds, {k: subsample(v, n, spec.seed) for k, v in parts.items()})
+                                          for ds, parts in data.eval])
+            if len(self._data) >= 8:  # bounded: a grid walks many datasets
+                self._data.pop(next(iter(self._data)))
+            self._data[key] = data
+        return self._data[key]
+
+
+def zero_shot_key(model: str, dataset: str, split: str) -> str:
+    return f"zero_shot.{model}.{dataset}.{split}"
+
+
+def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, data: Any) -> None:
+    """Record the "without fine-tuning" score of ``model`` on every eval set, once per study.
+
+    The first worker that needs a (model, datasets) pair computes it under a storage-wide lock;
+    the others find it recorded.
+    """
+    from tuner.engine import score_eval_sets
+    from tuner.models import load_encoder
+
+    splits = ("dev", "test")
+    names = [ds.name for ds, _ in data.eval]
+    wanted = [zero_shot_key(model, n, s) for n in names for s in splits]
+    if all(k in study.user_attrs for k in wanted):
+        return
+    spec = ctx.spec
+    with ctx.handle.lock(f"zero_shot:{ctx.study_name}:{model}:{','.join(names)}", timeout=3600):
+        attrs = study.user_attrs
+        if all(k in attrs for k in wanted):
+            return
+        pooling = spec.grid_pooling[0] if spec.is_grid and len(spec.grid_pooling) == 1 else spec.train.pooling
+        encoder = load_encoder(spec.model_source(model), pooling=pooling, device=ctx.device)
+        scores, _ = score_eval_sets(encoder, data, splits, max_seq_length=spec.train.max_seq_length, seed=spec.seed)
+        for split in splits:
+            for name, value in scores[split].items():
+                key = zero_shot_key(model, name, split)
+                if key not in attrs:
+                    study.set_user_attr(key, float(value))
+        del encoder
+        gc.collect()
+
+
+def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: str) -> float:
+    """Fine-tune and score one trial; returns the mean dev score (never test)."""
+    import optuna
+    import torch
+
+    from tuner.artifacts import upload_trial_artifacts
+    from tuner.engine import run_finetune
+
+    spec = ctx.spec
+    if task != spec.task:
+        raise TunerError(f"objective for '{task}' used with a '{spec.task}' study")
+    start = time.perf_counter()
+    device = ctx.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    static = {
+        "model": choice.model, "loss": choice.loss, "weights": choice.weights, "taus": choice.taus,
+        "pooling": str(choice.pooling) if choice.pooling is not None else "model default",
+        "train_datasets": choice.train, "eval_datasets": choice.eval, "task": spec.task, "metric": spec.metric,
+        "protocol": spec.protocol, "device": describe_device(device), "versions": library_versions(),
+        "worker": worker_label(),
+    }
+    for key, value in static.items():
+        trial.set_user_attr(key, value)
+
+    def finish_attrs() -> None:
+        trial.set_user_attr("wall_s", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("peak_mem_mb", peak_memory_mb(device))
+
+    config = spec.train_config(choice)
+    try:
+        data = ctx.prepared(choice)
+        ensure_zero_shot(ctx, trial.study, choice.model, data)
+
+        def on_eval(step: int, score: float) -> None:
+            if math.isfinite(score):
+                trial.report(score, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step}: dev {spec.metric} {score:.4f}")
+
+        outcome = run_finetune(spec.model_source(choice.model), None, None, config, task=spec.task,
+                               protocol=spec.protocol, data_dir=spec.data_dir, device=device,
+                               on_eval=on_eval if config.eval_every else None, progress=ctx.progress,
+                               prepared=data)
+    except optuna.TrialPruned as exc:
+        trial.set_user_attr("failure", f"pruned: {exc}")
+        finish_attrs()
+        raise
+    except FloatingPointError as exc:
+        trial.set_user_attr("failure", f"nan_loss: {exc}")
+        finish_attrs()
+        raise optuna.TrialPruned(f"nan loss: {exc}") from None
+    except TunerError as exc:
+        trial.set_user_attr("failure", f"bad input: {exc}")
+        finish_attrs()
+        raise
+    except (RuntimeError, MemoryError) as exc:
+        if not is_oom(exc):
+            raise
+        trial.set_user_attr("failure", f"out_of_memory: {str(exc).splitlines()[0][:300]}")
+        finish_attrs()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise
+    finally:
+        gc.collect()
+
+    for split, per_dataset in outcome.scores.items():
+        for name, value in per_dataset.items():
+            trial.set_user_attr(f"scores.{split}.{name}", float(value))
+    trial.set_user_attr("pooling", str(config.pooling))
+    trial.set_user_attr("train_pairs_per_s", round(float(outcome.train.pairs_per_s), 2))
+    finish_attrs()
+    if ctx.artifact_store is not None:
+        record = {"trial": trial.number, "study": ctx.study_name, "params": trial.params, "model": choice.model,
+                  "loss": choice.loss, "train_datasets": choice.train, "eval_datasets": choice.eval,
+                  "protocol": spec.protocol, "config": config.to_dict(), "scores": outcome.scores,
+                  "metric": outcome.metric, "steps": outcome.train.steps, "precision": outcome.train.precision}
+        upload_trial_artifacts(ctx.artifact_store, trial, losses=outcome.train.losses,
+                               parts=outcome.train.loss_parts, config=json.loads(json.dumps(record, default=str)),
+                               title=f"trial {trial.number}: {choice.loss} on {'+'.join(choice.train)}")
+    value = outcome.dev_score
+    del outcome
+    return value

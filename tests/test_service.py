@@ -1,0 +1,280 @@
+"""The study service on SQLite: exactly-once grid cells with several worker processes, resume,
+a SIGKILLed worker's cell re-run after its heartbeat stops, Ctrl-C marking the trial failed,
+bounded retries, TPE with several workers.
+
+Most tests drive the real service loop (:class:`tuner.service.StudyService`) in worker processes
+with a fake objective that only sleeps (tests/_tiny.py), so they take seconds; the ``slow`` ones
+run ``python -m tuner optimize`` end to end on the tiny random-init BERT.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from _tiny import env_with_repo, start_fake_worker, unique, wait_all, write_grid_study, write_tpe_study
+from tuner.service import StudyService
+from tuner.storage import open_storage
+from tuner.study import cell_key, load_spec
+
+ALL_ROWS = ("cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle", "cosent+ibn+angle")
+
+
+def trials_of(url: str, name: str) -> list:
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        study_id = handle.storage.get_study_id_from_name(name)
+        return handle.storage.get_all_trials(study_id)
+    finally:
+        handle.close()
+
+
+def cell_counts(trials, state: str = "COMPLETE") -> Counter:
+    return Counter(cell_key(t.params) for t in trials if t.state.name == state)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'tuner.db'}"
+
+
+def test_grid_exactly_once_with_four_workers_then_resume_recomputes_nothing(tmp_path, tiny_data_dir, sqlite_url):
+    name = unique("grid4")
+    study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=ALL_ROWS, datasets=("stsb",),
+                             models=["fake-a", "fake-b"])
+    spec = load_spec(study)
+    assert spec.n_cells == 16
+    procs = [start_fake_worker(study, sqlite_url, i, sleep=0.05) for i in range(4)]
+    assert wait_all(procs, timeout=180) == [0, 0, 0, 0]
+    trials = trials_of(sqlite_url, name)
+    complete = cell_counts(trials)
+    assert len(complete) == 16 and set(complete.values()) == {1}, complete.most_common(3)
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING", "FAIL")]
+    assert len(trials) == 16
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) >= 2  # the cells were really shared between processes
+
+    # Re-running resumes: nothing is recomputed.
+    procs = [start_fake_worker(study, sqlite_url, i, sleep=0.05) for i in range(2)]
+    assert wait_all(procs, timeout=60) == [0, 0]
+    assert len(trials_of(sqlite_url, name)) == 16
+
+
+def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_data_dir, sqlite_url):
+    name = unique("kill")
+    study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn"),
+                             datasets=("stsb",), models=["fake"])
+    procs = [start_fake_worker(study, sqlite_url, i, sleep=2.5, interval=1, grace=3) for i in range(2)]
+    handle = open_storage(sqlite_url, heartbeat_interval=None, grace_period=None)
+    try:
+        def running_with_worker():
+            try:
+                sid = handle.storage.get_study_id_from_name(name)
+            except KeyError:
+                return None
+            for t in handle.storage.get_all_trials(sid):
+                if t.state.name == "RUNNING" and "worker" in t.user_attrs:
+                    return t
+            return None
+
+        victim = wait_until(running_with_worker, timeout=60)
+    finally:
+        handle.close()
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    killed = next(p for p in procs if p.pid == pid)
+    os.kill(pid, signal.SIGKILL)
+    codes = wait_all(procs, timeout=120)
+    assert codes[procs.index(killed)] == -signal.SIGKILL
+    assert codes[1 - procs.index(killed)] == 0
+    trials = trials_of(sqlite_url, name)
+    by_number = {t.number: t for t in trials}
+    dead = by_number[victim.number]
+    assert dead.state.name == "FAIL"
+    assert dead.user_attrs["failure"].startswith("worker lost: no heartbeat")
+    complete = cell_counts(trials)
+    assert len(complete) == 3 and set(complete.values()) == {1}
+    rerun = [t for t in trials if t.state.name == "COMPLETE" and t.params == dead.params]
+    assert rerun and rerun[0].user_attrs["retry_of"] == victim.number
+    assert "failure" not in rerun[0].user_attrs
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_sigint_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_path, tiny_data_dir, sqlite_url):
+    name = unique("sigint")
+    study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"), datasets=("stsb",),
+                             models=["fake"])
+    proc = start_fake_worker(study, sqlite_url, 0, sleep=30)
+    handle = open_storage(sqlite_url, heartbeat_interval=None, grace_period=None)
+    try:
+        def running():
+            try:
+                sid = handle.storage.get_study_id_from_name(name)
+            except KeyError:
+                return None
+            return [t for t in handle.storage.get_all_trials(sid) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
+
+        wait_until(running, timeout=60)
+    finally:
+        handle.close()
+    proc.send_signal(signal.SIGINT)
+    assert wait_all([proc], timeout=30) == [130]
+    trials = trials_of(sqlite_url, name)
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1
+    assert failed[0].user_attrs["failure"].startswith("interrupted: stopped by Ctrl-C")
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+
+    # The next run re-runs the interrupted cell (retry_of) and finishes; interruptions don't use up retries.
+    proc = start_fake_worker(study, sqlite_url, 0, sleep=0.05)
+    assert wait_all([proc], timeout=60) == [0]
+    trials = trials_of(sqlite_url, name)
+    assert len(cell_counts(trials)) == 2
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert retried and retried[0].state.name == "COMPLETE"
+
+
+def test_failing_cell_is_retried_max_retries_times_then_worker_gives_up(tmp_path, tiny_data_dir, sqlite_url):
+    name = unique("retry")
+    study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "angle"), datasets=("stsb",),
+                             models=["fake"], max_retries=2)
+    procs = [start_fake_worker(study, sqlite_url, i, sleep=0.05, fail_losses="angle") for i in range(2)]
+    codes = wait_all(procs, timeout=90)
+    assert 1 in codes and set(codes) <= {0, 1}
+    trials = trials_of(sqlite_url, name)
+    angle = [t for t in trials if t.params.get("loss") == "angle"]
+    assert len(angle) == 3 and all(t.state.name == "FAIL" for t in angle)  # 1 + max_retries
+    assert all("injected failure" in t.user_attrs["failure"] for t in angle)
+    assert [t.user_attrs.get("retry_of") for t in sorted(angle, key=lambda t: t.number)][1:] == \
+        [t.number for t in sorted(angle, key=lambda t: t.number)][:-1]
+    assert len(cell_counts(trials)) == 1
+
+
+def test_tpe_runs_exactly_n_trials_with_two_workers_and_distinct_points(tmp_path, tiny_data_dir, sqlite_url):
+    name = unique("tpe")
+    study = write_tpe_study(tmp_path, name, None, tiny_data_dir, n_trials=10, models=["fake"])
+    procs = [start_fake_worker(study, sqlite_url, i, sleep=0.3) for i in range(2)]
+    assert wait_all(procs, timeout=120) == [0, 0]
+    trials = trials_of(sqlite_url, name)
+    assert len(trials) == 10 and all(t.state.name == "COMPLETE" for t in trials)
+    points = {json.dumps(t.params, sort_keys=True) for t in trials}
+    assert len(points) == 10
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_changed_study_file_is_refused_but_mutable_keys_resume(tmp_path, tiny_data_dir, sqlite_url):
+    from tuner.errors import TunerError
+
+    name = unique("compat")
+    path = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse",), datasets=("stsb",), models=["m"])
+    handle = open_storage(sqlite_url, heartbeat_interval=1, grace_period=3)
+    try:
+        StudyService(load_spec(path), handle).prepare()
+        path.write_text(path.read_text().replace('max_retries = 2', 'max_retries = 5'))
+        StudyService(load_spec(path), handle).prepare()  # max_retries may change
+        path.write_text(path.read_text().replace('"cos_mse"', '"cosent"'))
+        with pytest.raises(TunerError, match=r"different version .*differs in: grid"):
+            StudyService(load_spec(path), handle).prepare()
+    finally:
+        handle.close()
+
+
+# --------------------------------------------------------------------------------------------
+# end to end: python -m tuner optimize on the tiny BERT
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=cwd, env=env_with_repo(env), text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_optimize_cli_two_workers_grid_records_contract_and_resumes(tmp_path, tiny_model_dir, tiny_data_dir):
+    name = unique("cli-grid")
+    study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent+ibn+angle"),
+                             datasets=("stsb", "sickr"))
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    result = run_cli(["optimize", "--study", str(study), "--storage", url, "--workers", "2",
+                      "--heartbeat-interval", "1", "--grace-period", "3", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = json.loads(result.stdout)
+    assert status["grid"] == {"cells": 4, "complete": 4, "coverage": 1.0, "duplicates": 0, "missing": []}
+    assert status["counts"]["COMPLETE"] == 4 and status["counts"]["RUNNING"] == 0
+    trials = trials_of(url, name)
+    assert set(cell_counts(trials).values()) == {1} and len(trials) == 4
+    attrs = trials[0].user_attrs
+    for key in ("model", "loss", "weights", "taus", "pooling", "train_datasets", "eval_datasets", "task", "metric",
+                "protocol", "device", "wall_s", "train_pairs_per_s", "peak_mem_mb", "versions", "worker"):
+        assert key in attrs, key
+    ds = attrs["train_datasets"][0]
+    assert f"scores.dev.{ds}" in attrs and f"scores.test.{ds}" in attrs
+    assert trials[0].value == pytest.approx(attrs[f"scores.dev.{ds}"])
+    assert set(attrs["versions"]) >= {"torch", "transformers", "optuna", "tuner"}
+    assert attrs["pooling"] == "cls" and attrs["protocol"] == "seed" and "failure" not in attrs
+    zero = status["zero_shot"]  # "<model>.<dataset>.<split>" -> score, recorded once per study
+    assert sorted(".".join(k.rsplit(".", 2)[1:]) for k in zero) == ["sickr.dev", "sickr.test", "stsb.dev", "stsb.test"]
+    assert all(k.rsplit(".", 2)[0] == str(tiny_model_dir) for k in zero)
+    artifacts = [k for k in trials[0].system_attrs if k.startswith("artifacts:")]
+    assert len(artifacts) == 2 and (tmp_path / "artifacts").is_dir()
+
+    again = run_cli(["optimize", "--study", str(study), "--storage", url], tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "nothing to do" in again.stderr
+    assert len(trials_of(url, name)) == 4
+
+    st = run_cli(["status", "--study", str(study), "--storage", url], tmp_path)
+    assert st.returncode == 0 and "4/4 cells complete" in st.stdout and "duplicates 0" in st.stdout
+
+
+@pytest.mark.slow
+def test_optimize_cli_sigkill_worker_mid_trial_cell_ends_complete(tmp_path, tiny_model_dir, tiny_data_dir):
+    name = unique("cli-kill")
+    study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent", "angle"),
+                             datasets=("stsb",))
+    # longer trials so the kill lands mid-trial: more steps on the tiny model
+    study.write_text(study.read_text().replace("epochs = 1", "epochs = 1\nmax_steps = 400"))
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "tuner", "optimize", "--study", str(study), "--storage", url,
+                             "--workers", "2", "--heartbeat-interval", "1", "--grace-period", "3", "--json"],
+                            cwd=tmp_path, env=env_with_repo(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        def victim():
+            try:
+                sid = handle.storage.get_study_id_from_name(name)
+            except KeyError:
+                return None
+            running = [t for t in handle.storage.get_all_trials(sid) if t.state.name == "RUNNING"
+                       and "worker" in t.user_attrs]
+            return running[0] if running else None
+
+        trial = wait_until(victim, timeout=120, interval=0.2)
+    finally:
+        handle.close()
+    os.kill(int(trial.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    status = json.loads(out)
+    assert status["grid"]["complete"] == 3 and status["grid"]["duplicates"] == 0
+    assert -signal.SIGKILL in status["worker_exit_codes"]
+    trials = trials_of(url, name)
+    dead = next(t for t in trials if t.number == trial.number)
+    assert dead.state.name == "FAIL" and dead.user_attrs["failure"].startswith("worker lost")
+    assert any(t.user_attrs.get("retry_of") == trial.number and t.state.name == "COMPLETE" for t in trials)
+    assert set(cell_counts(trials).values()) == {1}

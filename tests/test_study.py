@@ -1,0 +1,275 @@
+"""Study files: the shipped studies, validation errors (one line naming file and key, exit 2,
+nothing written), the search space and the grid cells."""
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tuner.cli import main
+from tuner.combos import FINETUNE_ROWS
+from tuner.errors import TunerError
+from tuner.study import REPO_ROOT, cell_key, find_study_file, list_study_files, load_spec, parse_spec
+
+SHIPPED = ("sts", "sts-grid", "senteval", "senteval-grid", "sts-quick", "sts-grid-quick", "senteval-quick",
+           "senteval-grid-quick")
+STS7 = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"]
+
+
+def test_shipped_studies_parse_and_have_the_seed_grids():
+    names = {p.stem for p in list_study_files()}
+    assert set(SHIPPED) <= names
+    grid = load_spec("sts-grid")
+    assert grid.sampler == "grid" and grid.protocol == "seed" and grid.task == "sts"
+    assert grid.losses == list(FINETUNE_ROWS) and len(grid.losses) == 8
+    assert grid.grid_datasets == STS7
+    assert grid.n_cells == len(grid.models) * 8 * 7
+    assert grid.train.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0} and grid.train.pooling == "cls"
+    sgrid = load_spec("senteval-grid")
+    assert sgrid.grid_datasets == ["mr", "cr", "mpqa", "subj"] and sgrid.n_cells == len(sgrid.models) * 32
+    tpe = load_spec("sts")
+    assert tpe.sampler == "tpe" and tpe.n_trials == 40 and tpe.protocol == "standard"
+    assert tpe.train_datasets == tpe.eval_datasets == ["stsb"]
+    assert set(tpe.search) == {"w_cosent", "w_ibn", "w_angle", "tau_cosent", "tau_ibn", "tau_angle", "pooling", "lr",
+                               "epochs"}
+    assert tpe.search["tau_cosent"].log and tpe.search["lr"].log and not tpe.search["w_cosent"].log
+    assert tpe.search["pooling"].choices == ("cls", "avg", "cls_avg", "max")
+    assert load_spec("senteval").task == "classification"
+
+
+@pytest.mark.parametrize("name", ["sts-quick", "sts-grid-quick", "senteval-quick", "senteval-grid-quick"])
+def test_quick_studies_are_small(name):
+    spec = load_spec(name)
+    assert spec.models == ["all-MiniLM-L6-v2"]
+    assert spec.budget.max_train_examples <= 300 and spec.budget.max_eval_examples <= 300
+    assert spec.train.max_seq_length <= 64 and spec.budget.epochs == 1
+    assert spec.target_trials <= 10
+
+
+def test_find_study_by_name_or_path_and_typo_hint(tmp_path):
+    assert find_study_file("sts") == REPO_ROOT / "studies" / "sts.toml"
+    assert find_study_file(str(REPO_ROOT / "studies" / "sts.toml")).name == "sts.toml"
+    with pytest.raises(TunerError, match="unknown study 'sts-qick'; did you mean 'sts-quick'"):
+        find_study_file("sts-qick")
+    with pytest.raises(TunerError, match="does not exist"):
+        find_study_file(str(tmp_path / "nope.toml"))
+
+
+BASE_TPE = {
+    "task": "sts", "models": ["all-MiniLM-L6-v2"], "sampler": "tpe", "n_trials": 5,
+    "data": {"train": ["stsb"]},
+    "search": {"w_cosent": [0.0, 1.0], "tau_cosent": [5.0, 50.0], "pooling": ["cls", "avg"]},
+}
+BASE_GRID = {
+    "task": "sts", "models": ["all-MiniLM-L6-v2"], "sampler": "grid",
+    "data": {"datasets": ["stsb", "sickr"]}, "grid": {"losses": ["cos_mse", "cosent"]},
+}
+
+
+def with_(base: dict, path: str, value) -> dict:
+    """Copy of ``base`` with ``a.b.c`` set (value ``...`` deletes it)."""
+    out = json.loads(json.dumps(base))
+    keys = path.split(".")
+    node = out
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is ...:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+    return out
+
+
+ERRORS = [
+    (BASE_TPE, "colour", "blue", r"key 'colour': unknown key"),
+    (BASE_TPE, "search.w_cosnt", [0.0, 1.0], r"key 'search.w_cosnt': unknown key; did you mean 'search.w_cosent'"),
+    (BASE_TPE, "budget.epoch", 2, r"key 'budget.epoch': unknown key; did you mean 'budget.epochs'"),
+    (BASE_TPE, "task", "regression", r"key 'task': 'regression' is not one of sts, classification"),
+    (BASE_TPE, "n_trials", "forty", r"key 'n_trials': must be an integer"),
+    (BASE_TPE, "n_trials", 0, r"key 'n_trials': is 0; use 1 or more"),
+    (BASE_TPE, "n_trials", ..., r"key 'n_trials': is missing"),
+    (BASE_TPE, "models", [], r"key 'models': is empty"),
+    (BASE_TPE, "models", "all-MiniLM-L6-v2", None),  # a single string is accepted
+    (BASE_TPE, "search.tau_cosent", [50.0, 5.0], r"key 'search.tau_cosent': low 50 is not below high 5"),
+    (BASE_TPE, "search.tau_cosent", [0.0, 5.0], r"key 'search.tau_cosent\[0\]': is 0.0; it must be > 0"),
+    (BASE_TPE, "search.lr", {"low": 1e-4, "high": 1e-5}, r"key 'search.lr': low 0.0001 is not below high 1e-05"),
+    (BASE_TPE, "search.w_ibn", [0.0, 1.0, 2.0], r"key 'search.w_ibn': a list means a range \[low, high\]"),
+    (BASE_TPE, "search.w_ibn", {"choices": []}, r"key 'search.w_ibn.choices': is empty"),
+    (BASE_TPE, "search.w_ibn", [-1.0, 1.0], r"key 'search.w_ibn\[0\]': is -1.0; it must be >= 0"),
+    (BASE_TPE, "search.pooling", ["cls", "mean_of_max"], r"key 'search.pooling\[1\]': unknown pooling 'mean_of_max'"),
+    (BASE_TPE, "search.pooling", [], r"key 'search.pooling': is empty"),
+    (BASE_TPE, "search.epochs", [1.5, 3], r"key 'search.epochs\[0\]': must be an integer"),
+    (BASE_TPE, "search", {}, r"key 'search': is missing or empty"),
+    (BASE_TPE, "data.train", ["stsbb"], r"key 'data.train\[0\]': 'stsbb' is neither a built-in dataset nor an existing "
+                                        r"file; did you mean 'stsb'"),
+    (BASE_TPE, "data.train", ["mr"], r"key 'data.train\[0\]': 'mr' is classification data but task is 'sts'"),
+    (BASE_TPE, "pruner", "median", r"key 'budget.eval_every': is missing; the median pruner needs"),
+    (BASE_TPE, "pruner", {"type": "median", "reduction_factor": 3}, r"key 'pruner.reduction_factor': does not apply"),
+    (BASE_TPE, "grid", {"losses": "all"}, r"key 'grid': is for grid studies"),
+    (BASE_TPE, "train.batch_size", 1, r"key 'train.batch_size': is 1; use 2 or more"),
+    (BASE_TPE, "train.pooling", "middle", r"key 'train.pooling': unknown pooling"),
+    (BASE_TPE, "train.taus", {"cosent": -1}, r"key 'train.taus.cosent': is -1; it must be > 0"),
+    (BASE_TPE, "models", ["./no/such/model"], r"key 'models\[0\]': folder .* is not a model folder"),
+    (BASE_GRID, "grid.losses", [], r"key 'grid.losses': is empty"),
+    (BASE_GRID, "grid.losses", ["cosent", "focal"], r"key 'grid.losses\[1\]': 'focal' is not a loss row"),
+    (BASE_GRID, "data.datasets", [], r"key 'data.datasets': is empty"),
+    (BASE_GRID, "n_trials", 10, r"key 'n_trials': is not used by grid studies"),
+    (BASE_GRID, "data.train", ["stsb"], r"key 'data.train': grid studies train and score each cell on one dataset"),
+    (BASE_GRID, "grid.pooling", ["cls", "cls"], r"key 'grid.pooling': lists a pooling twice"),
+    (BASE_GRID, "sampler", "bayes", r"key 'sampler': 'bayes' is not one of tpe, random, grid"),
+]
+
+
+@pytest.mark.parametrize("base,path,value,pattern", ERRORS, ids=[f"{e[1]}={e[2]!r}"[:40] for e in ERRORS])
+def test_validation_errors_name_file_and_key(tmp_path, base, path, value, pattern):
+    raw = with_(base, path, value)
+    file = tmp_path / "bad.toml"
+    if pattern is None:
+        parse_spec(raw, file)
+        return
+    with pytest.raises(TunerError, match=pattern) as info:
+        parse_spec(raw, file)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(file) + ": key '") or message.startswith("bad.toml: key '")
+
+
+def test_invalid_toml_is_one_line(tmp_path):
+    bad = tmp_path / "broken.toml"
+    bad.write_text('task = "sts"\nmodels = ["x"\n')
+    with pytest.raises(TunerError, match=r"broken.toml: not valid TOML: .*fix the syntax"):
+        load_spec(bad)
+
+
+def test_grid_cells_are_the_product_in_a_stable_order():
+    spec = parse_spec(with_(with_(BASE_GRID, "models", ["m1", "m2"]), "grid.pooling", ["cls", "avg"]))
+    cells = spec.cells()
+    assert len(cells) == spec.n_cells == 2 * 2 * 2 * 2
+    expected = [dict(zip(("model", "loss", "dataset", "pooling"), v))
+                for v in itertools.product(["m1", "m2"], ["cos_mse", "cosent"], ["stsb", "sickr"], ["cls", "avg"])]
+    assert cells == expected
+    assert len({cell_key(c) for c in cells}) == 16
+    assert cell_key({"b": 1, "a": "x"}) == cell_key({"a": "x", "b": 1})
+    assert parse_spec(with_(BASE_GRID, "grid.losses", "all")).losses == list(FINETUNE_ROWS)
+    # row names are normalised to the seed's order
+    assert parse_spec(with_(BASE_GRID, "grid.losses", ["angle+cosent"])).losses == ["cosent+angle"]
+
+
+def test_grid_trial_choice_from_a_queued_cell():
+    spec = parse_spec(BASE_GRID)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"model": "all-MiniLM-L6-v2", "loss": "cosent", "dataset": "sickr"})
+    trial = study.ask()
+    choice = spec.suggest(trial)
+    assert choice.loss == "cosent" and choice.weights == {"cosent": 1.0, "ibn": 0.0, "angle": 0.0}
+    assert choice.train == choice.eval == ["sickr"] and choice.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0}
+    config = spec.train_config(choice)
+    assert config.weights == choice.weights and config.seed == 42
+
+
+def test_tpe_search_space_samples_within_ranges_and_fixed_values_stay():
+    raw = with_(BASE_TPE, "search.w_ibn", {"choices": [0, 1]})
+    raw = with_(raw, "search.w_angle", 0.5)
+    raw = with_(raw, "search.lr", {"low": 1e-5, "high": 1e-4})
+    raw = with_(raw, "search.epochs", [1, 3])
+    raw = with_(raw, "search.batch_size", [16, 32])
+    spec = parse_spec(raw)
+    assert spec.search["w_angle"].kind == "fixed" and spec.search["lr"].log
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        trial = study.ask()
+        choice = spec.suggest(trial)
+        assert 0 <= choice.weights["cosent"] <= 1 and choice.weights["ibn"] in (0.0, 1.0)
+        assert choice.weights["angle"] == 0.5
+        assert 5 <= choice.taus["cosent"] <= 50 and choice.taus["ibn"] == 20.0
+        assert choice.pooling in ("cls", "avg") and 1e-5 <= choice.lr <= 1e-4
+        assert choice.epochs in (1, 2, 3) and choice.batch_size in (16, 32)
+        assert choice.loss == "+".join(k for k in ("cosent", "ibn", "angle") if choice.weights[k] > 0)
+        assert set(trial.params) == {"w_cosent", "w_ibn", "tau_cosent", "pooling", "lr", "epochs", "batch_size"}
+        study.tell(trial, 0.0)
+
+
+def test_seed_and_sampler():
+    spec = parse_spec(BASE_TPE)
+    sampler = spec.build_sampler()
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._constant_liar is True
+    assert isinstance(parse_spec(BASE_GRID).build_sampler(), optuna.samplers.RandomSampler)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: bad input -> one line, exit 2, nothing written
+
+
+def test_optimize_rejects_bad_study_before_touching_storage(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(tomllib_dump(with_(BASE_GRID, "grid.losses", [])))
+    code = main(["optimize", "--study", str(bad), "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and "key 'grid.losses': is empty" in err
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "tuner.db").exists()
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--workers", "0"], "must be 1 or more"),
+    (["--gpus", "7"], "no GPU 7"),
+    (["--storage", "postgress://u@h/db"], "scheme 'postgress://'"),
+])
+def test_optimize_bad_flags_exit_2(tmp_path, monkeypatch, capsys, args, pattern):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if args[0] == "--workers" else _nullcontext() as exc:
+        code = main(["optimize", "--study", "sts-quick", *args])
+    if args[0] == "--workers":
+        assert exc.value.code == 2
+    else:
+        assert code == 2
+    assert pattern in capsys.readouterr().err
+    assert not (tmp_path / "tuner.db").exists()
+
+
+def test_studies_command_lists_and_json(capsys):
+    assert main(["studies"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        assert name in out
+    assert main(["studies", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["studies"]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["sts-grid"]["cells"] == len(load_spec("sts-grid").models) * 56
+    assert by_name["sts-quick"]["sampler"] == "tpe" and by_name["sts-quick"]["error"] is None
+
+
+def tomllib_dump(raw: dict) -> str:
+    """Minimal TOML writer for the test dicts (tables of scalars/lists)."""
+    def value(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    text = "\n".join(lines) + "\n"
+    assert tomllib.loads(text) == raw
+    return text
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False

@@ -1,0 +1,178 @@
+"""Export a study: results matrix (``.npy`` + ``.json``), tables, plots and, for non-grid studies,
+a leaderboard, the best config and Optuna's plots.
+
+Public API::
+
+    export_study(study, out_dir, split="test", storage_url=None) -> ExportResult
+    build_matrix(trials, study_attrs, split="test", *, study_name=None, models=None, datasets=None) -> Matrix
+    plot_matrix(matrix, labels, out_dir) -> list[Path]          # PNG + SVG into <out_dir>/plots/
+
+``export_study`` reads the study's COMPLETE trials **once** and builds every file from that
+snapshot, so workers may keep writing while it runs. It never writes to the study.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from tuner.errors import TunerError
+from tuner.export.matrix import (
+    SPLITS,
+    Matrix,
+    build_matrix,
+    check_out_dir,
+    json_dumps,
+    local_mask_url,
+    mask_url,
+    metric_title,
+    write_file,
+)
+from tuner.export.plots import PALETTE, check_labels, plot_matrix
+from tuner.export.tables import results_csv, results_frame, results_markdown
+
+__all__ = ["ExportResult", "Matrix", "PALETTE", "build_matrix", "check_labels", "export_study", "mask_url",
+           "open_study", "plot_matrix", "results_frame", "results_markdown"]
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote; :meth:`to_dict` is the ``--json`` summary."""
+
+    study: str
+    out_dir: Path
+    split: str
+    matrix: Matrix
+    files: dict[str, Path] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+    skipped_plots: dict[str, str] = field(default_factory=dict)
+    storage: Optional[str] = None           # masked
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.matrix.shape
+
+    @property
+    def filled(self) -> int:
+        return self.matrix.filled
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.matrix
+        return {
+            "study": self.study, "storage": self.storage, "out": str(self.out_dir), "split": self.split,
+            "metric": m.metric, "protocol": m.protocol, "sampler": "grid" if m.is_grid else "not grid",
+            "shape": list(self.shape), "filled_cells": self.filled, "cells": int(m.values.size),
+            "complete_trials": m.n_trials, "cells_chosen_by_dev": len(m.choices),
+            "skipped_trials": len(m.skipped),
+            "files": {k: str(v) for k, v in self.files.items()}, "plots": [str(p) for p in self.plots],
+            "skipped_plots": self.skipped_plots,
+        }
+
+
+def open_study(name: str, storage_url: str) -> Any:
+    """Load an existing study read-only-ish (nothing is written to it); one-line TunerErrors.
+
+    TODO(dedupe): switch to the shared opener of ``tuner.storage`` once it lands; this local version
+    uses ``optuna.storages.RDBStorage(url)`` directly.
+    """
+    import optuna
+
+    url = str(storage_url)
+    masked = mask_url(url)
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise TunerError(f"no study storage at {path}; check --storage (e.g. sqlite:///path/to/tuner.db)")
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        names = optuna.study.get_all_study_names(storage)
+    except Exception as exc:  # noqa: BLE001 - driver/connection errors: one masked line
+        first = local_mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise TunerError(f"cannot open storage {masked}: {first}; check --storage") from None
+    if name not in names:
+        listing = ", ".join(sorted(names)) if names else "none"
+        raise TunerError(f"no study '{name}' in storage {masked}; studies there: {listing}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _storage_url_of(study: Any) -> Optional[str]:
+    storage = getattr(study, "_storage", None)
+    for obj in (storage, getattr(storage, "_backend", None)):
+        url = getattr(obj, "url", None)
+        if isinstance(url, str):
+            return url
+    return None
+
+
+def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str = "test",
+                 storage_url: Optional[str] = None, *, top_k: int = 10, plots: bool = True) -> ExportResult:
+    """Write the export of ``study`` (an ``optuna.Study``, or a study name with ``storage_url``) into ``out_dir``.
+
+    Files: ``matrix.npy``, ``matrix.json``, ``results.csv``, ``results.md``, ``plots/*.png|svg``; for
+    non-grid studies also ``leaderboard.csv|md``, ``best_finetune.json``, ``best_study.toml`` and
+    ``plots/optuna_*.png``. ``split`` picks which scores fill the matrix; choices are always by dev.
+    """
+    import optuna
+
+    from tuner.export.leaderboard import (
+        best_finetune,
+        best_study_toml,
+        leaderboard_frame,
+        leaderboard_markdown,
+        optuna_plots,
+        ranked_trials,
+    )
+
+    if split not in SPLITS:
+        raise TunerError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if isinstance(study, str):
+        if not storage_url:
+            raise TunerError(f"give the storage of study '{study}' (--storage URL)")
+        study = open_study(study, storage_url)
+    storage_url = storage_url or _storage_url_of(study)
+    out = check_out_dir(Path(out_dir))
+    name = study.study_name
+
+    # The one read: every file below is built from this snapshot.
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    study_attrs = dict(study.user_attrs)
+    directions = list(study.directions)
+    if not trials:
+        raise TunerError(f"study '{name}' has no COMPLETE trials yet; run `python -m tuner optimize --study {name}` "
+                         f"first")
+
+    matrix = build_matrix(trials, study_attrs, split, study_name=name)
+    result = ExportResult(study=name, out_dir=out, split=split, matrix=matrix, storage=mask_url(storage_url))
+
+    buffer = io.BytesIO()
+    np.save(buffer, matrix.values.astype(np.float64), allow_pickle=False)
+    result.files["matrix"] = write_file(out / "matrix.npy", buffer.getvalue())
+    result.files["matrix_json"] = write_file(out / "matrix.json", json_dumps(matrix.to_json(storage_url)))
+    result.files["results_csv"] = write_file(out / "results.csv", results_csv(matrix))
+    result.files["results_md"] = write_file(out / "results.md", results_markdown(matrix))
+    if plots:
+        result.plots += plot_matrix(matrix.values, matrix.labels(), out)
+
+    if not matrix.is_grid:
+        direction = directions[0].name.lower() if directions else "maximize"
+        board = leaderboard_frame(trials, direction, top_k, spec=study_attrs.get("spec"))
+        result.files["leaderboard_csv"] = write_file(out / "leaderboard.csv",
+                                                     board.to_csv(index=False, float_format="%.6g"))
+        result.files["leaderboard_md"] = write_file(out / "leaderboard.md",
+                                                    leaderboard_markdown(board, matrix.metric, name, top_k))
+        ranked = ranked_trials(trials, direction)
+        if ranked:
+            best = ranked[0]
+            result.files["best_finetune"] = write_file(out / "best_finetune.json",
+                                                       json_dumps(best_finetune(best, study_attrs, name)))
+            result.files["best_study"] = write_file(out / "best_study.toml",
+                                                    best_study_toml(best, study_attrs, name))
+        if plots:
+            written, skipped = optuna_plots(trials, directions, out, name,
+                                            target_name=f"mean dev {metric_title(matrix.metric)}")
+            result.plots += written
+            result.skipped_plots.update(skipped)
+    return result

@@ -1,0 +1,505 @@
+"""The study service: create/load a study, queue grid cells, run trials in a worker loop.
+
+Exactly once for grid studies
+-----------------------------
+Optuna's ``GridSampler`` can hand the same cell to two workers, so grid studies do not use it.
+Instead every step that decides what runs next happens under one study-wide lock
+(:func:`tuner.storage.named_lock`: ``pg_advisory_lock`` / MySQL ``GET_LOCK`` / ``flock`` beside the
+SQLite file), held only for milliseconds:
+
+1. fail stale trials (a worker stopped heartbeating for longer than the grace period: killed,
+   machine gone) with a ``failure`` reason;
+2. scan the study's trials: a cell is *done* when a trial with its params is COMPLETE (or PRUNED:
+   the pruner or a NaN loss ended it for good), *busy* when one is RUNNING or WAITING;
+3. enqueue every cell that is neither, once, as a WAITING trial with the cell's params
+   (re-runs record ``retry_of``; a cell gets at most ``1 + max_retries`` failed attempts,
+   interruptions by Ctrl-C not counted);
+4. pop one WAITING trial (WAITING -> RUNNING is itself a compare-and-set in optuna's storage)
+   and record its first heartbeat.
+
+Because the scan and the pop are serialised, a cell is never queued twice and a queued trial
+is never run by two workers, on one machine or many. A worker with nothing to pop waits while
+other workers still run cells (one of them may die, and its cell comes back after the grace
+period) and stops when every cell is done or out of retries.
+
+TPE/random studies
+------------------
+The same lock covers ``study.ask()`` and the sampling of every parameter, so a worker sees the
+other workers' running trials with their parameters; with ``TPESampler(constant_liar=True)``
+those count as bad results and the next suggestion moves elsewhere. A trial whose worker died is
+re-queued with its parameters by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`.
+The study stops at ``n_trials`` COMPLETE+PRUNED trials (failed ones are replaced).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from tuner.errors import TunerError
+from tuner.storage import StorageHandle, mask_url
+from tuner.study import StudySpec, cell_key
+
+_log = logging.getLogger(__name__)
+INTERRUPTED = "interrupted"
+
+
+def _optuna() -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def worker_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class CellState:
+    params: dict
+    complete: list[int] = field(default_factory=list)
+    pruned: list[int] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # counted against max_retries
+    interrupted: list[int] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.complete or self.pruned)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.waiting)
+
+
+@dataclass
+class Progress:
+    """Where a study stands (computed from its trials)."""
+
+    target: int
+    complete: int = 0
+    pruned: int = 0
+    running: int = 0
+    waiting: int = 0
+    failed: int = 0
+    exhausted: list[dict] = field(default_factory=list)  # grid cells out of retries
+    duplicates: int = 0  # grid cells with more than one COMPLETE trial (must stay 0)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to run: every cell/trial done or given up, nothing running or queued."""
+        return self.running == 0 and self.waiting == 0 and (self.complete + self.pruned + len(self.exhausted) >= self.target)
+
+
+class StopRequested(Exception):
+    pass
+
+
+class SignalGuard:
+    """Turn SIGINT/SIGTERM into one KeyboardInterrupt, raised only while a trial trains.
+
+    Outside training (scanning, popping, telling) the signal only sets ``requested`` and the loop
+    stops at the next safe point, so no storage write is cut in half. Further signals are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.requested: Optional[str] = None
+        self.interruptible = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "SignalGuard":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested is not None:
+            return
+        self.requested = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.interruptible:
+            raise KeyboardInterrupt(self.requested)
+
+
+class _Heartbeat:
+    def __init__(self, storage: Any, trial_id: int, interval: Optional[int]) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "_Heartbeat":
+        if self.interval:
+            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.trial_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.storage.record_heartbeat(self.trial_id)
+                except Exception as exc:  # noqa: BLE001 - keep beating; the trial itself reports errors
+                    _log.warning("heartbeat for trial id %s failed: %s", self.trial_id, exc)
+        finally:
+            try:
+                self.storage.remove_session()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+ObjectiveFn = Callable[[Any, Any], float]
+
+
+class StudyService:
+    """One study on one storage: create/load, queue, and the worker loop."""
+
+    def __init__(self, spec: StudySpec, handle: StorageHandle, study_name: Optional[str] = None) -> None:
+        self.spec = spec
+        self.handle = handle
+        self.name = study_name or spec.name
+        self.poll_s = float(min(max(1, handle.heartbeat_interval or 5), 5))
+
+    # ---------------------------------------------------------------- study
+    def lock(self) -> Any:
+        return self.handle.lock(f"study:{self.name}")
+
+    def create_or_load(self) -> Any:
+        """Create the study (recording its spec) or load it, checking it was made from the same file."""
+        optuna = _optuna()
+        storage = self.handle.storage
+        with self.lock():
+            try:
+                study_id = storage.get_study_id_from_name(self.name)
+            except KeyError:
+                study_id = None
+            if study_id is None:
+                study = optuna.create_study(storage=storage, study_name=self.name, direction="maximize",
+                                            sampler=self.spec.build_sampler(), pruner=self.spec.pruner.build())
+                self._record_spec(study)
+                return study
+            study = self.load()
+            stored = study.user_attrs.get("spec")
+            if stored is not None:
+                self.check_compatible(stored)
+            if stored != _jsonable(self.spec.raw):
+                self._record_spec(study)
+            return study
+
+    def check_compatible(self, stored: dict) -> None:
+        mutable = ("description", "n_trials", "max_retries")
+        old = {k: v for k, v in stored.items() if k not in mutable}
+        new = _jsonable(self.spec.compat_dict())
+        if old != new:
+            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise TunerError(
+                f"study '{self.name}' in {self.handle.masked} was made from a different version of "
+                f"{self.spec.file_label} (differs in: {', '.join(keys)}); run with --study-name NEW_NAME to start "
+                "a new study, or restore the file to resume"
+            )
+
+    def _record_spec(self, study: Any) -> None:
+        study.set_user_attr("spec", _jsonable(self.spec.raw))
+        study.set_user_attr("task", self.spec.task)
+        study.set_user_attr("metric", self.spec.metric)
+        study.set_user_attr("protocol", self.spec.protocol)
+        study.set_user_attr("sampler", self.spec.sampler)
+        study.set_user_attr("study_file", self.spec.file_label)
+        study.set_user_attr("target_trials", self.spec.target_trials)
+
+    def load(self, sampler_seed: Optional[int] = None) -> Any:
+        optuna = _optuna()
+        try:
+            return optuna.load_study(study_name=self.name, storage=self.handle.storage,
+                                     sampler=self.spec.build_sampler(sampler_seed), pruner=self.spec.pruner.build())
+        except KeyError:
+            raise TunerError(f"no study '{self.name}' in {self.handle.masked}; start it with "
+                             f"python -m tuner optimize --study {self.spec.name}") from None
+
+    # ---------------------------------------------------------------- state
+    def cell_states(self, trials: list) -> dict[str, CellState]:
+        optuna = _optuna()
+        TS = optuna.trial.TrialState
+        states = {cell_key(c): CellState(c) for c in self.spec.cells()}
+        names = list(self.spec.cells()[0]) if states else []
+        for t in trials:
+            params = dict(t.params) if t.params else dict(t.system_attrs.get("fixed_params", {}))
+            if not params or any(n not in params for n in names):
+                continue
+            state = states.get(cell_key({n: params[n] for n in names}))
+            if state is None:
+                continue
+            if t.state == TS.COMPLETE:
+                state.complete.append(t.number)
+            elif t.state == TS.PRUNED:
+                state.pruned.append(t.number)
+            elif t.state == TS.RUNNING:
+                state.running.append(t.number)
+            elif t.state == TS.WAITING:
+                state.waiting.append(t.number)
+            elif t.state == TS.FAIL:
+                if str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED):
+                    state.interrupted.append(t.number)
+                else:
+                    state.failed.append(t.number)
+        return states
+
+    def progress(self, trials: list) -> Progress:
+        optuna = _optuna()
+        TS = optuna.trial.TrialState
+        p = Progress(target=self.spec.target_trials)
+        if self.spec.is_grid:
+            for state in self.cell_states(trials).values():
+                if state.complete:
+                    p.complete += 1
+                    p.duplicates += len(state.complete) - 1
+                elif state.pruned:
+                    p.pruned += 1
+                elif not state.busy and len(state.failed) > self.spec.max_retries:
+                    p.exhausted.append(state.params)
+                p.running += len(state.running)
+                p.waiting += len(state.waiting)
+                p.failed += len(state.failed)
+            return p
+        for t in trials:
+            if t.state == TS.COMPLETE:
+                p.complete += 1
+            elif t.state == TS.PRUNED:
+                p.pruned += 1
+            elif t.state == TS.RUNNING:
+                p.running += 1
+            elif t.state == TS.WAITING:
+                p.waiting += 1
+            elif t.state == TS.FAIL and not str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED):
+                p.failed += 1
+        return p
+
+    # ---------------------------------------------------------------- steps under the lock
+    def fail_stale(self, study: Any) -> list:
+        """Fail RUNNING trials whose worker stopped heartbeating; re-queue TPE ones (bounded)."""
+        optuna = _optuna()
+        storage = self.handle.storage
+        if not self.handle.heartbeat_interval:
+            return []
+        failed = []
+        grace = self.handle.grace_period or 2 * self.handle.heartbeat_interval
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            try:
+                storage.set_trial_user_attr(trial_id, "failure",
+                                            f"worker lost: no heartbeat for over {grace}s (process killed or machine down)")
+                if storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+                    failed.append(storage.get_trial(trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        if failed and not self.spec.is_grid:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.spec.max_retries)
+                for frozen in failed:
+                    clean = copy.deepcopy(frozen)
+                    clean.user_attrs = {"retry_of": frozen.number}
+                    retry(study, clean)
+        for frozen in failed:
+            _log.warning("trial %d: worker %s lost (no heartbeat); marked FAIL", frozen.number,
+                         frozen.user_attrs.get("worker", "?"))
+        return failed
+
+    def sync_grid(self, study: Any, trials: Optional[list] = None) -> int:
+        """Queue every grid cell that is not done, running or queued (call under the lock)."""
+        trials = study.get_trials(deepcopy=False) if trials is None else trials
+        queued = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for state in self.cell_states(trials).values():
+                if state.done or state.busy or len(state.failed) > self.spec.max_retries:
+                    continue
+                previous = max(state.failed + state.interrupted, default=None)
+                study.enqueue_trial(state.params, user_attrs={"retry_of": previous} if previous is not None else None,
+                                    skip_if_exists=False)
+                queued += 1
+        return queued
+
+    def prepare(self) -> tuple[Any, Progress]:
+        """Create/load the study and (grid) queue its cells once; returns (study, progress)."""
+        study = self.create_or_load()
+        with self.lock():
+            self.fail_stale(study)
+            if self.spec.is_grid:
+                self.sync_grid(study)
+            return study, self.progress(study.get_trials(deepcopy=False))
+
+    def _pop_waiting(self, study: Any) -> Optional[int]:
+        optuna = _optuna()
+        storage = self.handle.storage
+        TS = optuna.trial.TrialState
+        for t in sorted(storage.get_all_trials(study._study_id, deepcopy=False, states=(TS.WAITING,)),
+                        key=lambda t: t.number):
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TS.RUNNING):
+                    return t._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    def _next_trial(self, study: Any) -> tuple[Optional[Any], Optional[Any], Progress]:
+        """Under the lock: (trial, choice, progress); trial None when nothing can run now."""
+        optuna = _optuna()
+        with self.lock():
+            self.fail_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            if self.spec.is_grid:
+                if self.sync_grid(study, trials):
+                    trials = study.get_trials(deepcopy=False)
+                progress = self.progress(trials)
+                trial_id = self._pop_waiting(study)
+                if trial_id is None:
+                    return None, None, progress
+                trial = optuna.trial.Trial(study, trial_id)
+            else:
+                progress = self.progress(trials)
+                if progress.waiting == 0:
+                    if progress.complete + progress.pruned + progress.running >= progress.target:
+                        return None, None, progress
+                    if progress.failed >= max(3, progress.target):
+                        progress.exhausted.append({"failed_trials": progress.failed})
+                        return None, None, progress
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    trial = study.ask()
+            self.handle.storage.record_heartbeat(trial._trial_id)
+            try:
+                choice = self.spec.suggest(trial)
+            except Exception as exc:  # a queued trial that does not fit the spec: fail it, go on
+                self._finish(study, trial, None, optuna.trial.TrialState.FAIL, f"bad parameters: {exc}")
+                return None, None, progress
+            return trial, choice, progress
+
+    def _finish(self, study: Any, trial: Any, value: Optional[float], state: Any, failure: Optional[str]) -> bool:
+        optuna = _optuna()
+        try:
+            if failure is not None:
+                trial.set_user_attr("failure", failure[:2000])
+            if state == optuna.trial.TrialState.COMPLETE:
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=state)
+            return True
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as exc:
+            _log.warning("trial %d was already finished elsewhere (heartbeat lost?); result dropped: %s",
+                         trial.number, exc)
+            return False
+
+    # ---------------------------------------------------------------- the worker loop
+    def run_worker(self, objective: ObjectiveFn, *, worker_index: int = 0, max_trials: Optional[int] = None,
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> int:
+        """Run trials until the study is finished. Returns 0 when done, 1 when cells/trials gave up,
+        130 when stopped by a signal."""
+        optuna = _optuna()
+        TS = optuna.trial.TrialState
+        first = self.load()
+        seed = (self.spec.seed + 7919 * worker_index + 104729 * len(first.get_trials(deepcopy=False))
+                + zlib.crc32(socket.gethostname().encode())) % (2**31)
+        study = self.load(sampler_seed=seed)
+        label = f"worker {worker_index} ({worker_label()})"
+        ran = 0
+        with SignalGuard() as guard:
+            while True:
+                if guard.requested:
+                    log(f"{label}: stopping ({guard.requested})")
+                    return 130
+                if max_trials is not None and ran >= max_trials:
+                    return 0
+                trial, choice, progress = self._next_trial(study)
+                if trial is None:
+                    if progress.exhausted and progress.running == 0 and progress.waiting == 0:
+                        log(f"{label}: giving up: {_describe_exhausted(progress.exhausted, self.spec.max_retries)}")
+                        return 1
+                    if progress.running == 0 and progress.waiting == 0:
+                        return 0
+                    self._sleep(guard)
+                    continue
+                ran += 1
+                state, value, failure = self._run_one(study, trial, choice, objective, guard)
+                shown = f"{value:.4f}" if value is not None else (failure or "")
+                log(f"{label}: trial {trial.number} {state.name} {shown[:200]}")
+                if state == TS.FAIL and failure and failure.startswith(INTERRUPTED):
+                    return 130
+
+    def _sleep(self, guard: SignalGuard) -> None:
+        deadline = time.monotonic() + self.poll_s
+        while time.monotonic() < deadline and not guard.requested:
+            time.sleep(0.1)
+
+    def _run_one(self, study: Any, trial: Any, choice: Any, objective: ObjectiveFn,
+                 guard: SignalGuard) -> tuple[Any, Optional[float], Optional[str]]:
+        optuna = _optuna()
+        TS = optuna.trial.TrialState
+        beat = _Heartbeat(self.handle.storage, trial._trial_id, self.handle.heartbeat_interval).start()
+        value: Optional[float] = None
+        failure: Optional[str] = None
+        state = TS.COMPLETE
+        try:
+            if guard.requested:
+                raise KeyboardInterrupt(guard.requested)
+            guard.interruptible = True
+            try:
+                value = float(objective(trial, choice))
+            finally:
+                guard.interruptible = False
+            if value != value or value in (float("inf"), float("-inf")):
+                state, failure = TS.PRUNED, f"objective value is {value} (constant embeddings?)"
+                value = None
+        except optuna.TrialPruned as exc:
+            state = TS.PRUNED
+            failure = trial.user_attrs.get("failure") or (f"pruned: {exc}" if str(exc) else "pruned")
+        except KeyboardInterrupt as exc:
+            state, failure = TS.FAIL, f"{INTERRUPTED}: stopped by {exc or guard.requested or 'Ctrl-C'} during the trial"
+            guard.requested = guard.requested or "interrupt"
+        except Exception as exc:  # noqa: BLE001 - the worker goes on with the next trial
+            state = TS.FAIL
+            failure = trial.user_attrs.get("failure") or f"{type(exc).__name__}: {str(exc).strip()}"
+            _log.warning("trial %d failed", trial.number, exc_info=True)
+        finally:
+            beat.stop()
+        if failure is not None and trial.user_attrs.get("failure") == failure:
+            failure_to_set = None
+        else:
+            failure_to_set = failure
+        self._finish(study, trial, value, state, failure_to_set)
+        return state, value, failure
+
+
+def _describe_exhausted(exhausted: list[dict], retries: int) -> str:
+    if exhausted and "failed_trials" in exhausted[0]:
+        return f"{exhausted[0]['failed_trials']} trials failed; see python -m tuner status"
+    shown = "; ".join(json.dumps(c, sort_keys=True) for c in exhausted[:3])
+    more = f" and {len(exhausted) - 3} more" if len(exhausted) > 3 else ""
+    return f"{len(exhausted)} cell(s) failed {retries + 1} times: {shown}{more}; see python -m tuner status"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def study_url_note(handle: StorageHandle) -> str:
+    return mask_url(handle.url)
