@@ -60,7 +60,7 @@ def emit(**record: Any) -> None:
     """Print one JSON line (numbers rounded for reading)."""
     def clean(v: Any) -> Any:
         if isinstance(v, float):
-            return round(v, 4) if abs(v) < 1e4 else round(v, 1)
+            return float(f"{v:.5g}") if abs(v) < 1e4 else round(v, 1)
         if isinstance(v, (np.floating, np.integer)):
             return clean(v.item())
         if isinstance(v, dict):
@@ -146,13 +146,15 @@ def load_st(path: str, device: str = "cpu", max_seq_length: int = 128):
 
 def st_train_loop(model, pairs, batch_size: int, steps: int, *, lr: float = 2e-5, scale: float = 20.0,
                   seed: int = 0, warmup_ratio: float = 0.1, max_grad_norm: float = 1.0,
-                  autocast_dtype: Optional[torch.dtype] = None) -> dict[str, Any]:
+                  autocast_dtype: Optional[torch.dtype] = None, fused_adamw: bool = False) -> dict[str, Any]:
     """The reference: a plain PyTorch loop over a SentenceTransformer, as ST users write it.
 
     Per step: ``model.preprocess`` (tokenise, pad to the batch's longest) for each column, move to
     the device, ``CoSENTLoss(model, scale)`` (one forward per column), backward, gradient clipping,
     AdamW step, linear warmup/decay -- the same work per step as ``tuner.train.finetune``.
-    Batches are random (shuffled indices). Returns wall seconds (ending with a device sync) and token counts.
+    Batches are random (shuffled indices). ``fused_adamw``: AdamW(fused=True), what ST's own trainer
+    (transformers' ``optim`` default with torch >= 2.8) uses; the plain loop uses torch's default.
+    Returns wall seconds (ending with a device sync) and token counts.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -166,9 +168,10 @@ def st_train_loop(model, pairs, batch_size: int, steps: int, *, lr: float = 2e-5
     order = rng.permutation(len(pairs))
     labels_all = torch.from_numpy(np.asarray(pairs.labels, dtype=np.float32))
     real = padded = examples = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     loss_fn = CoSENTLoss(model, scale=scale)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01,
+                                  **({"fused": True} if fused_adamw else {}))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * steps), steps)
     model.train()
     step = 0
@@ -195,10 +198,10 @@ def st_train_loop(model, pairs, batch_size: int, steps: int, *, lr: float = 2e-5
             step += 1
             examples += len(idx)
     sync(device)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval()
     del optimizer, scheduler
-    return {"wall_s": wall, "pairs": examples, "real_tokens": real,
+    return {"wall_s": wall, "cpu_s": cpu, "pairs": examples, "real_tokens": real,
             "padded_tokens": padded, "final_loss": float(loss.detach())}
 
 
@@ -239,13 +242,29 @@ def sync(device: "torch.device | str | None" = None) -> None:
         torch.cuda.synchronize()
 
 
-def time_call(fn: Callable[[], Any]) -> tuple[float, Any]:
+class Clock:
+    """Wall and process CPU seconds of a block: ``with Clock() as c: ...; c.wall, c.cpu``.
+
+    CPU seconds (``time.process_time``, all threads of this process) are the steadier measure on
+    a machine shared with other jobs: waiting for a core does not count. With one intra-op thread
+    they approximate the wall time the block would take on an idle core."""
+
+    def __enter__(self) -> "Clock":
+        sync()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sync()
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def time_call(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     gc.collect()
-    sync()
-    start = time.perf_counter()
-    out = fn()
-    sync()
-    return time.perf_counter() - start, out
+    with Clock() as clock:
+        out = fn()
+    return clock.wall, clock.cpu, out
 
 
 def interleaved(runs: dict[str, Callable[[], Any]], repeats: int,
@@ -253,9 +272,10 @@ def interleaved(runs: dict[str, Callable[[], Any]], repeats: int,
     """Warm up (``warmups``, untimed), then ``repeats`` rounds, each running every callable once;
     the order alternates between rounds so neither side always goes first.
 
-    A callable may return a dict with ``wall_s`` (its own timing of the part that matters, e.g.
-    excluding a model copy); otherwise the call is timed from outside. Returns
-    ``(seconds, outputs)``, each ``{name: [per round]}``.
+    A callable may return a dict with ``wall_s`` and ``cpu_s`` (its own timing of the part that
+    matters, e.g. excluding a model copy); otherwise the call is timed from outside. Returns
+    ``(seconds, outputs)``, each ``{name: [per round]}``; every output dict gets ``wall_s`` and
+    ``cpu_s`` (CPU seconds of this process, see :class:`Clock`).
     """
     names = list(runs)
     for name, fn in (warmups or {}).items():
@@ -266,16 +286,37 @@ def interleaved(runs: dict[str, Callable[[], Any]], repeats: int,
     for r in range(repeats):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            outside, out = time_call(runs[name])
-            wall = out["wall_s"] if isinstance(out, dict) and "wall_s" in out else outside
-            seconds[name].append(wall)
+            wall, cpu, out = time_call(runs[name])
+            if not isinstance(out, dict):
+                out = {"value": out}
+            out.setdefault("wall_s", wall)
+            out.setdefault("cpu_s", cpu)
+            seconds[name].append(out["wall_s"])
             outputs[name].append(out)
-            note(f"[{label}] round {r + 1}/{repeats} {name}: {wall:.2f}s")
+            note(f"[{label}] round {r + 1}/{repeats} {name}: {out['wall_s']:.2f}s wall, {out['cpu_s']:.2f}s cpu")
     return seconds, outputs
 
 
 def median(values) -> float:
     return float(statistics.median(values))
+
+
+def rates(outputs: list[dict], work: "float | str") -> dict[str, list[float]]:
+    """Per-run work per wall second and per CPU second; ``work`` is a number or an output key."""
+    amount = [o[work] if isinstance(work, str) else work for o in outputs]
+    return {"wall": [a / o["wall_s"] for a, o in zip(amount, outputs)],
+            "cpu": [a / o["cpu_s"] for a, o in zip(amount, outputs)]}
+
+
+def ratio_fields(ours: dict[str, list[float]], ref: dict[str, list[float]], suffix: str = "") -> dict[str, Any]:
+    """Ratios ours/ref of median rates (wall and CPU time) and the per-round paired ratios."""
+    out: dict[str, Any] = {}
+    for clock in ("wall", "cpu"):
+        paired = [a / b for a, b in zip(ours[clock], ref[clock])]
+        out[f"ratio_{clock}{suffix}"] = median(ours[clock]) / median(ref[clock])
+        out[f"paired_ratios_{clock}{suffix}"] = paired
+        out[f"median_paired_ratio_{clock}{suffix}"] = median(paired)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -305,21 +346,23 @@ def set_threads(threads: Optional[int]) -> None:
 # --------------------------------------------------------------------------------------------- one small trial
 
 class Phases:
-    """Accumulates wall seconds per named phase: ``with phases("train"): ...``."""
+    """Accumulates wall and CPU seconds per named phase: ``with phases("train"): ...``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     def __call__(self, name: str):
         import contextlib
 
         @contextlib.contextmanager
         def block():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 yield
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
         return block()
 
 
@@ -387,17 +430,20 @@ class QuickTrialRunner:
                                                  for ds, parts in data.eval])
         return self._data[key]
 
-    def run(self, number: int) -> dict[str, Any]:
+    def run(self, number: int, identical: bool = False) -> dict[str, Any]:
+        """Trial ``number``: loss weights/pooling rotate through ``CHOICES`` and the seed is
+        42 + number, unless ``identical`` (every trial the first choice, seed 42)."""
         from tuner.engine import score_eval_sets
         from tuner.models import load_encoder
         from tuner.tokenize import tokenize
         from tuner.train import TrainConfig, finetune
 
         q = self.quick
-        weights, pooling = CHOICES[number % len(CHOICES)]
+        weights, pooling = CHOICES[0 if identical else number % len(CHOICES)]
+        seed = 42 if identical else 42 + number
         phases = Phases()
         trial = None
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if self.study is not None:
             with phases("storage"):
                 trial = self.study.ask()
@@ -420,7 +466,7 @@ class QuickTrialRunner:
                     texts = list(dict.fromkeys(f["sentence1"].astype(str).tolist() + f["sentence2"].astype(str).tolist()))
                     tokenize(encoder.tokenizer, texts, q["max_seq_length"])
         config = TrainConfig(weights=dict(weights), pooling=pooling, lr=q["lr"], epochs=q["epochs"],
-                             batch_size=q["batch_size"], max_seq_length=q["max_seq_length"], seed=42 + number,
+                             batch_size=q["batch_size"], max_seq_length=q["max_seq_length"], seed=seed,
                              eval_every=q["eval_every"])
 
         def on_eval(step: int) -> None:
@@ -431,12 +477,12 @@ class QuickTrialRunner:
                     trial.report(float(np.mean(list(dev["dev"].values()))), step)
                     trial.should_prune()
 
-        before = {k: phases.seconds.get(k, 0.0) for k in ("eval", "storage")}
-        fit_start = time.perf_counter()
-        result = finetune(encoder, data.train, config, on_eval=on_eval, progress=False)
-        fit = time.perf_counter() - fit_start
+        before = {k: (phases.seconds.get(k, 0.0), phases.cpu.get(k, 0.0)) for k in ("eval", "storage")}
+        with Clock() as fit:
+            result = finetune(encoder, data.train, config, on_eval=on_eval, progress=False)
         # the hook's dev scoring and storage calls happen inside finetune: not training
-        phases.seconds["train"] = fit - sum(phases.seconds.get(k, 0.0) - v for k, v in before.items())
+        phases.seconds["train"] = fit.wall - sum(phases.seconds.get(k, 0.0) - w for k, (w, _) in before.items())
+        phases.cpu["train"] = fit.cpu - sum(phases.cpu.get(k, 0.0) - c for k, (_, c) in before.items())
         with phases("eval"):
             scores, _ = score_eval_sets(encoder, data, ("dev", "test"), max_seq_length=config.max_seq_length,
                                         seed=config.seed)
@@ -451,10 +497,13 @@ class QuickTrialRunner:
         with phases("cleanup"):
             del encoder
             gc.collect()
-        total = time.perf_counter() - start
-        s = phases.seconds
+        total, total_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        s, c = phases.seconds, phases.cpu
         overhead = total - s.get("train", 0.0) - s.get("eval", 0.0)
+        overhead_cpu = total_cpu - c.get("train", 0.0) - c.get("eval", 0.0)
         return {"trial": number, "total_s": total, **{f"{k}_s": v for k, v in sorted(s.items())},
                 "overhead_s": overhead, "overhead_pct": 100.0 * overhead / total,
+                "total_cpu_s": total_cpu, **{f"{k}_cpu_s": v for k, v in sorted(c.items())},
+                "overhead_cpu_s": overhead_cpu, "overhead_pct_cpu": 100.0 * overhead_cpu / total_cpu,
                 "dev_spearman": float(np.mean(list(scores["dev"].values()))), "steps": result.steps,
                 "weights": weights, "pooling": pooling}

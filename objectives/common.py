@@ -27,11 +27,18 @@ _log = logging.getLogger(__name__)
 
 def tuner_version() -> str:
     try:
+        import tuner
+
+        if getattr(tuner, "__version__", None):
+            return str(tuner.__version__)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from importlib.metadata import version
 
         return version("tuner")
     except Exception:  # noqa: BLE001 - running from a source checkout
-        return "0.1.0+src"
+        return "unknown"
 
 
 def library_versions() -> dict[str, str]:

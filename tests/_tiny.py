@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -103,6 +104,31 @@ tau_cosent = [5.0, 50.0]
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path
+
+
+def toml_dump(raw: dict) -> str:
+    """Minimal TOML writer for the test dicts (tables of scalars/lists)."""
+    def value(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    text = "\n".join(lines) + "\n"
+    import tomllib
+
+    assert tomllib.loads(text) == raw
+    return text
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def dashboard(tmp_path):
     server.stop()
 
 
+@pytest.mark.slow
 def test_dashboard_serves_studies_trials_and_artifacts_over_http(dashboard):
     meta = dashboard.json("/api/meta")
     assert meta["artifact_is_available"] is True
@@ -127,13 +128,15 @@ def test_dashboard_serves_studies_trials_and_artifacts_over_http(dashboard):
     assert f"http://127.0.0.1:{dashboard.port}/dashboard" in out and "warning" not in err
 
 
-def test_dashboard_binding_rules_and_missing_storage(tmp_path):
+def test_dashboard_binding_rules_and_missing_storage(tmp_path, capsys):
+    from tuner.cli import main
+
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
     assert bind_warning("127.0.0.1") is None
     assert "exposes it to the network" in bind_warning("0.0.0.0")
-    result = subprocess.run([sys.executable, "-m", "tuner", "dashboard", "--storage", f"sqlite:///{tmp_path / 'no.db'}"],
-                            cwd=tmp_path, env=env_with_repo(), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    assert main(["dashboard", "--storage", f"sqlite:///{tmp_path / 'no.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
     assert not (tmp_path / "no.db").exists()
 
 
@@ -154,6 +157,7 @@ def chromium() -> str:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_headless_chromium_renders_the_study_page(dashboard, tmp_path):
     exe = chromium()
     study_id = next(s["study_id"] for s in dashboard.json("/api/studies")["study_summaries"]

@@ -1,4 +1,4 @@
-"""Tests for tuner.export and ``tuner export``: studies built through Optuna's API with known values.
+"""Tests for tuner.exporter and ``tuner export``: studies built through Optuna's API with known values.
 
 The matrix is checked cell by cell (NaN cells, zero-shot row from study attrs, dev-based choice
 when a cell has several trials), then results.csv/.md, matrix.json (labels, no password), the
@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution  # n
 from tuner.cli import main  # noqa: E402
 from tuner.combos import LOSS_ROWS  # noqa: E402
 from tuner.errors import TunerError  # noqa: E402
-from tuner.export import build_matrix, export_study, mask_url  # noqa: E402
-from tuner.export import matrix as matrix_mod  # noqa: E402
+from tuner.exporter import build_matrix, export_study, mask_url  # noqa: E402
+from tuner.exporter import matrix as matrix_mod  # noqa: E402
+from tuner.study import parse_spec  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -53,7 +55,7 @@ def grid_trial(model: str, loss: str, dataset: str, dev: float | None, test: flo
         user_attrs=attrs)
 
 
-def make_grid_study(storage: str, name: str = "grid") -> optuna.Study:
+def make_grid_study(storage: str | None, name: str = "grid") -> optuna.Study:
     """Known values: (model 0, cosent, stsb) has two trials where the test-best has the lower dev."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     study.set_user_attr("spec", {"name": name, "sampler": "grid", "storage": "postgresql://u:***@h/db"})
@@ -82,15 +84,22 @@ def make_grid_study(storage: str, name: str = "grid") -> optuna.Study:
 
 @pytest.fixture()
 def storage(tmp_path: Path) -> str:
+    """A SQLite URL, for the CLI tests (the library tests use in-memory studies: faster)."""
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
 @pytest.fixture()
-def grid_study(storage: str) -> optuna.Study:
-    return make_grid_study(storage)
+def grid_study() -> optuna.Study:
+    return make_grid_study(None)
 
 
-def make_tpe_study(storage: str, name: str = "tpe", n: int = 12) -> optuna.Study:
+@pytest.fixture()
+def grid_db(storage: str) -> str:
+    make_grid_study(storage)
+    return storage
+
+
+def make_tpe_study(storage: str | None, name: str = "tpe", n: int = 12) -> optuna.Study:
     """A non-grid study: continuous weights/taus, every trial scored on two datasets."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     study.set_user_attr("metric", "spearman")
@@ -155,8 +164,8 @@ def test_dev_split_uses_dev_scores_and_same_choice(grid_study: optuna.Study) -> 
     assert m.values[1, R["angle"], 0] == pytest.approx(0.62)  # single eval dataset: trial value is its dev score
 
 
-def test_choice_never_follows_test_even_when_order_flips(storage: str) -> None:
-    study = optuna.create_study(study_name="flip", storage=storage, direction="maximize")
+def test_choice_never_follows_test_even_when_order_flips() -> None:
+    study = optuna.create_study(study_name="flip", direction="maximize")
     m0 = MODELS[0]
     study.add_trial(grid_trial(m0, "cosent", "stsb", 0.70, 0.95, pooling="cls"))   # higher test, lower dev
     study.add_trial(grid_trial(m0, "cosent", "stsb", 0.90, 0.60, pooling="avg"))   # the dev-best
@@ -165,8 +174,8 @@ def test_choice_never_follows_test_even_when_order_flips(storage: str) -> None:
     assert m.trials[0, R["cosent"], 0] == 1
 
 
-def test_rows_from_weights_and_datasets_from_scores(storage: str) -> None:
-    study = make_tpe_study(storage, n=4)
+def test_rows_from_weights_and_datasets_from_scores() -> None:
+    study = make_tpe_study(None, n=4)
     trials = study.get_trials(deepcopy=False)
     m = build_matrix(trials, study.user_attrs, "test")
     assert not m.is_grid
@@ -177,8 +186,8 @@ def test_rows_from_weights_and_datasets_from_scores(storage: str) -> None:
         assert trial.number in m.trials[0, R[row]]
 
 
-def test_zero_shot_row_with_dotted_model_name(storage: str) -> None:
-    study = optuna.create_study(study_name="dots", storage=storage)
+def test_zero_shot_row_with_dotted_model_name() -> None:
+    study = optuna.create_study(study_name="dots")
     model = "./models/v1.2"
     study.set_user_attr(f"zero_shot.{model}.stsb.test", 0.5)
     study.add_trial(optuna.trial.create_trial(
@@ -190,8 +199,8 @@ def test_zero_shot_row_with_dotted_model_name(storage: str) -> None:
     assert m.values[0, R["cosent"], 0] == pytest.approx(0.7)
 
 
-def test_unknown_loss_row_is_skipped_and_reported(storage: str) -> None:
-    study = optuna.create_study(study_name="odd", storage=storage)
+def test_unknown_loss_row_is_skipped_and_reported() -> None:
+    study = optuna.create_study(study_name="odd")
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.8,
                                               user_attrs={"model": "m", "loss": "triplet", "scores.test.stsb": 0.7}))
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.8,
@@ -202,7 +211,7 @@ def test_unknown_loss_row_is_skipped_and_reported(storage: str) -> None:
 
 
 # --------------------------------------------------------------------------- files
-def test_export_files(grid_study: optuna.Study, storage: str, tmp_path: Path) -> None:
+def test_export_files(grid_study: optuna.Study, tmp_path: Path) -> None:
     out = tmp_path / "out"
     secret_url = "postgresql://tuner:s3cr3t-pw@db.example:5432/tuner"
     result = export_study(grid_study, out, storage_url=secret_url, plots=False)
@@ -213,7 +222,8 @@ def test_export_files(grid_study: optuna.Study, storage: str, tmp_path: Path) ->
     assert result.filled == 8 and result.to_dict()["filled_cells"] == 8
 
     text = (out / "matrix.json").read_text()
-    assert "s3cr3t" not in text
+    for path in out.rglob("*"):
+        assert b"s3cr3t" not in path.read_bytes(), path
     meta = json.loads(text)
     assert meta["storage"] == "postgresql://tuner:***@db.example:5432/tuner"
     assert meta["models"] == MODELS and meta["datasets"] == DATASETS and meta["losses"] == list(LOSS_ROWS)
@@ -241,6 +251,8 @@ def test_export_files(grid_study: optuna.Study, storage: str, tmp_path: Path) ->
     assert "| Without Fine-Tuning | 70.00 | 60.00 | **65.00** |" in md     # the only complete mean
     assert "| CoSENT | n/a | **65.00** | **65.00** † |" in md               # model 1: no complete mean
     assert "| Angle | n/a | **74.00** | 74.00 † |" in md
+    assert "left out below: In-Batch Negatives, CoSENT+IBN, CoSENT+Angle, IBN+Angle, CoSENT+IBN+Angle." in md
+    assert "| In-Batch Negatives |" not in md
     # Grid study: no leaderboard / optuna extras.
     assert not (out / "leaderboard.csv").exists()
 
@@ -260,8 +272,8 @@ def test_export_snapshot_reads_trials_once(grid_study: optuna.Study, tmp_path: P
     assert [(t.number, t.state, t.value, t.user_attrs) for t in original(grid_study)] == before   # untouched
 
 
-def test_export_non_grid_extras(storage: str, tmp_path: Path) -> None:
-    study = make_tpe_study(storage)
+def test_export_non_grid_extras(tmp_path: Path) -> None:
+    study = make_tpe_study(None)
     out = tmp_path / "tpe"
     result = export_study(study, out, top_k=5, plots=False)     # Optuna's plots: tests/test_plots.py
     board = pd.read_csv(out / "leaderboard.csv")
@@ -272,23 +284,55 @@ def test_export_non_grid_extras(storage: str, tmp_path: Path) -> None:
     assert best["trial"] == 11 and best["argv"][:4] == ["python", "-m", "tuner", "finetune"]
     assert "--weights" in best["argv"] and "--train" in best["argv"] and "--pooling" in best["argv"]
     assert best["command"].startswith("python -m tuner finetune --model sentence-transformers/all-MiniLM-L6-v2")
-    toml = tomllib.loads((out / "best_study.toml").read_text())
-    assert toml["name"] == "tpe-best" and toml["weights"] == pytest.approx(best["weights"])
+    doc = tomllib.loads((out / "best_study.toml").read_text())
+    spec = parse_spec(doc)                                               # a valid study file
+    assert spec.name == "tpe-best" and spec.sampler == "tpe" and spec.models == [MODELS[0]]
+    trial = study.trials[11]
+    for name, value in trial.params.items():
+        param = spec.search[name]
+        if name == "pooling" or value == 0:
+            assert param.kind == "fixed" and param.value == value
+        else:
+            assert param.low < value < param.high
     assert result.to_dict()["sampler"] == "not grid" and result.plots == []
 
 
-def test_best_study_toml_from_spec(storage: str) -> None:
-    from tuner.export.leaderboard import best_study_toml
+def test_best_config_from_a_real_study_file() -> None:
+    """With the spec of studies/sts.toml as the study attr, both best-config files are ready to use."""
+    from tuner.exporter.leaderboard import best_finetune, best_study_toml
 
-    study = make_tpe_study(storage, n=2)
-    spec = {"name": "tpe", "sampler": "tpe", "n_trials": 50, "storage": "postgresql://u:***@h/db",
-            "search_space": {"w_cosent": {"low": 0, "high": 1}, "pooling": ["avg", "cls"]}}
-    trial = study.trials[1]
-    doc = tomllib.loads(best_study_toml(trial, {"spec": spec}, "tpe"))
-    assert doc["name"] == "tpe-best" and doc["n_trials"] == 1 and doc["sampler"] == "grid"
-    assert "storage" not in doc
-    assert doc["search_space"]["w_cosent"] == pytest.approx(trial.params["w_cosent"])
-    assert doc["search_space"]["pooling"] == trial.params["pooling"]
+    raw = tomllib.loads((Path(__file__).resolve().parents[1] / "studies" / "sts.toml").read_text())
+    params = {"w_cosent": 0.7, "w_ibn": 0.0, "w_angle": 0.3, "tau_cosent": 25.0, "tau_ibn": 10.0, "tau_angle": 2.0,
+              "pooling": "avg", "lr": 3e-5, "epochs": 2}
+    trial = optuna.trial.create_trial(
+        params=params, distributions={k: (CategoricalDistribution(["cls", "avg"]) if k == "pooling" else
+                                          CategoricalDistribution([1, 2]) if k == "epochs" else
+                                          FloatDistribution(0, 100)) for k in params},
+        value=0.86, user_attrs={"model": "all-MiniLM-L6-v2", "weights": {"cosent": 0.7, "ibn": 0.0, "angle": 0.3},
+                                "taus": {"cosent": 25.0, "ibn": 10.0, "angle": 2.0}, "pooling": "avg",
+                                "train_datasets": ["stsb"], "eval_datasets": ["stsb"], "protocol": "standard",
+                                "scores.dev.stsb": 0.86, "scores.test.stsb": 0.84})
+    attrs = {"spec": raw, "sampler": "tpe", "protocol": "standard"}
+    config = best_finetune(trial, attrs, "sts")
+    argv = config["argv"]
+    assert argv[argv.index("--weights") + 1] == "cosent=0.7,ibn=0,angle=0.3"
+    assert argv[argv.index("--lr") + 1] == "3e-05" and argv[argv.index("--epochs") + 1] == "2"
+    assert argv[argv.index("--batch-size") + 1] == "32" and argv[argv.index("--max-seq-length") + 1] == "128"
+    assert argv[argv.index("--protocol") + 1] == "standard" and "--eval" not in argv
+    from tuner.cli import build_parser
+
+    parsed = build_parser().parse_args(argv[3:])                        # the finetune CLI accepts it as is
+    assert parsed.command == "finetune" and parsed.pooling == "avg" and parsed.seed == 42
+
+    text = best_study_toml(trial, attrs, "sts")
+    spec = parse_spec(tomllib.loads(text))
+    assert spec.name == "sts-best" and spec.n_trials == 10 and spec.train_datasets == ["stsb"]
+    assert spec.search["w_ibn"].kind == "fixed" and spec.search["w_ibn"].value == 0.0   # loss row kept
+    assert spec.search["pooling"].value == "avg" and spec.search["epochs"].value == 2
+    assert spec.search["w_cosent"].low < 0.7 < spec.search["w_cosent"].high
+    assert spec.search["lr"].log and spec.search["lr"].low < 3e-5 < spec.search["lr"].high
+    assert spec.pruner.type == "median"                                  # sts.toml's pruner, with its eval_every
+    assert "storage" not in tomllib.loads(text)
 
 
 def test_mask_url() -> None:
@@ -299,8 +343,8 @@ def test_mask_url() -> None:
     assert mask_url(None) is None
 
 
-def test_no_complete_trials(storage: str, tmp_path: Path) -> None:
-    study = optuna.create_study(study_name="empty", storage=storage)
+def test_no_complete_trials(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="empty")
     study.add_trial(grid_trial(MODELS[0], "cosent", "stsb", None, None, state=optuna.trial.TrialState.FAIL))
     with pytest.raises(TunerError) as err:
         export_study(study, tmp_path / "o")
@@ -325,19 +369,33 @@ def test_unwritable_output(grid_study: optuna.Study, tmp_path: Path, monkeypatch
     assert len(grid_study.get_trials()) == 8
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_output_folder(grid_study: optuna.Study, tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(TunerError, match="cannot write to output folder"):
+            export_study(grid_study, folder / "sub", plots=False)
+        with pytest.raises(TunerError, match="cannot write to output folder"):
+            export_study(grid_study, folder, plots=False)
+    finally:
+        folder.chmod(0o755)
+
+
 # --------------------------------------------------------------------------- CLI
-def test_cli_export_json(grid_study: optuna.Study, storage: str, tmp_path: Path, capsys) -> None:
+def test_cli_export_json(grid_db: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
-    assert main(["export", "--study", "grid", "--storage", storage, "--out", str(out), "--json", "--no-plots"]) == 0
+    assert main(["export", "--study", "grid", "--storage", grid_db, "--out", str(out), "--json", "--no-plots"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["shape"] == [2, 9, 2] and summary["filled_cells"] == 8 and summary["cells"] == 36
     assert Path(summary["files"]["matrix"]) == out / "matrix.npy"
     assert summary["sampler"] == "grid" and summary["split"] == "test"
 
 
-def test_cli_export_text_and_dev_split(grid_study: optuna.Study, storage: str, tmp_path: Path, capsys) -> None:
+def test_cli_export_text_and_dev_split(grid_db: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
-    assert main(["export", "--study", "grid", "--storage", storage, "--out", str(out), "--split", "dev",
+    assert main(["export", "--study", "grid", "--storage", grid_db, "--out", str(out), "--split", "dev",
                  "--no-plots"]) == 0
     text = capsys.readouterr().out
     assert "6/36 cells filled" in text and "chose by dev score" in text   # 2 zero-shot cells have no dev score
@@ -345,10 +403,10 @@ def test_cli_export_text_and_dev_split(grid_study: optuna.Study, storage: str, t
 
 
 @pytest.mark.parametrize("case", ["unknown_study", "no_trials", "missing_db", "out_is_file"])
-def test_cli_export_errors(case: str, grid_study: optuna.Study, storage: str, tmp_path: Path, capsys) -> None:
-    optuna.create_study(study_name="fresh", storage=storage)
+def test_cli_export_errors(case: str, grid_db: str, tmp_path: Path, capsys) -> None:
+    optuna.create_study(study_name="fresh", storage=grid_db)
     out = tmp_path / "out"
-    study, url = "grid", storage
+    study, url = "grid", grid_db
     if case == "unknown_study":
         study = "nope"
     elif case == "no_trials":
@@ -361,7 +419,7 @@ def test_cli_export_errors(case: str, grid_study: optuna.Study, storage: str, tm
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     expected = {"unknown_study": "no study 'nope' in storage sqlite:///", "no_trials": "has no COMPLETE trials yet",
-                "missing_db": "no study storage at", "out_is_file": "is a file"}[case]
+                "missing_db": "does not exist", "out_is_file": "is a file"}[case]
     assert expected in err
     if case == "unknown_study":
         assert "studies there: fresh, grid" in err

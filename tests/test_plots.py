@@ -1,4 +1,4 @@
-"""Tests for tuner.export.plots, Optuna's plots and ``tuner plot``.
+"""Tests for tuner.exporter.plots, Optuna's plots and ``tuner plot``.
 
 Besides "the files exist", the figures are drawn and checked for what makes them readable: one
 colour per loss row in every figure, no two labels overlapping, titles naming metric, split and
@@ -19,13 +19,13 @@ import optuna  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
-from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
+from optuna.distributions import FloatDistribution  # noqa: E402
 
 from tuner.cli import main  # noqa: E402
 from tuner.combos import LOSS_ROWS, ROW_TITLES  # noqa: E402
 from tuner.errors import TunerError  # noqa: E402
-from tuner.export import plots as P  # noqa: E402
-from tuner.export.leaderboard import optuna_plots  # noqa: E402
+from tuner.exporter import plots as P  # noqa: E402
+from tuner.exporter.leaderboard import optuna_plots  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -68,8 +68,9 @@ def _overlap(a, b, slack: float = 1.0) -> bool:
 def assert_readable(name: str, fig) -> None:
     renderer = fig.canvas.get_renderer()
     boxes = []                                                     # (what, bbox) of every label-like text
-    if fig._suptitle is not None:
-        boxes.append(("suptitle", fig._suptitle.get_window_extent(renderer)))
+    for what, text in (("suptitle", fig._suptitle), ("supxlabel", fig._supxlabel)):
+        if text is not None:
+            boxes.append((what, text.get_window_extent(renderer)))
     for legend in fig.legends:
         boxes.append(("figure legend", legend.get_window_extent(renderer)))
     for i, ax in enumerate(fig.axes):
@@ -131,6 +132,9 @@ def test_figures_readable_and_colours_fixed(shape) -> None:
         assert_readable(name, fig)
         for title, colour in line_colours(fig).items():
             assert colour == to_hex(P.PALETTE[TITLE_TO_ROW[title]]), f"{name}: {title}"
+        if n_models == 1 and name in ("mean_over_datasets", "dataset_panels"):          # dot plots: rows on y
+            shown = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_visible()]
+            assert shown == [ROW_TITLES[r] for r in LOSS_ROWS], name
         text = " ".join(t.get_text() for t in [fig._suptitle, *[ax.title for ax in fig.axes]] if t is not None)
         assert "Spearman" in text and "test split" in text and "protocol: seed" in text, name
 
@@ -150,9 +154,10 @@ def test_heatmap_values_and_na() -> None:
     ax = fig.axes[1]
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
     assert texts[(2, 2)].get_text() == "90.0" and texts[(2, 2)].get_fontweight() == "bold"
-    assert texts[(3, 0)].get_text() == "n/a"
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == [*DATASETS[:3], "Mean"]
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [ROW_TITLES[r] for r in LOSS_ROWS]
+    # The row without any result is named under the heatmap instead of drawn as a band of n/a.
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [ROW_TITLES[r] for r in LOSS_ROWS if r != "ibn"]
+    assert "In-Batch Negatives" in fig._supxlabel.get_text()
     first = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in fig.axes[0].texts}
     assert first[(1, 0)] == "n/a" and first[(1, 3)] != "n/a"      # the mean skips the empty cell
 
@@ -182,23 +187,28 @@ def test_check_labels_errors_are_one_line() -> None:
 
 
 # --------------------------------------------------------------------------- Optuna's plots
-def test_optuna_plots(tmp_path: Path) -> None:
+def test_optuna_plots_need_two_trials(tmp_path: Path) -> None:
+    """(All four plots of a real search: test_export_with_plots_end_to_end.)"""
     study = optuna.create_study(direction="maximize")
-    dists = {"w_cosent": FloatDistribution(0, 1), "tau_cosent": FloatDistribution(5, 50),
-             "pooling": CategoricalDistribution(["avg", "cls"])}
-    for i in range(8):
-        params = {"w_cosent": i / 8, "tau_cosent": 5 + 5 * i, "pooling": ["avg", "cls"][i % 2]}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=0.7 + 0.01 * i,
-                                                  user_attrs={"model": "m", "scores.dev.stsb": 0.7 + 0.01 * i}))
-    written, skipped = optuna_plots(study.get_trials(deepcopy=False), study.directions, tmp_path, "tpe",
-                                    target_name="mean dev Spearman")
-    assert skipped == {}
-    assert sorted(p.name for p in written) == ["optuna_optimization_history.png", "optuna_parallel_coordinate.png",
-                                               "optuna_param_importances.png", "optuna_slice.png"]
-    assert all(p.stat().st_size > 5000 for p in written)
-    one, why = optuna_plots(study.get_trials(deepcopy=False)[:1], study.directions, tmp_path / "one", "tpe")
-    assert [p.name for p in one] == ["optuna_optimization_history.png"] and set(why) == {
-        "param_importances", "parallel_coordinate", "slice"}
+    study.add_trial(optuna.trial.create_trial(params={"w_cosent": 0.5}, distributions={"w_cosent": FloatDistribution(0, 1)},
+                                              value=0.7, user_attrs={"model": "m", "scores.dev.stsb": 0.7}))
+    written, why = optuna_plots(study.get_trials(deepcopy=False), study.directions, tmp_path, "tpe")
+    assert [p.name for p in written] == ["optuna_optimization_history.png"]
+    assert set(why) == {"param_importances", "parallel_coordinate", "slice"}
+
+
+def test_export_with_plots_end_to_end(tmp_path: Path) -> None:
+    from test_export import make_tpe_study
+
+    from tuner.exporter import export_study
+
+    result = export_study(make_tpe_study(None, n=5), tmp_path, top_k=3)
+    names = {p.name for p in result.plots}
+    assert {f"{f}.{ext}" for f in P.FIGURES for ext in ("png", "svg")} <= names
+    assert {f"optuna_{n}.png" for n in ("optimization_history", "param_importances", "parallel_coordinate",
+                                        "slice")} <= names, result.skipped_plots
+    assert result.skipped_plots == {}
+    assert all((tmp_path / "plots" / n).stat().st_size > 5000 for n in names)
 
 
 # --------------------------------------------------------------------------- ``tuner plot``

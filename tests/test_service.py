@@ -2,9 +2,10 @@
 a SIGKILLed worker's cell re-run after its heartbeat stops, Ctrl-C marking the trial failed,
 bounded retries, TPE with several workers.
 
-Most tests drive the real service loop (:class:`tuner.service.StudyService`) in worker processes
-with a fake objective that only sleeps (tests/_tiny.py), so they take seconds; the ``slow`` ones
-run ``python -m tuner optimize`` end to end on the tiny random-init BERT.
+The multi-process tests (marked ``slow``) drive the real service loop
+(:class:`tuner.service.StudyService`) in worker processes with a fake objective that only sleeps
+(tests/_tiny.py), so they take seconds each; the ``test_optimize_cli_*`` ones run
+``python -m tuner optimize`` end to end on the tiny random-init BERT.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from _tiny import env_with_repo, start_fake_worker, unique, wait_all, write_grid_study, write_tpe_study
+from _tiny import (env_with_repo, start_fake_worker, toml_dump, unique, wait_all, write_grid_study,
+                   write_tpe_study)
 from tuner.service import StudyService
 from tuner.storage import open_storage
-from tuner.study import cell_key, load_spec
+from tuner.study import REPO_ROOT, cell_key, load_spec
 
 ALL_ROWS = ("cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle", "cosent+ibn+angle")
 
@@ -55,6 +57,7 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'tuner.db'}"
 
 
+@pytest.mark.slow
 def test_grid_exactly_once_with_four_workers_then_resume_recomputes_nothing(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("grid4")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=ALL_ROWS, datasets=("stsb",),
@@ -77,6 +80,7 @@ def test_grid_exactly_once_with_four_workers_then_resume_recomputes_nothing(tmp_
     assert len(trials_of(sqlite_url, name)) == 16
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("kill")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn"),
@@ -116,6 +120,7 @@ def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_dat
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
+@pytest.mark.slow
 def test_sigint_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("sigint")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"), datasets=("stsb",),
@@ -150,6 +155,7 @@ def test_sigint_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_p
     assert retried and retried[0].state.name == "COMPLETE"
 
 
+@pytest.mark.slow
 def test_failing_cell_is_retried_max_retries_times_then_worker_gives_up(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("retry")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "angle"), datasets=("stsb",),
@@ -165,7 +171,19 @@ def test_failing_cell_is_retried_max_retries_times_then_worker_gives_up(tmp_path
         [t.number for t in sorted(angle, key=lambda t: t.number)][:-1]
     assert len(cell_counts(trials)) == 1
 
+    # --retry-failed (after fixing the cause) gives the cell a new round; it then completes.
+    handle = open_storage(sqlite_url, heartbeat_interval=1, grace_period=3)
+    try:
+        service = StudyService(load_spec(study), handle)
+        service.reset_retries(service.create_or_load())
+    finally:
+        handle.close()
+    assert wait_all([start_fake_worker(study, sqlite_url, 0, sleep=0.05)], timeout=60) == [0]
+    trials = trials_of(sqlite_url, name)
+    assert len(cell_counts(trials)) == 2 and len(trials) == 5
 
+
+@pytest.mark.slow
 def test_tpe_runs_exactly_n_trials_with_two_workers_and_distinct_points(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("tpe")
     study = write_tpe_study(tmp_path, name, None, tiny_data_dir, n_trials=10, models=["fake"])
@@ -193,6 +211,62 @@ def test_changed_study_file_is_refused_but_mutable_keys_resume(tmp_path, tiny_da
             StudyService(load_spec(path), handle).prepare()
     finally:
         handle.close()
+
+
+def test_prepare_queues_each_cell_once_and_status_reports_it(tmp_path, tiny_data_dir, sqlite_url, capsys):
+    from tuner.cli import main
+
+    name = unique("status")
+    path = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"), datasets=("stsb",),
+                            models=["m"])
+    assert main(["status", "--study", str(path), "--storage", sqlite_url]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    handle = open_storage(sqlite_url, heartbeat_interval=1, grace_period=3)
+    try:
+        for _ in range(3):  # several machines/runs preparing the same study queue each cell once
+            _, progress = StudyService(load_spec(path), handle).prepare()
+        assert progress.waiting == 2 and progress.complete == 0
+    finally:
+        handle.close()
+    assert main(["status", "--study", str(path), "--storage", sqlite_url, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["counts"]["WAITING"] == 2 and st["trials"] == 2
+    assert st["grid"]["cells"] == 2 and st["grid"]["complete"] == 0 and st["grid"]["coverage"] == 0
+    assert st["best"] is None and st["running"] == []
+    assert main(["status", "--study", str(path), "--storage", sqlite_url, "--study-name", "other"]) == 2
+    assert "no study 'other'" in capsys.readouterr().err
+    assert main(["status", "--study", str(path), "--storage", sqlite_url]) == 0
+    assert "0/2 cells complete" in capsys.readouterr().out
+
+
+def test_worker_plans_pin_gpus_and_split_cpu_cores():
+    from tuner.errors import TunerError
+    from tuner.workers import aggregate, plan_workers, worker_env
+
+    gpus = ["0", "1", "2", "3"]
+    plans = plan_workers(None, None, available=gpus, cores=16)
+    assert [p.gpu for p in plans] == gpus and all(p.threads == 4 for p in plans)  # default: one per GPU
+    plans = plan_workers(None, "0,2", available=gpus, cores=16)
+    assert [p.gpu for p in plans] == ["0", "2"]
+    # indexes count among the *visible* GPUs (CUDA_VISIBLE_DEVICES=4,5 -> index 1 is physical 5)
+    assert [p.gpu for p in plan_workers(None, "1", available=["4", "5"], cores=8)] == ["5"]
+    env = worker_env(plans[1], {"PATH": "/bin"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["OMP_NUM_THREADS"] == "8"
+    with pytest.raises(TunerError, match=r"--gpus 7: there is no GPU 7 \(this machine has 4 visible GPU\(s\): 0..3\)"):
+        plan_workers(None, "7", available=gpus, cores=16)
+    with pytest.raises(TunerError, match="no visible GPU"):
+        plan_workers(None, "0", available=[], cores=2)
+    with pytest.raises(TunerError, match="listed twice"):
+        plan_workers(None, "1,1", available=gpus, cores=2)
+    with pytest.raises(TunerError, match="--workers 0"):
+        plan_workers(0, None, available=[], cores=2)
+    cpu = plan_workers(2, None, available=[], cores=2)
+    assert [(p.gpu, p.threads) for p in cpu] == [(None, 1), (None, 1)]
+    assert "CUDA_VISIBLE_DEVICES" not in worker_env(cpu[0], {"PATH": "/bin"})
+    hidden = plan_workers(1, "none", available=gpus, cores=4)
+    assert worker_env(hidden[0], {})["CUDA_VISIBLE_DEVICES"] == ""
+    assert aggregate([0, 0]) == 0 and aggregate([0, 130]) == 130 and aggregate([0, 1]) == 1
+    assert aggregate([0, -9]) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,3 +352,60 @@ def test_optimize_cli_sigkill_worker_mid_trial_cell_ends_complete(tmp_path, tiny
     assert dead.state.name == "FAIL" and dead.user_attrs["failure"].startswith("worker lost")
     assert any(t.user_attrs.get("retry_of") == trial.number and t.state.name == "COMPLETE" for t in trials)
     assert set(cell_counts(trials).values()) == {1}
+
+
+@pytest.mark.slow
+def test_optimize_cli_ctrl_c_marks_running_trial_failed_and_exits_130(tmp_path, tiny_model_dir, tiny_data_dir):
+    name = unique("cli-int")
+    study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse",), datasets=("stsb",))
+    study.write_text(study.read_text().replace("epochs = 1", "epochs = 1\nmax_steps = 100000"))
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "tuner", "optimize", "--study", str(study), "--storage", url,
+                             "--workers", "1", "--no-artifacts"], cwd=tmp_path, env=env_with_repo(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        def running():
+            try:
+                sid = handle.storage.get_study_id_from_name(name)
+            except KeyError:
+                return None
+            return [t for t in handle.storage.get_all_trials(sid) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
+
+        wait_until(running, timeout=120, interval=0.2)
+    finally:
+        handle.close()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopping 1 worker(s)" in err
+    trials = trials_of(url, name)
+    assert [t.state.name for t in trials] == ["FAIL"]
+    assert trials[0].user_attrs["failure"].startswith("interrupted: stopped by Ctrl-C (SIGINT)")
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_minilm_one_cell_of_sts_grid_quick(tmp_path, shared_data):
+    """The shipped quick grid, cut to one cell (CoSENT on STS-B), with the real all-MiniLM-L6-v2 and
+    the real data: the fine-tuned dev Spearman is sane and the zero-shot row is recorded."""
+    import tomllib
+
+    raw = tomllib.loads((REPO_ROOT / "studies" / "sts-grid-quick.toml").read_text())
+    raw["name"] = unique("real-cell")
+    raw["data"]["datasets"] = ["stsb"]
+    raw["grid"]["losses"] = ["cosent"]
+    study = tmp_path / "one-cell.toml"
+    study.write_text(toml_dump(raw))
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    result = run_cli(["optimize", "--study", str(study), "--storage", url, "--json"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = json.loads(result.stdout)
+    assert status["grid"]["complete"] == 1 and status["counts"]["COMPLETE"] == 1
+    (trial,) = trials_of(url, raw["name"])
+    assert trial.user_attrs["model"] == "all-MiniLM-L6-v2" and trial.user_attrs["device"].startswith("cpu")
+    assert 0.5 < trial.user_attrs["scores.dev.stsb"] <= 1 and 0.5 < trial.user_attrs["scores.test.stsb"] <= 1
+    zero = status["zero_shot"]
+    assert set(zero) == {"all-MiniLM-L6-v2.stsb.dev", "all-MiniLM-L6-v2.stsb.test"}
+    assert all(0.3 < v < 1 for v in zero.values())

@@ -126,6 +126,7 @@ print(json.dumps(got))
 """
 
 
+@pytest.mark.slow
 def test_sqlite_pop_of_waiting_trials_is_atomic_between_processes(tmp_path):
     """Storage-level check (no tuner lock): with BEGIN IMMEDIATE, 4 processes popping 60 queued
     trials as fast as they can each get disjoint trials, and no 'database is locked' escapes."""
@@ -179,6 +180,7 @@ def _check_lock_excludes(tmp_path: Path, url: str) -> None:
     assert len(lines) == 90 and lines == ["in", "out"] * 45  # never two holders at once
 
 
+@pytest.mark.slow
 def test_named_lock_excludes_processes_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'lock.db'}"
     open_storage(url, heartbeat_interval=None, grace_period=None).close()
@@ -192,6 +194,7 @@ SERVERS = [pytest.param(PG_URL, id="postgresql"), pytest.param(MYSQL_URL, id="ma
 
 
 @pytest.mark.db
+@pytest.mark.slow
 @pytest.mark.parametrize("url", SERVERS)
 def test_server_lock_excludes_processes(tmp_path, url):
     require_server(url)
@@ -199,6 +202,7 @@ def test_server_lock_excludes_processes(tmp_path, url):
 
 
 @pytest.mark.db
+@pytest.mark.slow
 @pytest.mark.parametrize("url", SERVERS)
 def test_server_grid_exactly_once_two_workers_and_sigkill_rerun(tmp_path, tiny_data_dir, url):
     """Service loop on the server (fake objective): 2 workers, one SIGKILLed mid-trial; every cell

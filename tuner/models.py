@@ -138,6 +138,7 @@ def _load_base(source: str) -> tuple[nn.Module, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # e.g. the unused pooler weights of sentence-transformers checkpoints
     with _CACHE_LOCK:
         if source not in _BASE_CACHE:
             try:

@@ -52,6 +52,7 @@ from tuner.study import StudySpec, cell_key
 
 _log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
+RESET_ATTR = "retries_reset_after"  # study user attr: failures up to this trial number no longer count
 
 
 def _optuna() -> Any:
@@ -73,7 +74,7 @@ class CellState:
     running: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)  # counted against max_retries
-    interrupted: list[int] = field(default_factory=list)
+    interrupted: list[int] = field(default_factory=list)  # Ctrl-C, or failures before --retry-failed
 
     @property
     def done(self) -> bool:
@@ -179,6 +180,7 @@ class StudyService:
         self.handle = handle
         self.name = study_name or spec.name
         self.poll_s = float(min(max(1, handle.heartbeat_interval or 5), 5))
+        self.reset_after = -1
 
     # ---------------------------------------------------------------- study
     def lock(self) -> Any:
@@ -236,6 +238,21 @@ class StudyService:
             raise TunerError(f"no study '{self.name}' in {self.handle.masked}; start it with "
                              f"python -m tuner optimize --study {self.spec.name}") from None
 
+    def reset_retries(self, study: Any) -> int:
+        """``--retry-failed``: failures so far no longer count against max_retries."""
+        with self.lock():
+            numbers = [t.number for t in study.get_trials(deepcopy=False)]
+            self.reset_after = max(numbers, default=-1)
+            study.set_user_attr(RESET_ATTR, self.reset_after)
+            return self.reset_after
+
+    def _refresh(self, study: Any) -> None:
+        self.reset_after = int(study.user_attrs.get(RESET_ATTR, -1))
+
+    def _counts(self, t: Any) -> bool:
+        """Does this FAIL trial count against the retry budget?"""
+        return not str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED) and t.number > self.reset_after
+
     # ---------------------------------------------------------------- state
     def cell_states(self, trials: list) -> dict[str, CellState]:
         optuna = _optuna()
@@ -258,10 +275,7 @@ class StudyService:
             elif t.state == TS.WAITING:
                 state.waiting.append(t.number)
             elif t.state == TS.FAIL:
-                if str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED):
-                    state.interrupted.append(t.number)
-                else:
-                    state.failed.append(t.number)
+                (state.failed if self._counts(t) else state.interrupted).append(t.number)
         return states
 
     def progress(self, trials: list) -> Progress:
@@ -290,7 +304,7 @@ class StudyService:
                 p.running += 1
             elif t.state == TS.WAITING:
                 p.waiting += 1
-            elif t.state == TS.FAIL and not str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED):
+            elif t.state == TS.FAIL and self._counts(t):
                 p.failed += 1
         return p
 
@@ -342,6 +356,7 @@ class StudyService:
     def prepare(self) -> tuple[Any, Progress]:
         """Create/load the study and (grid) queue its cells once; returns (study, progress)."""
         study = self.create_or_load()
+        self._refresh(study)
         with self.lock():
             self.fail_stale(study)
             if self.spec.is_grid:
@@ -366,6 +381,7 @@ class StudyService:
         optuna = _optuna()
         with self.lock():
             self.fail_stale(study)
+            self._refresh(study)
             trials = study.get_trials(deepcopy=False)
             if self.spec.is_grid:
                 if self.sync_grid(study, trials):

@@ -8,7 +8,6 @@ Mixed precision on GPU (bf16 where supported, else fp16 with loss scaling), fp32
 """
 from __future__ import annotations
 
-import gc
 import math
 import random
 import time
@@ -142,11 +141,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Devices with a fused AdamW kernel. On CPU torch's default AdamW is the per-parameter loop:
+# 0.23 CPU-s per step for MiniLM (its 30k x 384 embedding matrix included) against 0.03 fused,
+# about a fifth of a batch-32 step.
+_FUSED_ADAMW_DEVICES = ("cuda", "cpu")
+
+
+def _adamw(params: list[dict[str, Any]], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where the device has one (same update rule, one pass per step)."""
+    if device.type in _FUSED_ADAMW_DEVICES:
+        try:
+            return torch.optim.AdamW(params, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # e.g. a parameter dtype the fused kernel lacks
+            pass
+    return torch.optim.AdamW(params, lr=lr)
+
+
 def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
              on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
     """Fine-tune ``encoder`` in place on ``data``. ``on_eval(step)`` is called every
     ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     if config.pooling is not None:
@@ -180,7 +195,7 @@ def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
         {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and any(k in n for k in no_decay)],
          "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, fused=device.type == "cuda")
+    optimizer = _adamw(params, config.lr, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -232,8 +247,11 @@ def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
         bar.close()
         encoder.eval()
         optimizer.zero_grad(set_to_none=True)
+        # Free the AdamW moments now, by reference count: the optimizer sits in a reference cycle
+        # (its step hooks), so without this they would wait for a full gc.collect(), which costs
+        # ~0.1-0.4 s per trial in a process holding torch + transformers + pandas.
+        optimizer.state.clear()
         del optimizer, scheduler, scaler
-        gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     wall = time.perf_counter() - start

@@ -6,6 +6,7 @@ edit studies, so binding to another address prints a warning).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from typing import Any
@@ -93,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"optuna-dashboard for {handle.masked} at http://{host}:{server.server_port}/dashboard (Ctrl-C to stop)",
           flush=True)
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

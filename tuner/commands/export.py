@@ -7,10 +7,6 @@ import os
 
 from tuner.commands.common import positive_int
 
-#: Used when neither --storage nor $TUNER_STORAGE is given.
-# TODO(dedupe): take the default from tuner.storage once it lands.
-DEFAULT_STORAGE = "sqlite:///tuner.db"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "results.csv, results.md and plots/ (PNG + SVG). For non-grid studies also leaderboard.csv/.md, "
                     "best_finetune.json, best_study.toml and Optuna's plots. Where several trials fill one cell the "
                     "best dev score wins; test scores never choose.")
-    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--study", required=True,
+                   help="study name in the storage (a study file path/.toml also works: its name is used)")
     p.add_argument("--storage", default=None,
-                   help=f"storage URL (default: $TUNER_STORAGE, then {DEFAULT_STORAGE})")
+                   help="storage URL: sqlite:///tuner.db, postgresql://user:pass@host/db, mysql://user:pass@host/db "
+                        "(default: $TUNER_STORAGE, else sqlite:///tuner.db)")
     p.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
     p.add_argument("--split", default="test", choices=("test", "dev"), help="scores that fill the matrix (default: test)")
     p.add_argument("--top-k", type=positive_int, default=10, help="leaderboard length for non-grid studies (default 10)")
@@ -31,21 +29,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_storage(arg: str | None) -> str:
-    """TODO(dedupe): replace by tuner.storage's resolver once it lands."""
-    return arg or os.environ.get("TUNER_STORAGE") or DEFAULT_STORAGE
+def study_name(text: str) -> str:
+    """``--study``: a name as stored, or a study file (its ``name``, default the file stem)."""
+    if text.endswith(".toml") or os.sep in text:
+        from tuner.study import load_spec
+
+        return load_spec(text).name
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna
+    from tuner.exporter import export_study, open_study
 
-    from tuner.export import export_study, open_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = resolve_storage(args.storage)
-    study = open_study(args.study, url)
-    result = export_study(study, args.out, split=args.split, storage_url=url, top_k=args.top_k,
-                          plots=not args.no_plots)
+    study, handle = open_study(study_name(args.study), args.storage)
+    try:
+        result = export_study(study, args.out, split=args.split, storage_url=handle.url, top_k=args.top_k,
+                              plots=not args.no_plots)
+    finally:
+        handle.close()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -14,6 +14,11 @@ from tuner.commands.common import positive_int, print_json
 from tuner.errors import TunerError
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
 def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> None:
     p.add_argument("--storage", default=None,
                    help="storage URL: sqlite:///tuner.db (default), postgresql://user:pass@host/db, "
@@ -22,9 +27,9 @@ def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> Non
                    help="name of the study in the storage (default: the study file's name)")
     if heartbeat:
         p.add_argument("--heartbeat-interval", type=positive_int,
-                       default=int(os.environ.get("TUNER_HEARTBEAT_INTERVAL", 10)),
+                       default=_env_int("TUNER_HEARTBEAT_INTERVAL", 10),
                        help="seconds between a running trial's heartbeats (default 10; $TUNER_HEARTBEAT_INTERVAL)")
-        p.add_argument("--grace-period", type=positive_int, default=int(os.environ.get("TUNER_GRACE_PERIOD", 30)),
+        p.add_argument("--grace-period", type=positive_int, default=_env_int("TUNER_GRACE_PERIOD", 30),
                        help="seconds without heartbeat after which a trial's worker counts as dead and its trial "
                             "is failed and re-run (default 30; $TUNER_GRACE_PERIOD)")
 
@@ -46,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder for trial artifacts (loss curve, config); default <db folder>/artifacts for "
                         "SQLite, ./artifacts otherwise; $TUNER_ARTIFACTS")
     p.add_argument("--no-artifacts", action="store_true", help="do not write trial artifacts")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="give cells that failed max_retries+1 times (or TPE studies that gave up) a new round "
+                        "of retries, e.g. after fixing the cause")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     handle = open_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     service = StudyService(spec, handle, args.study_name)
     start = time.perf_counter()
+    if args.retry_failed:
+        service.reset_retries(service.create_or_load())
     study, progress = service.prepare()
     what = f"{spec.n_cells} cells" if spec.is_grid else f"{spec.n_trials} trials"
     print(f"study '{service.name}' ({spec.file_label}) on {handle.masked}: {what}, "

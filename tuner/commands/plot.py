@@ -61,8 +61,8 @@ def load_matrix(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.export.matrix import check_out_dir
-    from tuner.export.plots import check_labels, plot_matrix
+    from tuner.exporter.matrix import check_out_dir
+    from tuner.exporter.plots import check_labels, plot_matrix
 
     path = Path(args.matrix)
     matrix = load_matrix(path)

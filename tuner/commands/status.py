@@ -39,6 +39,7 @@ def collect_status(service: Any) -> dict[str, Any]:
     counts = {s.name: 0 for s in optuna.trial.TrialState}
     for t in trials:
         counts[t.state.name] += 1
+    service.reset_after = int(attrs.get("retries_reset_after", -1))
     progress = service.progress(trials)
     now = dt.datetime.now()
     running = []

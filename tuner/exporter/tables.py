@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.combos import ROW_TITLES
-from tuner.export.matrix import Matrix, metric_title
+from tuner.exporter.matrix import Matrix, metric_title
 
 CSV_COLUMNS = ("model", "loss", "dataset", "dev", "test", "trial", "params")
 
@@ -54,7 +54,8 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
     """One table per model: loss rows x datasets plus a mean column; the best cell of each column in bold.
 
     Cells without a complete trial read ``n/a``; a mean over fewer than all datasets carries a ``†``
-    (and is not compared with complete means when choosing the bold one).
+    (and is not compared with complete means when choosing the bold one). Loss rows without any result
+    for any model are left out and named above the tables.
     """
     title = metric_title(matrix.metric)
     lines = [f"# Results{f' of study `{matrix.study_name}`' if matrix.study_name else ''}", "",
@@ -63,6 +64,11 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
              "Where several trials fill a cell the one with the best **dev** score is shown (see matrix.json). "
              "Best per column in **bold**; `n/a` = no complete trial; † = mean over the available datasets only.",
              ""]
+    shown = [ri for ri in range(len(matrix.rows)) if np.isfinite(matrix.values[:, ri, :]).any()]
+    hidden = [ROW_TITLES.get(r, r) for ri, r in enumerate(matrix.rows) if ri not in shown]
+    if hidden:
+        lines += [f"Loss rows without any result (not in the study, or not run yet), left out below: "
+                  f"{', '.join(hidden)}.", ""]
     with np.errstate(all="ignore"):
         for mi, model in enumerate(matrix.models):
             block = matrix.values[mi]                                     # (rows, datasets)
@@ -77,6 +83,8 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
             mean_pool = np.where(complete, means, np.nan) if complete.any() else means
             mean_best = _best(mean_pool)
             for ri, row in enumerate(matrix.rows):
+                if ri not in shown:
+                    continue
                 cells = [ROW_TITLES.get(row, row)]
                 for di in range(block.shape[1]):
                     text = _fmt(block[ri, di], scale)

@@ -20,19 +20,19 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.export.matrix import (
+from tuner.exporter.matrix import (
     SPLITS,
     Matrix,
     build_matrix,
     check_out_dir,
     json_dumps,
-    local_mask_url,
+    mask_text,
     mask_url,
     metric_title,
     write_file,
 )
-from tuner.export.plots import PALETTE, check_labels, plot_matrix
-from tuner.export.tables import results_csv, results_frame, results_markdown
+from tuner.exporter.plots import PALETTE, check_labels, plot_matrix
+from tuner.exporter.tables import results_csv, results_frame, results_markdown
 
 __all__ = ["ExportResult", "Matrix", "PALETTE", "build_matrix", "check_labels", "export_study", "mask_url",
            "open_study", "plot_matrix", "results_frame", "results_markdown"]
@@ -72,30 +72,29 @@ class ExportResult:
         }
 
 
-def open_study(name: str, storage_url: str) -> Any:
-    """Load an existing study read-only-ish (nothing is written to it); one-line TunerErrors.
-
-    TODO(dedupe): switch to the shared opener of ``tuner.storage`` once it lands; this local version
-    uses ``optuna.storages.RDBStorage(url)`` directly.
+def open_study(name: str, storage_url: Optional[str] = None) -> tuple[Any, Any]:
+    """``(study, handle)`` for an existing study, opened with :func:`tuner.storage.open_storage` (must exist,
+    no heartbeats: an export only reads). Close ``handle`` when done. One-line TunerErrors: unreachable
+    storage, missing SQLite file, unknown study (listing the studies that are there).
     """
     import optuna
 
-    url = str(storage_url)
-    masked = mask_url(url)
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):].split("?", 1)[0]
-        if path and path != ":memory:" and not Path(path).exists():
-            raise TunerError(f"no study storage at {path}; check --storage (e.g. sqlite:///path/to/tuner.db)")
+    from tuner.storage import open_storage
+
+    handle = open_storage(storage_url, heartbeat_interval=None, grace_period=None, must_exist=True)
     try:
-        storage = optuna.storages.RDBStorage(url)
-        names = optuna.study.get_all_study_names(storage)
+        names = sorted(optuna.study.get_all_study_names(handle.storage))
+        if name not in names:
+            raise TunerError(f"no study '{name}' in storage {handle.masked}; studies there: "
+                             f"{', '.join(names) if names else 'none'}")
+        return optuna.load_study(study_name=name, storage=handle.storage), handle
+    except TunerError:
+        handle.close()
+        raise
     except Exception as exc:  # noqa: BLE001 - driver/connection errors: one masked line
-        first = local_mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        raise TunerError(f"cannot open storage {masked}: {first}; check --storage") from None
-    if name not in names:
-        listing = ", ".join(sorted(names)) if names else "none"
-        raise TunerError(f"no study '{name}' in storage {masked}; studies there: {listing}")
-    return optuna.load_study(study_name=name, storage=storage)
+        handle.close()
+        first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise TunerError(f"cannot read studies from {handle.masked}: {first}; check --storage") from None
 
 
 def _storage_url_of(study: Any) -> Optional[str]:
@@ -114,10 +113,12 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     Files: ``matrix.npy``, ``matrix.json``, ``results.csv``, ``results.md``, ``plots/*.png|svg``; for
     non-grid studies also ``leaderboard.csv|md``, ``best_finetune.json``, ``best_study.toml`` and
     ``plots/optuna_*.png``. ``split`` picks which scores fill the matrix; choices are always by dev.
+    A study name is opened with :func:`open_study` (``storage_url`` as for ``--storage``: default
+    ``$TUNER_STORAGE``, then ``sqlite:///tuner.db``).
     """
     import optuna
 
-    from tuner.export.leaderboard import (
+    from tuner.exporter.leaderboard import (
         best_finetune,
         best_study_toml,
         leaderboard_frame,
@@ -129,9 +130,11 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     if split not in SPLITS:
         raise TunerError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if isinstance(study, str):
-        if not storage_url:
-            raise TunerError(f"give the storage of study '{study}' (--storage URL)")
-        study = open_study(study, storage_url)
+        study, handle = open_study(study, storage_url)
+        try:
+            return export_study(study, out_dir, split, handle.url, top_k=top_k, plots=plots)
+        finally:
+            handle.close()
     storage_url = storage_url or _storage_url_of(study)
     out = check_out_dir(Path(out_dir))
     name = study.study_name

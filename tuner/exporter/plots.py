@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -30,7 +31,7 @@ from matplotlib.figure import Figure
 
 from tuner.combos import LOSS_ROWS, ROW_TITLES
 from tuner.errors import TunerError
-from tuner.export.matrix import metric_title, write_file
+from tuner.exporter.matrix import ROW_ALIASES, metric_title, write_file
 
 #: One colour per loss row, kept across all figures (tab10-based; zero_shot is the neutral grey).
 PALETTE: dict[str, str] = {
@@ -77,7 +78,8 @@ def check_labels(matrix: np.ndarray, labels: Mapping[str, Any], source: str = "t
     if not np.issubdtype(matrix.dtype, np.number) or np.issubdtype(matrix.dtype, np.complexfloating):
         raise TunerError(f"{source} holds {matrix.dtype} values; expected a float matrix")
     models = [str(m) for m in labels.get("models") or []]
-    losses = [str(r) for r in labels.get("losses") or labels.get("loss_rows") or LOSS_ROWS]
+    losses = [ROW_ALIASES.get(str(r).strip().lower(), str(r))          # "CoSENT+IBN" -> "cosent+ibn"
+              for r in labels.get("losses") or labels.get("loss_rows") or LOSS_ROWS]
     datasets = [str(d) for d in labels.get("datasets") or []]
     given = (len(models), len(losses), len(datasets))
     if given != tuple(matrix.shape):
@@ -123,7 +125,7 @@ def _nanstd(a: np.ndarray, axis: int) -> np.ndarray:
         return np.nanstd(a, axis=axis)
 
 
-def _subtitle(lab: Mapping[str, Any], scale: float) -> str:
+def _subtitle(lab: Mapping[str, Any]) -> str:
     unit = f"{metric_title(lab['metric'])} x100"
     parts = [unit, f"{lab['split']} split", f"protocol: {lab['protocol']}"]
     if lab.get("study"):
@@ -226,9 +228,9 @@ def _dots(ax: Any, series: Sequence[tuple[str, np.ndarray]], bands: Optional[Map
     if reference is not None and np.isfinite(reference[1][0]):
         ax.axvline(float(reference[1][0]), color=row_colour(reference[0]), ls="--", lw=1.2, alpha=0.8)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([row_title(r) for r in rows] if row_labels else [])
-    if not row_labels:
-        ax.tick_params(axis="y", length=0)
+    ax.set_yticklabels([row_title(r) for r in rows])
+    if not row_labels:  # hide, not clear: a shared y axis shares its tick labels with the first column
+        ax.tick_params(axis="y", length=0, labelleft=False)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.margins(x=0.15)
 
@@ -264,7 +266,7 @@ def plot_matrix(matrix: Any, labels: Optional[Mapping[str, Any]], out_dir: Path 
                 formats: Sequence[str] = FORMATS) -> list[Path]:
     """Write every figure of :data:`FIGURES` as PNG and SVG into ``<out_dir>/plots/``; returns the paths.
 
-    ``matrix`` is an array ``(models, loss rows, datasets)`` (or a :class:`tuner.export.matrix.Matrix`,
+    ``matrix`` is an array ``(models, loss rows, datasets)`` (or a :class:`tuner.exporter.matrix.Matrix`,
     whose labels are used when ``labels`` is None); ``labels`` holds ``models``, ``losses`` (default:
     :data:`tuner.combos.LOSS_ROWS`), ``datasets`` and, for the titles, ``metric``, ``split``, ``protocol``
     and ``study``.
@@ -306,7 +308,7 @@ def _fig_mean_over_datasets(values: np.ndarray, lab: Mapping[str, Any], scale: f
     series = [(rows[ri], means[:, ri]) for ri in _rows_with_data(values, rows)]
     _lines(ax, models, series, rotate, value_label=f"mean {metric_title(lab['metric'])} over datasets",
            x_name="model")
-    ax.set_title(f"Mean over datasets per loss, across models\n{_subtitle(lab, scale)}", fontsize=12)
+    ax.set_title(f"Mean over datasets per loss, across models\n{_subtitle(lab)}", fontsize=12)
     if len(models) > 1:
         _legend(fig, [ax], rows)
     return fig
@@ -331,7 +333,7 @@ def _fig_loss_panels(values: np.ndarray, lab: Mapping[str, Any], scale: float) -
         ax.set_title(row_title(row), color=row_colour(row), fontweight="bold")
     note = "; dashed: Without Fine-Tuning" if zero is not None and np.isfinite(means[:, zero]).any() else ""
     fig.suptitle(f"Per loss: mean over datasets across models (band ±1 std over datasets{note})\n"
-                 f"{_subtitle(lab, scale)}")
+                 f"{_subtitle(lab)}")
     return fig
 
 
@@ -345,7 +347,7 @@ def _fig_dataset_panels(values: np.ndarray, lab: Mapping[str, Any], scale: float
         _lines(ax, models, series, rotate, value_label=metric_title(lab["metric"]), first_col=di % ncols == 0,
                show_x=_bottom_of_column(di, len(datasets), ncols))
         ax.set_title(datasets[di])
-    fig.suptitle(f"Per dataset: every loss across models\n{_subtitle(lab, scale)}")
+    fig.suptitle(f"Per dataset: every loss across models\n{_subtitle(lab)}")
     if len(models) > 1:
         _legend(fig, axes, rows)
     return fig
@@ -360,7 +362,7 @@ def _fig_loss_across_datasets(values: np.ndarray, lab: Mapping[str, Any], scale:
     n = len(lab["models"])
     _lines(ax, datasets, series, rotate, x_name="dataset",
            value_label=f"mean {metric_title(lab['metric'])} over {n} models" if n > 1 else metric_title(lab["metric"]))
-    ax.set_title(f"Per loss across datasets (mean over models)\n{_subtitle(lab, scale)}", fontsize=12)
+    ax.set_title(f"Per loss across datasets (mean over models)\n{_subtitle(lab)}", fontsize=12)
     if len(datasets) > 1:
         _legend(fig, [ax], rows)
     return fig
@@ -376,14 +378,19 @@ def _fig_model_panels(values: np.ndarray, lab: Mapping[str, Any], scale: float) 
         _lines(ax, datasets, series, rotate, value_label=metric_title(lab["metric"]), first_col=mi % ncols == 0,
                show_x=_bottom_of_column(mi, len(models), ncols))
         ax.set_title(models[mi])
-    fig.suptitle(f"Per model: every loss across datasets\n{_subtitle(lab, scale)}")
+    fig.suptitle(f"Per model: every loss across datasets\n{_subtitle(lab)}")
     if len(datasets) > 1:
         _legend(fig, axes, rows)
     return fig
 
 
 def _fig_heatmap(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> Figure:
-    rows, models, datasets = lab["losses"], _short(lab["models"]), _short(lab["datasets"])
+    models, datasets = _short(lab["models"]), _short(lab["datasets"])
+    # Loss rows without a single result anywhere (not in the grid, or not run yet) are listed, not drawn.
+    keep = _rows_with_data(values, lab["losses"]) or list(range(len(lab["losses"])))
+    hidden = [row_title(r) for i, r in enumerate(lab["losses"]) if i not in keep]
+    rows = [lab["losses"][i] for i in keep]
+    values = values[:, keep, :]
     n_models, n_rows, n_data = values.shape
     means = _nanmean(values, axis=2)[:, :, None]                              # (models, rows, 1)
     full = np.concatenate([values, means], axis=2)                            # datasets + mean column
@@ -437,5 +444,9 @@ def _fig_heatmap(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> Fi
     if image is not None:
         fig.colorbar(image, ax=axes[:n_models], shrink=min(1.0, 6.0 / max(height, 1.0)) if nrows > 2 else 0.9,
                      label=f"{metric_title(lab['metric'])} x100", pad=0.02)
-    fig.suptitle(f"Results matrix (bold: best per column; n/a: no complete trial)\n{_subtitle(lab, scale)}")
+    fig.suptitle(f"Results matrix (bold: best per column; n/a: no complete trial)\n{_subtitle(lab)}")
+    if hidden:
+        note = f"Not shown, no results for any model: {', '.join(hidden)}"
+        fig.supxlabel("\n".join(textwrap.wrap(note, width=max(40, int(fig.get_figwidth() * 12)))), fontsize=9,
+                      color="#555555")
     return fig

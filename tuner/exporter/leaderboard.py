@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import copy
 import io
 import json
 import math
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.combos import ROW_TITLES
-from tuner.export.matrix import (
+from tuner.exporter.matrix import (
     SPLITS,
     mask_url,
     metric_title,
@@ -35,7 +34,6 @@ from tuner.export.matrix import (
 )
 
 OPTUNA_PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice")
-_SEARCH_SPACE_KEYS = ("search_space", "space", "search", "params", "parameters")
 
 
 def _value(trial: Any) -> Optional[float]:
@@ -114,6 +112,10 @@ def leaderboard_markdown(frame: pd.DataFrame, metric: str, study_name: Optional[
 
 
 # --------------------------------------------------------------------------- best config
+REFINE_FACTOR = 1.5      # best_study.toml searches continuous params within [best / 1.5, best * 1.5]
+REFINE_TRIALS = 10
+
+
 def _loss_map(trial: Any, attr: str, prefix: str) -> dict[str, float]:
     mapping = trial.user_attrs.get(attr)
     if not isinstance(mapping, Mapping):
@@ -125,24 +127,53 @@ def _fmt_number(value: float) -> str:
     return format(float(value), ".6g")
 
 
+def _spec(study_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    spec = study_attrs.get("spec")
+    return dict(spec) if isinstance(spec, Mapping) else {}
+
+
+def _table(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = spec.get(key)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _pooling(trial: Any) -> Optional[str]:
+    pooling = trial.params.get("pooling", trial.user_attrs.get("pooling"))
+    return None if pooling is None or str(pooling) in ("model default", "None") else str(pooling)
+
+
 def best_finetune(trial: Any, study_attrs: Mapping[str, Any], study_name: Optional[str] = None) -> dict[str, Any]:
-    """The best trial as a ``python -m tuner finetune`` configuration (``argv`` + ``command``)."""
-    spec = study_attrs.get("spec") if isinstance(study_attrs.get("spec"), Mapping) else {}
+    """The best trial as a ``python -m tuner finetune`` run (``argv`` + ``command``): its model, data,
+    weights, taus, pooling and hyperparameters, with the study file's ``[train]``/``[budget]`` settings."""
+    spec = _spec(study_attrs)
+    train_t, budget = _table(spec, "train"), _table(spec, "budget")
     attrs = trial.user_attrs
-    model = trial_model(trial, spec)
+    model = trial_model(trial, {"model": spec["models"][0]} if len(spec.get("models") or []) == 1 else {})
     datasets = trial_datasets(trial)
     train = [str(d) for d in attrs.get("train_datasets") or []] or (
         [str(trial.params["dataset"])] if "dataset" in trial.params else datasets)
     evals = [str(d) for d in attrs.get("eval_datasets") or []] or datasets
     weights = _loss_map(trial, "weights", "w_")
     taus = _loss_map(trial, "taus", "tau_")
-    pooling = attrs.get("pooling", trial.params.get("pooling"))
-    protocol = attrs.get("protocol", study_attrs.get("protocol"))
+    pooling = _pooling(trial)
+    protocol = attrs.get("protocol", study_attrs.get("protocol", spec.get("protocol")))
+    hyper = {
+        "lr": trial.params.get("lr", train_t.get("lr")),
+        "epochs": trial.params.get("epochs", budget.get("epochs")),
+        "batch_size": trial.params.get("batch_size", train_t.get("batch_size")),
+        "warmup_ratio": trial.params.get("warmup_ratio", train_t.get("warmup_ratio")),
+        "max_seq_length": train_t.get("max_seq_length"),
+        "max_steps": budget.get("max_steps"),
+        "max_train_examples": budget.get("max_train_examples"),
+        "ibn_positive_threshold": train_t.get("ibn_positive_threshold"),
+        "precision": train_t.get("precision"),
+        "seed": spec.get("seed"),
+    }
     config: dict[str, Any] = {
         "study": study_name, "trial": trial.number, "objective": _value(trial),
         "objective_is": "mean dev score over the eval datasets",
         "loss": _row(trial), "model": model, "train": train, "eval": evals, "weights": weights, "taus": taus,
-        "pooling": pooling, "protocol": protocol,
+        "pooling": pooling, "protocol": protocol, **{k: v for k, v in hyper.items() if v is not None},
     }
     argv = ["python", "-m", "tuner", "finetune"]
     if model:
@@ -155,13 +186,10 @@ def best_finetune(trial: Any, study_attrs: Mapping[str, Any], study_name: Option
     if taus:
         argv += ["--taus", ",".join(f"{k}={_fmt_number(v)}" for k, v in taus.items())]
     if pooling is not None:
-        argv += ["--pooling", str(pooling)]
-    for name, flag in (("lr", "--lr"), ("epochs", "--epochs"), ("batch_size", "--batch-size"),
-                       ("max_seq_length", "--max-seq-length"), ("warmup_ratio", "--warmup-ratio")):
-        value = trial.params.get(name, attrs.get(name))
+        argv += ["--pooling", pooling]
+    for name, value in hyper.items():
         if value is not None:
-            config[name] = value
-            argv += [flag, _fmt_number(value) if isinstance(value, float) else str(value)]
+            argv += [f"--{name.replace('_', '-')}", _fmt_number(value) if isinstance(value, float) else str(value)]
     if protocol in ("seed", "standard"):
         argv += ["--protocol", str(protocol)]
     config["scores"] = {split: {d: trial_score(trial, split, d) for d in datasets} for split in SPLITS[::-1]}
@@ -171,47 +199,78 @@ def best_finetune(trial: Any, study_attrs: Mapping[str, Any], study_name: Option
     return config
 
 
-def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Optional[str] = None) -> str:
-    """A study file that re-runs the best trial: the study's spec with every searched param fixed.
+def _band(value: float, high: Optional[float] = None) -> dict[str, float]:
+    low, top = float(value) / REFINE_FACTOR, float(value) * REFINE_FACTOR
+    if high is not None:
+        top = min(top, high)
+    return {"low": float(f"{low:.6g}"), "high": float(f"{top:.6g}")}
 
-    Without a ``spec`` study attr the file holds the fixed configuration only. The storage URL is
-    never written (it is masked in the spec); pass ``--storage`` when running it.
+
+def refine_search(trial: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``[search]`` of a study around ``trial``: its loss row (which weights are 0), pooling, epochs and
+    batch size fixed; positive weights, taus, lr and warmup searched within x/÷ :data:`REFINE_FACTOR`."""
+    search: dict[str, Any] = {}
+    for name, value in trial.params.items():
+        if name in ("model", "loss", "dataset"):
+            continue
+        if name == "pooling" or name in ("epochs", "batch_size") or isinstance(value, str):
+            search[name] = value
+        elif name.startswith("w_") and float(value) <= 0:
+            search[name] = 0.0                       # keeps the trial's loss row
+        elif name == "warmup_ratio":
+            search[name] = _band(value, 0.99) if float(value) > 0 else 0.0
+        elif name.startswith(("w_", "tau_")) or name == "lr":
+            search[name] = _band(value)
+    for name, value in _table(spec, "search").items():   # searched values the trial did not sample
+        search.setdefault(name, value)
+    if not any(isinstance(v, Mapping) for v in search.values()):
+        lr = trial.params.get("lr", _table(spec, "train").get("lr", 2e-5))
+        search["lr"] = _band(float(lr))              # a study must search something
+    return search
+
+
+def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Optional[str] = None) -> str:
+    """A study file (see studies/*.toml) that refines the best trial: the study's own file with its model,
+    loss row, pooling and epochs fixed and the continuous params searched close to the best values.
+
+    To re-run exactly the best configuration use ``best_finetune.json``'s command. The storage URL is
+    never written (pass ``--storage`` when running it).
     """
-    spec = study_attrs.get("spec")
-    name = f"{study_name or 'study'}-best"
-    header = [f"# Best trial {trial.number} of study '{study_name}': objective (mean dev score) "
-              f"{_fmt_number(_value(trial) or math.nan)}; loss row {_row(trial)}.",
-              "# Every searched parameter is fixed to the best trial's value; run it with",
-              f"#   python -m tuner optimize --study {name} --storage <URL>   (storage is not stored here)"]
-    if isinstance(spec, Mapping) and spec:
-        doc = copy.deepcopy(dict(spec))
-        doc.pop("storage", None)
-        if "name" in doc or "study" not in doc:
-            doc["name"] = name
-        fixed = set()
-        for key in _SEARCH_SPACE_KEYS:
-            space = doc.get(key)
-            if isinstance(space, dict):
-                for param, value in trial.params.items():
-                    if param in space:
-                        space[param] = value
-                        fixed.add(param)
-        for param, value in trial.params.items():
-            if param not in fixed and param in doc and not isinstance(doc[param], dict):
-                doc[param] = value
-        if "n_trials" in doc:
-            doc["n_trials"] = 1
-        if "sampler" in doc and not isinstance(doc["sampler"], dict):
-            doc["sampler"] = "grid"
-    else:
-        config = best_finetune(trial, study_attrs, study_name)
-        doc = {"name": name, "model": config["model"], "train": config["train"], "eval": config["eval"],
-               "protocol": config["protocol"], "pooling": config["pooling"], "sampler": "grid", "n_trials": 1,
-               "weights": config["weights"], "taus": config["taus"]}
-        for key in ("lr", "epochs", "batch_size", "max_seq_length", "warmup_ratio"):
-            if key in config:
-                doc[key] = config[key]
-        doc = {k: v for k, v in doc.items() if v is not None}
+    spec = _spec(study_attrs)
+    config = best_finetune(trial, study_attrs, study_name)
+    name = f"{study_name or spec.get('name') or 'study'}-best"
+    doc: dict[str, Any] = {
+        "name": name,
+        "description": f"Refine trial {trial.number} of study {study_name} (mean dev "
+                       f"{_fmt_number(_value(trial) or math.nan)}, loss row {config['loss']})",
+        "task": spec.get("task") or study_attrs.get("task") or trial.user_attrs.get("task") or "sts",
+        "models": [config["model"]],
+        "protocol": config["protocol"] if config["protocol"] in ("seed", "standard") else "standard",
+        "sampler": "tpe",
+        "pruner": spec.get("pruner", "none"),
+        "n_trials": REFINE_TRIALS,
+    }
+    for key in ("seed", "max_retries", "data_dir"):
+        if key in spec:
+            doc[key] = spec[key]
+    doc["data"] = {"train": config["train"], "eval": config["eval"]}
+    doc["budget"] = _table(spec, "budget")
+    train_t = _table(spec, "train")
+    if config.get("taus"):
+        train_t["taus"] = {k: v for k, v in config["taus"].items() if k in ("cosent", "ibn", "angle")}
+    if config.get("pooling") and "pooling" not in trial.params:
+        train_t["pooling"] = config["pooling"]
+    doc["train"] = train_t
+    doc["search"] = refine_search(trial, spec)
+    if doc["pruner"] != "none" and "eval_every" not in doc["budget"]:
+        doc["pruner"] = "none"                       # a pruner needs intermediate dev scores
+    doc = {k: v for k, v in doc.items() if v not in (None, {}, [])}
+    header = [f"# Refines the best trial ({trial.number}) of study '{study_name}': objective (mean dev score) "
+              f"{_fmt_number(_value(trial) or math.nan)}, loss row {config['loss']}.",
+              f"# Loss row, pooling and epochs are fixed; weights, taus and lr are searched within x/÷ "
+              f"{REFINE_FACTOR:g} of the best values.",
+              f"#   python -m tuner optimize --study path/to/{name}.toml --storage <URL>",
+              "# Exactly the best configuration, once: the command in best_finetune.json."]
     return "\n".join(header) + "\n" + toml_dumps(_mask_strings(doc))
 
 

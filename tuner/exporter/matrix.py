@@ -36,42 +36,36 @@ from tuner.combos import LOSS_ROWS, ROW_TITLES, row_of_weights
 from tuner.errors import TunerError
 
 SPLITS = ("test", "dev")
+MAX_LISTED_CANDIDATES = 5  # per cell in matrix.json (best dev first); n_candidates gives the full count
 SELECTION_RULE = ("when several complete trials fill one (model, loss, dataset) cell, the trial with the highest "
                   "dev score scores.dev.<dataset> is kept (ties: lowest trial number); a trial without that attr is "
                   "ranked by its objective value (the mean dev score); test scores are never used to choose")
 METRIC_TITLES = {"spearman": "Spearman", "accuracy": "Accuracy", "acc": "Accuracy"}
-_ROW_ALIASES = {**{r: r for r in LOSS_ROWS}, **{t.lower(): r for r, t in ROW_TITLES.items()},
+ROW_ALIASES = {**{r: r for r in LOSS_ROWS}, **{t.lower(): r for r, t in ROW_TITLES.items()},
                 "cosine_mse": "cos_mse", "in_batch_negatives": "ibn"}
 
 
 # --------------------------------------------------------------------------- storage URL masking
-def local_mask_url(text: str) -> str:
-    """Hide passwords in a storage URL (``postgresql://user:***@host/db``) or in any text holding one.
-
-    TODO(dedupe): ``tuner.storage.mask_url`` is the shared helper; :func:`mask_url` already prefers
-    it when importable, so this fallback can be deleted once ``tuner.storage`` has landed.
-    """
+def mask_text(text: str) -> str:
+    """Hide passwords in any text holding URLs (``postgresql://user:***@host/db``, ``?password=***``)."""
     text = str(text)
     text = re.sub(r"([A-Za-z][\w+.\-]*://[^:/?#@\s]*):[^/?#\s]*@", r"\1:***@", text)
     return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#\s]*", r"\1***", text)
 
 
 def mask_url(url: Optional[str]) -> Optional[str]:
-    """``tuner.storage.mask_url`` when available, else :func:`local_mask_url` (both applied: belt and braces)."""
+    """:func:`tuner.storage.mask_url`, plus :func:`mask_text` for passwords in the query string."""
     if url is None:
         return None
-    try:
-        from tuner.storage import mask_url as shared_mask_url  # type: ignore[attr-defined]
-        url = shared_mask_url(str(url))
-    except Exception:  # noqa: BLE001 - not written yet / half-written: the local masker still runs
-        pass
-    return local_mask_url(str(url))
+    from tuner.storage import mask_url as storage_mask_url
+
+    return mask_text(storage_mask_url(str(url)))
 
 
 def scrub(obj: Any) -> Any:
     """Mask every URL-looking string in a JSON-able structure (no password is ever saved)."""
     if isinstance(obj, str):
-        return local_mask_url(obj) if "://" in obj or "password=" in obj.lower() else obj
+        return mask_text(obj) if "://" in obj or "password=" in obj.lower() else obj
     if isinstance(obj, Mapping):
         return {str(k): scrub(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -163,7 +157,7 @@ def trial_row(trial: Any) -> str:
     """The loss row of a trial (see module docstring); ValueError for an unknown row name."""
     loss = trial.user_attrs.get("loss", trial.params.get("loss"))
     if loss is not None:
-        row = _ROW_ALIASES.get(str(loss).strip().lower())
+        row = ROW_ALIASES.get(str(loss).strip().lower())
         if row is None:
             raise ValueError(f"unknown loss row {loss!r}")
         return row
@@ -199,7 +193,9 @@ def trial_score(trial: Any, split: str, dataset: str) -> Optional[float]:
 
 
 def is_grid_study(trials: Sequence[Any], study_attrs: Mapping[str, Any]) -> bool:
-    """A grid study: the spec names a grid sampler, or Optuna's GridSampler tagged the trials."""
+    """A grid study: the study's ``sampler`` attr / spec says grid, or Optuna's GridSampler tagged the trials."""
+    if isinstance(study_attrs.get("sampler"), str):
+        return study_attrs["sampler"].lower() == "grid"
     spec = study_attrs.get("spec")
     if isinstance(spec, Mapping) and "sampler" in spec:
         sampler = spec["sampler"]
@@ -279,7 +275,7 @@ class Matrix:
         return int(np.isfinite(self.values).sum())
 
     def labels(self) -> dict[str, Any]:
-        """What :func:`tuner.export.plots.plot_matrix` needs to title and label the figures."""
+        """What :func:`tuner.exporter.plots.plot_matrix` needs to title and label the figures."""
         return {"models": list(self.models), "losses": list(self.rows), "datasets": list(self.datasets),
                 "metric": self.metric, "split": self.split, "protocol": self.protocol, "study": self.study_name}
 
@@ -394,10 +390,10 @@ def build_matrix(trials: Iterable[Any], study_attrs: Optional[Mapping[str, Any]]
         chosen_trials.append(best)
         cell = {"model": model_axis[mi], "loss": rows[ri], "dataset": name}
         if len(ranked) > 1:
-            matrix.choices.append({**cell, "chosen": best.number, "by": source,
-                                   "candidates": [{"trial": t.number,
-                                                   "dev": _finite(_dev_key(t, name, names_of[t.number])[0])}
-                                                  for t in ranked]})
+            top = [{"trial": t.number, "dev": _round(_dev_key(t, name, names_of[t.number])[0])}
+                   for t in ranked[:MAX_LISTED_CANDIDATES]]
+            matrix.choices.append({**cell, "chosen": best.number, "by": source, "n_candidates": len(ranked),
+                                   "candidates": top})
         if source != f"scores.dev.{name}":
             matrix.fallbacks.append({**cell, "trial": best.number, "by": source,
                                      "why": f"trial {best.number} has no scores.dev.{name} user attr"})
@@ -431,6 +427,10 @@ def _cell_value(trial: Any, split: str, dataset: str, names: Sequence[str]) -> O
     if value is None and split == "dev" and list(names) == [dataset]:
         value = _finite(trial.value)  # one eval dataset: the objective is that dataset's dev score
     return value
+
+
+def _round(value: float) -> Optional[float]:
+    return None if _finite(value) is None else round(float(value), 6)
 
 
 def _nan_if_none(value: Optional[float]) -> float:
