@@ -338,6 +338,16 @@ def rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def malloc_trim() -> bool:
+    """glibc ``malloc_trim(0)``: hand free heap pages back to the OS (False where unavailable)."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def set_threads(threads: Optional[int]) -> None:
     if threads:
         torch.set_num_threads(threads)
@@ -399,7 +409,8 @@ class QuickTrialRunner:
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", storage_path: Optional[Path] = None,
-                 quick: Optional[dict] = None, device: str = "cpu") -> None:
+                 quick: Optional[dict] = None, device: str = "cpu", malloc_trim: bool = False) -> None:
+        self.malloc_trim = malloc_trim
         self.model = model_path(model)
         self.model_name = model
         self.quick = dict(QUICK, **(quick or {}))
@@ -497,6 +508,8 @@ class QuickTrialRunner:
         with phases("cleanup"):
             del encoder
             gc.collect()
+            if self.malloc_trim:
+                malloc_trim()
         total, total_cpu = time.perf_counter() - start, time.process_time() - cpu_start
         s, c = phases.seconds, phases.cpu
         overhead = total - s.get("train", 0.0) - s.get("eval", 0.0)

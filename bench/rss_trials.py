@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--identical", action="store_true",
                     help="every trial the same config and seed (a pure leak test); default: configs rotate")
+    ap.add_argument("--malloc-trim", action="store_true",
+                    help="glibc malloc_trim(0) after each trial (what a worker could do between trials)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     set_threads(args.threads)
@@ -39,7 +41,8 @@ def main(argv=None) -> int:
         args.trials = 3
     start_rss = rss_now_mb()
     with tempfile.TemporaryDirectory() as tmp:
-        runner = QuickTrialRunner(args.model, Path(tmp) / "rss.db", quick=quick, device=args.device)
+        runner = QuickTrialRunner(args.model, Path(tmp) / "rss.db", quick=quick, device=args.device,
+                                  malloc_trim=args.malloc_trim)
         rows = []
         for number in range(args.trials):
             row = runner.run(number, identical=args.identical)
@@ -51,7 +54,8 @@ def main(argv=None) -> int:
     # with rotating configs the peak is set by the hungriest config seen so far: compare from the
     # end of the first full rotation as well
     rotated = rows[min(len(CHOICES), len(rows)) - 1]
-    emit(bench="rss_trials", summary=True, trials=args.trials, identical=args.identical, rss_before_mb=start_rss,
+    emit(bench="rss_trials", summary=True, trials=args.trials, identical=args.identical,
+         malloc_trim=args.malloc_trim, rss_before_mb=start_rss,
          peak_after_first_rotation_mb=None if args.identical else rotated["peak_rss_mb"],
          peak_growth_after_first_rotation_mb=None if args.identical else last["peak_rss_mb"] - rotated["peak_rss_mb"],
          first_peak_rss_mb=first["peak_rss_mb"], last_peak_rss_mb=last["peak_rss_mb"],
