@@ -1,4 +1,6 @@
-"""Before/after: the engine at a git commit (default HEAD) vs the working tree, in one process.
+"""Before/after: the engine at a git commit vs the working tree, in one process.
+
+Default commit: e46397d ("Engine foundation"), the engine before the speed work in bench/.
 
 ``tuner/{tokenize,models,train,evaluate}.py`` are read from the commit (``git show``) into a
 throw-away package ``tuner_head`` (their imports of each other rewritten to it; everything else,
@@ -10,7 +12,7 @@ model, data and seeds. What is compared (``--what``):
 * ``load``:   ``load_encoder`` with the base weights already cached (what every later trial pays), seconds.
 
     python bench/before_after.py --what train,encode,load
-    python bench/before_after.py --commit e46397d --what train --steps 6
+    python bench/before_after.py --commit HEAD --what train --steps 6
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def load_at_commit(commit: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--commit", default="HEAD")
+    ap.add_argument("--commit", default="e46397d", help="the 'before' engine (default: the engine foundation)")
     ap.add_argument("--what", default="train,encode,load")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--batch-size", type=int, default=32)

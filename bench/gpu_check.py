@@ -12,7 +12,9 @@ For each model, batch size (32, 128) and precision (fp32, bf16 autocast):
               the longest, ``CoSENTLoss`` scale 20, AdamW, clipping, linear schedule);
   * ``ours``: ``tuner.train.finetune(weights={"cosent": 1})``, token-id cache warm (as in every
               trial after a worker's first; ``--cold-cache`` clears it before each run);
-  ``--repeats`` interleaved runs of ``--steps`` steps after a warm-up; medians. Per side: pairs/s,
+  each side runs the first ``--steps`` batches of an epoch over the whole set (its own batch
+  order, so the pairs differ: ``ratio_real_tokens_per_s`` is the like-for-like ratio);
+  ``--repeats`` interleaved runs after a warm-up; medians. Per side: pairs/s,
   peak GPU memory (``max_memory_allocated``), tokens/s counted two ways -- real (non-pad) tokens
   and padded tokens (what the GPU computes) -- and MFU = 6 x N x tokens/s / peak, N = non-embedding
   parameters (attention-score FLOPs, < 1% at these lengths, left out), peak = ``--peak-tflops``
@@ -156,7 +158,8 @@ def main(argv=None) -> int:
     pairs, data_kind = get_pairs()
     emit(check="gpu_check", env=environment(), data=data_kind, tokenizer=tok_kind, sentence_transformers=have_st,
          device=str(device), steps=args.steps, repeats=args.repeats, peak_tflops=args.peak_tflops,
-         token_cache="cold" if args.cold_cache else "warm")
+         token_cache="cold" if args.cold_cache else "warm",
+         tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32) if device.type == "cuda" else None)
     results = []
 
     def over_budget(what: str) -> bool:
@@ -230,6 +233,9 @@ def main(argv=None) -> int:
                     row.update(mfu_fields(k, pps, pairs_run, tokens, n_params, args.peak_tflops))
                 if "st" in runs:
                     row["ratio_ours_over_st"] = row["ours_pairs_per_s"] / row["st_pairs_per_s"]
+                    # the two sides ran different pairs (each its first steps of an epoch): real
+                    # tokens/s is the like-for-like rate
+                    row["ratio_real_tokens_per_s"] = row["ours_real_tokens_per_s"] / row["st_real_tokens_per_s"]
                 emit(**row)
                 results.append(row)
 
@@ -245,8 +251,9 @@ def main(argv=None) -> int:
 
                 def st_enc():
                     with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                        return st_base.encode(texts, batch_size=args.encode_batch, convert_to_numpy=True,
-                                              show_progress_bar=False)
+                        out = st_base.encode(texts, batch_size=args.encode_batch, convert_to_tensor=True,
+                                             show_progress_bar=False)
+                    return out.float().cpu().numpy()  # bf16 under autocast; numpy has no bf16
 
                 sides = {"ours": ours_enc, **({"st": st_enc} if st_base is not None else {})}
                 secs: dict[str, list] = {k: [] for k in sides}
@@ -289,6 +296,8 @@ def main(argv=None) -> int:
         best_ours = max(r["ours_pairs_per_s"] for r in same)
         key = f"{row['model']}_b{row['batch_size']}"
         summary[f"{key}_ours_best_over_st_best"] = best_ours / best_st
+        summary[f"{key}_ours_best_over_st_best_real_tokens"] = (
+            max(r["ours_real_tokens_per_s"] for r in same) / max(r["st_real_tokens_per_s"] for r in same))
         summary[f"{key}_ours_best_mfu_padded_pct"] = max(r["ours_mfu_padded_pct"] for r in same)
         summary[f"{key}_ours_best_mfu_real_pct"] = max(r["ours_mfu_real_pct"] for r in same)
     emit(**summary)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.errors import TunerError
-from tuner.evaluate import evaluate_classification, evaluate_sts
+from tuner.evaluate import evaluate_classification, evaluate_classification_splits, evaluate_sts
 from tuner.models import Encoder, load_encoder, save_encoder
 from tuner.train import PairData, TrainConfig, TrainResult, finetune, pairs_from_frame
 
@@ -181,10 +181,15 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
     scores: dict[str, dict[str, float]] = {s: {} for s in splits}
     details: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     for ds, parts in data.eval:
-        for split in splits:
-            frame = subsample(parts[split], max_eval_examples, seed) if max_eval_examples else parts[split]
-            result = score_split(encoder, ds, frame, train_frame=parts["train"], classification_protocol="seed",
-                                 batch_size=batch_size, max_seq_length=max_seq_length, seed=seed)
+        frames = {split: subsample(parts[split], max_eval_examples, seed) if max_eval_examples else parts[split]
+                  for split in splits}
+        if ds.task == "classification":
+            # Encode the (large) train split once for all scored splits.
+            results = evaluate_classification_splits(encoder, frames, parts["train"], batch_size=batch_size,
+                                                     max_seq_length=max_seq_length, seed=seed)
+        else:
+            results = {split: evaluate_sts(encoder, frame, batch_size, max_seq_length) for split, frame in frames.items()}
+        for split, result in results.items():
             scores[split][ds.name] = result[METRIC[ds.task]]
             details[split][ds.name] = result
     return scores, details
