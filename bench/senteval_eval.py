@@ -15,7 +15,8 @@ The seed's way: each sentence tokenised and run through the model alone (batch o
 sentence is multiplied by its size: the seed numbers are an EXTRAPOLATION (said in the output).
 Its LR time is the same as ours (same classifier on the same embeddings).
 
-    python bench/senteval_eval.py                      # all four sets, both protocols
+    python bench/senteval_eval.py                      # all four sets, both protocols (long: SentEval CV)
+    python bench/senteval_eval.py --protocols seed --limit 3000   # 3,000-sentence sample per set
     python bench/senteval_eval.py --protocols seed     # skip SentEval's CV
     python bench/senteval_eval.py --smoke              # 300 sentences per set, seed protocol
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import Clock, emit, environment, model_path, note, set_threads
+from common import Clock, emit, environment, median, model_path, set_threads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -51,13 +52,15 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--protocols", default="seed,senteval")
     ap.add_argument("--one-at-a-time-sample", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved repeats of the batched encode and the one-at-a-time sample (medians); LR runs once")
     ap.add_argument("--limit", type=int, default=None, help="a seeded sample of N rows per set (smoke tests)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.limit, args.protocols, args.one_at_a_time_sample = 300, "seed", 40
+        args.limit, args.protocols, args.one_at_a_time_sample, args.repeats = 300, "seed", 40, 1
     set_threads(args.threads)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
 
@@ -68,20 +71,47 @@ def main(argv=None) -> int:
 
     enc = load_encoder(model_path(args.model), device=args.device)
     encode(enc, ["warm up"] * 8, batch_size=8)
-    rows, texts_of = [], {}
+    frames = {}
     for name in args.sets.split(","):
         ds = load_dataset(name)
         frame = ds.splits.get("all", next(iter(ds.splits.values())))
         if args.limit:
             keep = np.sort(np.random.default_rng(0).permutation(len(frame))[:args.limit])
             frame = frame.iloc[keep].reset_index(drop=True)
+        frames[name] = (ds, frame)
+    n_all = sum(len(f) for _, f in frames.values())
+    rows = []
+    one_wall = one_cpu = 0.0
+    sampled = 0
+    for name, (ds, frame) in frames.items():
         texts = frame["sentence"].astype(str).tolist()
         labels = frame["label"].to_numpy()
-        texts_of[name] = texts
-        clear_cache()
-        with Clock() as clock:
-            emb = encode(enc, texts, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
-        row = {"set": name, "sentences": len(texts), "encode_s": clock.wall, "encode_cpu_s": clock.cpu}
+        # one-at-a-time on a sample stratified by set (each set's share of --one-at-a-time-sample
+        # is its share of the sentences; at least 20), extrapolated per set: sentence lengths
+        # differ a lot between sets (MPQA holds short phrases, SUBJ long sentences)
+        k = min(len(texts), max(20, round(args.one_at_a_time_sample * len(texts) / n_all)))
+        sample = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:k]]
+        batched, single, emb = [], [], None
+        for r in range(args.repeats):  # interleaved, order alternating
+            for what in (("batched", "single") if r % 2 == 0 else ("single", "batched")):
+                if what == "batched":
+                    clear_cache()
+                    with Clock() as clock:
+                        out = encode(enc, texts, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+                    emb = out if emb is None else emb
+                    batched.append(clock)
+                else:
+                    single.append(one_at_a_time(enc, sample, args.max_seq_length))
+        encode_s, encode_cpu = median([c.wall for c in batched]), median([c.cpu for c in batched])
+        one_s, one_c = median([c.wall for c in single]), median([c.cpu for c in single])
+        one_wall, one_cpu, sampled = one_wall + one_s, one_cpu + one_c, sampled + k
+        row = {"set": name, "sentences": len(texts), "encode_s": encode_s, "encode_cpu_s": encode_cpu,
+               "encode_s_runs": [c.wall for c in batched], "one_at_a_time_sample": k,
+               "seed_encode_s_extrapolated": one_s / k * len(texts),
+               "seed_encode_cpu_s_extrapolated": one_c / k * len(texts),
+               "encode_ratio_seed_over_ours": one_s / k * len(texts) / encode_s,
+               "encode_ratio_seed_over_ours_cpu": one_c / k * len(texts) / encode_cpu,
+               "encode_ratio_runs_cpu": [(o.cpu / k * len(texts)) / b.cpu for o, b in zip(single, batched)]}
         if "seed" in protocols:
             if args.limit:
                 from sklearn.model_selection import train_test_split
@@ -96,35 +126,16 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             row["accuracy_seed"] = logistic_regression_seed(train_x, train_y, test_x, test_y)
             row["lr_seed_s"] = time.perf_counter() - start
+            row["seed_protocol_total_s_ours"] = row["encode_s"] + row["lr_seed_s"]
+            row["seed_protocol_total_s_seed_way"] = row["seed_encode_s_extrapolated"] + row["lr_seed_s"]
+            row["seed_protocol_ratio"] = row["seed_protocol_total_s_seed_way"] / row["seed_protocol_total_s_ours"]
         if "senteval" in protocols:
             start = time.perf_counter()
             row["accuracy_senteval"] = logistic_regression_senteval(emb, labels)
             row["lr_senteval_s"] = time.perf_counter() - start
-        note(f"[senteval] {row}")
+        emit(bench="senteval_eval", **row)
         rows.append(row)
 
-    # one-at-a-time on a sample stratified by set (each set's share of --one-at-a-time-sample is
-    # its share of the sentences; at least 20), extrapolated per set: sentence lengths differ a
-    # lot between sets (MPQA holds short phrases, SUBJ long sentences)
-    n_all = sum(len(t) for t in texts_of.values())
-    one_wall = one_cpu = 0.0
-    sampled = 0
-    for row in rows:
-        texts = texts_of[row["set"]]
-        k = min(len(texts), max(20, round(args.one_at_a_time_sample * len(texts) / n_all)))
-        sample = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:k]]
-        clock = one_at_a_time(enc, sample, args.max_seq_length)
-        one_wall, one_cpu, sampled = one_wall + clock.wall, one_cpu + clock.cpu, sampled + k
-        row["one_at_a_time_sample"] = k
-        row["seed_encode_s_extrapolated"] = clock.wall / k * row["sentences"]
-        row["seed_encode_cpu_s_extrapolated"] = clock.cpu / k * row["sentences"]
-        row["encode_ratio_seed_over_ours"] = row["seed_encode_s_extrapolated"] / row["encode_s"]
-        row["encode_ratio_seed_over_ours_cpu"] = row["seed_encode_cpu_s_extrapolated"] / row["encode_cpu_s"]
-        if "lr_seed_s" in row:
-            row["seed_protocol_total_s_ours"] = row["encode_s"] + row["lr_seed_s"]
-            row["seed_protocol_total_s_seed_way"] = row["seed_encode_s_extrapolated"] + row["lr_seed_s"]
-            row["seed_protocol_ratio"] = row["seed_protocol_total_s_seed_way"] / row["seed_protocol_total_s_ours"]
-        emit(bench="senteval_eval", **row)
     total = {k: sum(r.get(k, 0.0) for r in rows) for k in
              ("sentences", "encode_s", "encode_cpu_s", "lr_seed_s", "lr_senteval_s", "seed_encode_s_extrapolated",
               "seed_encode_cpu_s_extrapolated")}
@@ -138,7 +149,8 @@ def main(argv=None) -> int:
          ours_encode_plus_lr_senteval_s=total["encode_s"] + total["lr_senteval_s"] if "senteval" in protocols else None,
          one_at_a_time={"sample": sampled, "seconds": one_wall, "cpu_seconds": one_cpu,
                         "note": "seed-way encode seconds are EXTRAPOLATED from this sample, per set"},
-         batch_size=args.batch_size, protocols=protocols, threads=torch.get_num_threads(), env=environment())
+         batch_size=args.batch_size, protocols=protocols, repeats=args.repeats, limit=args.limit,
+         threads=torch.get_num_threads(), env=environment())
     return 0
 
 
