@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import batch_token_stats, emit, environment, median, note, st_train_loop, sync
+from common import batch_token_stats, emit, environment, median, note, set_threads, st_train_loop, sync
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -128,8 +128,10 @@ def main(argv=None) -> int:
     ap.add_argument("--time-budget", type=float, default=210.0, help="seconds; later configs are skipped past it")
     ap.add_argument("--cold-cache", action="store_true", help="clear the token-id cache before each of our runs")
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument("--smoke", action="store_true", help="tiny model, 3 steps, fp32: proves the script runs on CPU")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     t0 = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.smoke:
