@@ -101,3 +101,11 @@ def test_help_lists_subcommands(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "evaluate" in out and "finetune" in out
+
+
+def test_run_finetune_classification_scores_dev_and_test(tiny_model_dir, tiny_data_dir):
+    outcome = run_finetune(str(tiny_model_dir), "mr", None, TrainConfig(batch_size=8, max_steps=2),
+                           data_dir=tiny_data_dir, device="cpu", progress=False)
+    assert outcome.metric == "accuracy"
+    assert set(outcome.scores["dev"]) == {"mr"} and set(outcome.scores["test"]) == {"mr"}
+    assert all(0.0 <= v <= 1.0 for split in outcome.scores.values() for v in split.values())
