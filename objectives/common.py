@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from tuner.errors import TunerError
 from tuner.service import worker_label
-from tuner.storage import StorageHandle
+from tuner.storage import StorageHandle, StorageUnavailable
 from tuner.study import StudySpec, TrialChoice
 
 _log = logging.getLogger(__name__)
@@ -202,6 +202,8 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
         trial.set_user_attr("failure", f"nan_loss: {exc}")
         finish_attrs()
         raise optuna.TrialPruned(f"nan loss: {exc}") from None
+    except StorageUnavailable:
+        raise
     except TunerError as exc:
         trial.set_user_attr("failure", f"bad input: {exc}")
         finish_attrs()

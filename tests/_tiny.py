@@ -107,26 +107,12 @@ tau_cosent = [5.0, 50.0]
 
 
 def toml_dump(raw: dict) -> str:
-    """Minimal TOML writer for the test dicts (tables of scalars/lists)."""
-    def value(v):
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
-    for k, v in raw.items():
-        if isinstance(v, dict):
-            lines.append(f"[{k}]")
-            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
-    text = "\n".join(lines) + "\n"
+    """TOML text of ``raw`` (the exporter's writer), checked to read back the same."""
     import tomllib
 
+    from tuner.exporter.leaderboard import toml_dumps
+
+    text = toml_dumps(raw)
     assert tomllib.loads(text) == raw
     return text
 
@@ -224,7 +210,10 @@ def _fake_worker_main(argv: Optional[list[str]] = None) -> int:
         if choice.loss in failing:
             raise RuntimeError(f"injected failure for {choice.loss}")
         if spec.is_grid:
-            return float(len(choice.loss) + len(choice.train[0])) / 100.0
+            value = float(len(choice.loss) + len(choice.train[0])) / 100.0
+            for split in ("dev", "test"):  # what the real objective records (the exporter reads these)
+                trial.set_user_attr(f"scores.{split}.{choice.train[0]}", value)
+            return value
         return -((choice.weights["cosent"] - 0.3) ** 2)
 
     try:

@@ -58,6 +58,7 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_grid_exactly_once_with_four_workers_then_resume_recomputes_nothing(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("grid4")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=ALL_ROWS, datasets=("stsb",),
@@ -81,6 +82,7 @@ def test_grid_exactly_once_with_four_workers_then_resume_recomputes_nothing(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_data_dir, sqlite_url):
     name = unique("kill")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn"),
@@ -121,8 +123,12 @@ def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_dat
 
 
 @pytest.mark.slow
-def test_sigint_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_path, tiny_data_dir, sqlite_url):
-    name = unique("sigint")
+@pytest.mark.fault
+@pytest.mark.parametrize("signum,shown", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")],
+                         ids=["sigint", "sigterm"])
+def test_signal_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_path, tiny_data_dir, sqlite_url,
+                                                                           signum, shown):
+    name = unique("signal")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"), datasets=("stsb",),
                              models=["fake"])
     proc = start_fake_worker(study, sqlite_url, 0, sleep=30)
@@ -138,12 +144,12 @@ def test_sigint_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_p
         wait_until(running, timeout=60)
     finally:
         handle.close()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     assert wait_all([proc], timeout=30) == [130]
     trials = trials_of(sqlite_url, name)
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) == 1
-    assert failed[0].user_attrs["failure"].startswith("interrupted: stopped by Ctrl-C")
+    assert failed[0].user_attrs["failure"].startswith(f"interrupted: stopped by {shown}")
     assert not [t for t in trials if t.state.name == "RUNNING"]
 
     # The next run re-runs the interrupted cell (retry_of) and finishes; interruptions don't use up retries.
@@ -317,6 +323,7 @@ def test_optimize_cli_two_workers_grid_records_contract_and_resumes(tmp_path, ti
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_optimize_cli_sigkill_worker_mid_trial_cell_ends_complete(tmp_path, tiny_model_dir, tiny_data_dir):
     name = unique("cli-kill")
     study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent", "angle"),
@@ -355,6 +362,7 @@ def test_optimize_cli_sigkill_worker_mid_trial_cell_ends_complete(tmp_path, tiny
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_optimize_cli_ctrl_c_marks_running_trial_failed_and_exits_130(tmp_path, tiny_model_dir, tiny_data_dir):
     name = unique("cli-int")
     study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse",), datasets=("stsb",))

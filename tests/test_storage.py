@@ -101,6 +101,47 @@ def test_transient_errors_are_recognised():
     assert not is_transient(RuntimeError("no such table"))
 
 
+def test_lost_connections_are_recognised_and_retried_within_the_window(monkeypatch):
+    from tuner.storage import StorageUnavailable, call_with_retry, is_disconnect, last_call_reconnected
+
+    for text in ("consuming input failed: server closed the connection unexpectedly",
+                 'connection failed: connection to server at "127.0.0.1", port 5 failed: Connection refused',
+                 "(2013, 'Lost connection to MySQL server during query')", "(2006, 'MySQL server has gone away')"):
+        try:
+            try:
+                raise RuntimeError(text)
+            except RuntimeError as inner:
+                raise ValueError("An exception is raised during the commit.") from inner
+        except ValueError as exc:
+            assert is_disconnect(exc) and not is_transient(exc), text
+    assert not is_disconnect(RuntimeError("duplicate key value violates unique constraint"))
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("server closed the connection unexpectedly")
+        return "ok"
+
+    assert call_with_retry(flaky) == "ok" and len(calls) == 3 and last_call_reconnected()
+    assert call_with_retry(lambda: "again") == "again" and not last_call_reconnected()
+
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "0.5")
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailable) as info:
+        call_with_retry(lambda: (_ for _ in ()).throw(RuntimeError("Connection refused")), describe=lambda: "db://x")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert message.startswith("lost the connection to db://x") and "run the same command again" in message
+    with pytest.raises(RuntimeError, match="refused"):  # opening a storage never waits for a wrong host
+        call_with_retry(lambda: (_ for _ in ()).throw(RuntimeError("Connection refused")), retry_disconnects=False)
+
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "soon")
+    with pytest.raises(TunerError, match="TUNER_STORAGE_RETRY_S"):
+        open_storage("sqlite://")
+
+
 POP_SCRIPT = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[3])

@@ -220,10 +220,18 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
                   **training_config}
         (out / "tuner.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    except OSError as exc:
-        raise TunerError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable --output folder "
-                         "with free space") from None
+    except Exception as exc:  # noqa: BLE001 - OSError, or the safetensors writer's own I/O error
+        if not _is_io_error(exc):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("I/O error: ")[-1]
+        raise TunerError(f"cannot write the model to {out}: {reason}; choose a writable --output folder "
+                         "with free space (a partly written model may be left there)") from None
     return out
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    """OSError, or safetensors' SafetensorError wrapping one ("I/O error: No space left on device")."""
+    return isinstance(exc, OSError) or (type(exc).__name__ == "SafetensorError" and "I/O error" in str(exc))
 
 
 def _write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:

@@ -47,11 +47,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from tuner.errors import TunerError
-from tuner.storage import StorageHandle, mask_url
+from tuner.storage import StorageHandle, StorageUnavailable, last_call_reconnected, mask_url
 from tuner.study import StudySpec, cell_key
 
 _log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
+DUPLICATE = "duplicate"  # a queued copy of a cell that already ran (possible after a lost lock); never run
 RESET_ATTR = "retries_reset_after"  # study user attr: failures up to this trial number no longer count
 
 
@@ -251,19 +252,24 @@ class StudyService:
 
     def _counts(self, t: Any) -> bool:
         """Does this FAIL trial count against the retry budget?"""
-        return not str(t.user_attrs.get("failure", "")).startswith(INTERRUPTED) and t.number > self.reset_after
+        failure = str(t.user_attrs.get("failure", ""))
+        return not failure.startswith((INTERRUPTED, DUPLICATE)) and t.number > self.reset_after
 
     # ---------------------------------------------------------------- state
+    def _cell_key_of(self, t: Any, names: list[str]) -> Optional[str]:
+        params = dict(t.params) if t.params else dict(t.system_attrs.get("fixed_params", {}))
+        if not params or any(n not in params for n in names):
+            return None
+        return cell_key({n: params[n] for n in names})
+
     def cell_states(self, trials: list) -> dict[str, CellState]:
         optuna = _optuna()
         TS = optuna.trial.TrialState
         states = {cell_key(c): CellState(c) for c in self.spec.cells()}
         names = list(self.spec.cells()[0]) if states else []
         for t in trials:
-            params = dict(t.params) if t.params else dict(t.system_attrs.get("fixed_params", {}))
-            if not params or any(n not in params for n in names):
-                continue
-            state = states.get(cell_key({n: params[n] for n in names}))
+            key = self._cell_key_of(t, names)
+            state = states.get(key) if key is not None else None
             if state is None:
                 continue
             if t.state == TS.COMPLETE:
@@ -363,14 +369,32 @@ class StudyService:
                 self.sync_grid(study)
             return study, self.progress(study.get_trials(deepcopy=False))
 
-    def _pop_waiting(self, study: Any) -> Optional[int]:
+    def _pop_waiting(self, study: Any, trials: Optional[list] = None) -> Optional[int]:
+        """Claim the oldest WAITING trial (set it RUNNING); call under the lock.
+
+        A queued grid cell that is already done or running elsewhere (queued twice when a lost
+        connection released the lock mid-step) is failed as a duplicate instead of being run.
+        """
         optuna = _optuna()
         storage = self.handle.storage
         TS = optuna.trial.TrialState
+        taken: set = set()
+        if self.spec.is_grid and trials is not None:
+            names = list(self.spec.cells()[0]) if self.spec.cells() else []
+            taken = {self._cell_key_of(t, names) for t in trials if t.state in (TS.COMPLETE, TS.PRUNED, TS.RUNNING)}
         for t in sorted(storage.get_all_trials(study._study_id, deepcopy=False, states=(TS.WAITING,)),
                         key=lambda t: t.number):
             try:
+                if taken and self._cell_key_of(t, names) in taken:
+                    storage.set_trial_user_attr(t._trial_id, "failure",
+                                                f"{DUPLICATE}: this cell was queued twice and has already run; not run")
+                    storage.set_trial_state_values(t._trial_id, state=TS.FAIL)
+                    _log.warning("trial %d: duplicate queue entry of a cell that already ran; failed, not run", t.number)
+                    continue
                 if storage.set_trial_state_values(t._trial_id, state=TS.RUNNING):
+                    return t._trial_id
+                # A lost connection may have hidden that our own first attempt went through.
+                if last_call_reconnected() and storage.get_trial(t._trial_id).state == TS.RUNNING:
                     return t._trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
@@ -387,7 +411,7 @@ class StudyService:
                 if self.sync_grid(study, trials):
                     trials = study.get_trials(deepcopy=False)
                 progress = self.progress(trials)
-                trial_id = self._pop_waiting(study)
+                trial_id = self._pop_waiting(study, trials)
                 if trial_id is None:
                     return None, None, progress
                 trial = optuna.trial.Trial(study, trial_id)
@@ -491,6 +515,8 @@ class StudyService:
         except KeyboardInterrupt as exc:
             state, failure = TS.FAIL, f"{INTERRUPTED}: stopped by {exc or guard.requested or 'Ctrl-C'} during the trial"
             guard.requested = guard.requested or "interrupt"
+        except StorageUnavailable:
+            raise  # nothing can be recorded: stop the worker; the trial is failed by its missing heartbeat
         except Exception as exc:  # noqa: BLE001 - the worker goes on with the next trial
             state = TS.FAIL
             failure = trial.user_attrs.get("failure") or f"{type(exc).__name__}: {str(exc).strip()}"

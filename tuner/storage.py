@@ -7,7 +7,9 @@
   goes through it.
 - :func:`open_storage`: an :class:`optuna.storages.RDBStorage` with heartbeats (a worker that
   dies stops beating; after the grace period its trial is failed and re-run) whose calls are
-  retried on transient lock errors ("database is locked", MySQL deadlocks). SQLite is opened in
+  retried on transient lock errors ("database is locked", MySQL deadlocks) and, for up to
+  ``$TUNER_STORAGE_RETRY_S`` seconds (default 120) with backoff, on a lost connection (server
+  restarted, network cut); after that a one-line :class:`StorageUnavailable`. SQLite is opened in
   WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE`` so optuna's
   read-then-write steps (popping a WAITING trial) are atomic between local processes.
 - :func:`named_lock`: a lock shared by every process of a study, on every machine:
@@ -58,18 +60,25 @@ _DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg[binary]", "postgresql+psycopg
 # URLs
 
 
+def mask_text(text: str) -> str:
+    """Hide passwords in any text holding URLs (``postgresql://user:***@host/db``, ``?password=***``)."""
+    text = re.sub(r"([A-Za-z][\w+.\-]*://[^:/?#@\s]*):[^/?#\s]*@", r"\1:***@", str(text))
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#\s]*", r"\1***", text)
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print, log or save)."""
+    """The URL with its password (in ``user:password@`` or ``?password=``) replaced by ``***``:
+    safe to print, log or save."""
     text = str(url)
     try:
         from sqlalchemy.engine import make_url
 
         parsed = make_url(text)
-        if parsed.password is None:
-            return text
-        return parsed.render_as_string(hide_password=True)
-    except Exception:  # unparsable: mask anything that looks like user:password@
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", text)
+        if parsed.password is not None:
+            text = parsed.render_as_string(hide_password=True)
+    except Exception:  # unparsable: the regular expressions below still mask it
+        pass
+    return mask_text(text)
 
 
 def resolve_url(url: Optional[str] = None) -> str:
@@ -128,33 +137,115 @@ def default_artifacts_dir(url: str) -> Path:
 
 _TRANSIENT = ("database is locked", "database table is locked", "deadlock", "lock wait timeout",
               "could not serialize", "database schema has changed")
+# The server went away or the network was cut: retry (reconnecting) until the server is back.
+_DISCONNECT = ("server closed the connection", "connection refused", "could not connect", "connection timed out",
+               "connection reset", "lost connection", "server has gone away", "can't connect to mysql",
+               "terminating connection", "the database system is starting up", "the database system is shutting down",
+               "consuming input failed", "connection is closed", "connection already closed", "broken pipe",
+               "connection to server at", "no connection to the server", "connection was killed",
+               "connection is lost", "sending query", "ssl syscall error", "eof detected",
+               "can't reconnect until invalid transaction is rolled back", "interfaceerror) (0, '')")
+ENV_STORAGE_RETRY = "TUNER_STORAGE_RETRY_S"
+DEFAULT_STORAGE_RETRY_S = 120.0
+_retry_state = threading.local()
+
+
+class StorageUnavailable(TunerError):
+    """The storage stayed unreachable for the whole retry window."""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    current: Optional[BaseException] = exc
+    seen = 0
+    while current is not None and seen < 8:
+        yield current
+        current = current.__cause__ or current.__context__
+        seen += 1
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for lock/deadlock errors that are safe to retry (nothing was committed)."""
-    seen = 0
-    current: Optional[BaseException] = exc
-    while current is not None and seen < 8:
-        text = str(current).lower()
-        if any(marker in text for marker in _TRANSIENT):
+    return any(any(marker in str(e).lower() for marker in _TRANSIENT) for e in _chain(exc))
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when the database server could not be reached or dropped the connection."""
+    if isinstance(exc, StorageUnavailable):
+        return False
+    for e in _chain(exc):
+        if getattr(e, "connection_invalidated", False):
             return True
-        current = current.__cause__ or current.__context__
-        seen += 1
+        text = str(e).lower()
+        if any(marker in text for marker in _DISCONNECT):
+            return True
     return False
 
 
-def call_with_retry(fn: Callable[[], Any], attempts: int = 8, first_delay: float = 0.05) -> Any:
+def storage_retry_seconds() -> float:
+    text = os.environ.get(ENV_STORAGE_RETRY, "").strip()
+    try:
+        return max(0.0, float(text)) if text else DEFAULT_STORAGE_RETRY_S
+    except ValueError:
+        raise TunerError(f"${ENV_STORAGE_RETRY}={text!r} is not a number of seconds; e.g. 120") from None
+
+
+def last_call_reconnected() -> bool:
+    """Whether this thread's last storage call succeeded only after a lost connection.
+
+    Its first attempt may have been committed before the connection dropped, so a call that is
+    not idempotent (popping a WAITING trial) checks what really happened.
+    """
+    return bool(getattr(_retry_state, "reconnected", False))
+
+
+def call_with_retry(fn: Callable[[], Any], attempts: int = 8, first_delay: float = 0.05,
+                    describe: Callable[[], str] = lambda: "the storage", retry_disconnects: bool = True) -> Any:
+    """Call ``fn``; retry lock errors ``attempts`` times, lost connections for ``$TUNER_STORAGE_RETRY_S``
+    (``retry_disconnects=False`` when first opening a storage: a wrong host fails at once)."""
     delay = first_delay
-    for attempt in range(attempts):
+    lock_attempt = 0
+    disconnected_since: Optional[float] = None
+    _retry_state.reconnected = False
+    while True:
         try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - filtered by is_transient
-            if attempt == attempts - 1 or not is_transient(exc):
+            result = fn()
+            if disconnected_since is not None:
+                _retry_state.reconnected = True
+                away = time.monotonic() - disconnected_since
+                (_log.warning if away >= 1.0 else _log.info)("storage reachable again after %.0fs", away)
+            return result
+        except Exception as exc:  # noqa: BLE001 - filtered below
+            if retry_disconnects and is_disconnect(exc):
+                now = time.monotonic()
+                if disconnected_since is None:
+                    disconnected_since = now
+                    window = storage_retry_seconds()
+                    _log.warning("lost the connection to %s (%s); retrying for up to %.0fs", describe(),
+                                 _first_line(exc) or type(exc).__name__, window)
+                if now - disconnected_since >= storage_retry_seconds():
+                    raise StorageUnavailable(
+                        f"lost the connection to {describe()} for {now - disconnected_since:.0f}s "
+                        f"({_first_line(exc)}); finished trials are safe in the storage: once it is back, "
+                        f"run the same command again to resume (${ENV_STORAGE_RETRY} sets how long to wait)") from None
+                time.sleep(min(max(delay, 0.2), 5.0))
+                delay = min(max(delay, 0.2) * 2, 5.0)
+                continue
+            lock_attempt += 1
+            if lock_attempt >= attempts or not is_transient(exc):
                 raise
             _log.info("transient storage error (%s); retrying in %.2fs", str(exc).splitlines()[0], delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The innermost non-empty first line of ``exc``'s chain (the driver's own words), shortened."""
+    text = ""
+    for e in _chain(exc):
+        line = str(e).strip()
+        if line:
+            text = line.splitlines()[0]
+    return text[:200]
 
 
 def _make_storage_class() -> type:
@@ -169,7 +260,10 @@ def _make_storage_class() -> type:
         "get_study_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
         "get_trial_id_from_study_id_trial_number", "set_trial_state_values", "set_trial_intermediate_value",
         "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
-        "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+        "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "get_trial_param", "get_trial_user_attrs",
+        "get_trial_system_attrs",
+        # what optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls
+        "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
     ]
     for name in names:
         base = getattr(RDBStorage, name, None)
@@ -179,7 +273,8 @@ def _make_storage_class() -> type:
         def make(base: Callable) -> Callable:
             @functools.wraps(base)
             def method(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                return call_with_retry(lambda: base(self, *args, **kwargs))
+                return call_with_retry(lambda: base(self, *args, **kwargs),
+                                       describe=lambda: mask_url(self.engine.url.render_as_string(hide_password=True)))
             return method
 
         setattr(TunerRDBStorage, name, make(base))
@@ -276,6 +371,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
     global _STORAGE_CLASS
     resolved = resolve_url(url)
     dialect = dialect_of(resolved)
+    storage_retry_seconds()  # a bad $TUNER_STORAGE_RETRY_S is an error now, not during an outage
     if heartbeat_interval is not None and heartbeat_interval < 1:
         raise TunerError(f"heartbeat interval is {heartbeat_interval}; use 1 second or more")
     if grace_period is not None and heartbeat_interval is not None and grace_period <= heartbeat_interval:
@@ -314,15 +410,15 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
     try:
         if dialect == "sqlite":
             with _file_lock(_sqlite_lock_dir(resolved), "create-tables", 120.0):
-                storage = call_with_retry(build)
+                storage = call_with_retry(build, retry_disconnects=False)
         else:
             try:
-                storage = call_with_retry(build)
+                storage = call_with_retry(build, retry_disconnects=False)
             except Exception as exc:  # concurrent first-time table creation on a server: once more
                 if "already exists" not in str(exc) and "Duplicate" not in str(exc):
                     raise
                 time.sleep(0.5)
-                storage = call_with_retry(build)
+                storage = call_with_retry(build, retry_disconnects=False)
     except TunerError:
         raise
     except ImportError as exc:
@@ -397,27 +493,42 @@ def named_lock(handle: StorageHandle, name: str, timeout: float = 600.0) -> Iter
 
     engine = handle.storage.engine
     deadline = time.monotonic() + timeout
-    with engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        if dialect == "postgresql":
-            key = int(_lock_key(name)[:15], 16)  # fits a signed bigint
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+    if dialect == "postgresql":
+        params = {"k": int(_lock_key(name)[:15], 16)}  # fits a signed bigint
+        take, release = "SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
+    else:
+        params = {"n": "tuner:" + _lock_key(name)[:40]}
+        take, release = "SELECT GET_LOCK(:n, 1)", "SELECT RELEASE_LOCK(:n)"
+
+    def acquire() -> tuple[Any, Any]:
+        raw = engine.connect()
+        try:
+            conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+            while conn.execute(text(take), params).scalar() not in (True, 1):
                 if time.monotonic() > deadline:
                     raise TunerError(f"timed out after {timeout:.0f}s waiting for lock '{name}' on {handle.masked}")
-                time.sleep(0.05)
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        else:
-            key_name = "tuner:" + _lock_key(name)[:40]
-            while conn.execute(text("SELECT GET_LOCK(:n, 1)"), {"n": key_name}).scalar() != 1:
-                if time.monotonic() > deadline:
-                    raise TunerError(f"timed out after {timeout:.0f}s waiting for lock '{name}' on {handle.masked}")
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": key_name})
+                if dialect == "postgresql":
+                    time.sleep(0.05)  # GET_LOCK waits up to 1 s itself
+            return raw, conn
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.close()
+            raise
+
+    raw, conn = call_with_retry(acquire, describe=lambda: handle.masked)
+    try:
+        yield
+    finally:
+        try:
+            conn.execute(text(release), params)
+        except Exception as exc:  # noqa: BLE001
+            if not is_disconnect(exc):
+                raise
+            # The server ends a lock with its session; the step it guarded re-checks what it wrote.
+            _log.warning("the connection holding lock '%s' was lost; the server released the lock", name)
+        finally:
+            with contextlib.suppress(Exception):
+                raw.close()
 
 
 def delete_study(handle: StorageHandle, name: str) -> bool:

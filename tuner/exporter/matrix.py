@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +33,8 @@ import numpy as np
 
 from tuner.combos import LOSS_ROWS, ROW_TITLES, row_of_weights
 from tuner.errors import TunerError
+from tuner.storage import mask_text
+from tuner.storage import mask_url as storage_mask_url
 
 SPLITS = ("test", "dev")
 MAX_LISTED_CANDIDATES = 5  # per cell in matrix.json (best dev first); n_candidates gives the full count
@@ -46,20 +47,9 @@ ROW_ALIASES = {**{r: r for r in LOSS_ROWS}, **{t.lower(): r for r, t in ROW_TITL
 
 
 # --------------------------------------------------------------------------- storage URL masking
-def mask_text(text: str) -> str:
-    """Hide passwords in any text holding URLs (``postgresql://user:***@host/db``, ``?password=***``)."""
-    text = str(text)
-    text = re.sub(r"([A-Za-z][\w+.\-]*://[^:/?#@\s]*):[^/?#\s]*@", r"\1:***@", text)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#\s]*", r"\1***", text)
-
-
 def mask_url(url: Optional[str]) -> Optional[str]:
-    """:func:`tuner.storage.mask_url`, plus :func:`mask_text` for passwords in the query string."""
-    if url is None:
-        return None
-    from tuner.storage import mask_url as storage_mask_url
-
-    return mask_text(storage_mask_url(str(url)))
+    """:func:`tuner.storage.mask_url` that lets ``None`` through."""
+    return None if url is None else storage_mask_url(str(url))
 
 
 def scrub(obj: Any) -> Any:
