@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tuner.memory import malloc_trim  # noqa: E402
 
 
 def quiet_libraries() -> None:
@@ -336,16 +337,6 @@ def rss_now_mb() -> float:
 def rss_peak_mb() -> float:
     """Peak resident set size of this process (ru_maxrss; KiB on Linux) in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def malloc_trim() -> bool:
-    """glibc ``malloc_trim(0)``: hand free heap pages back to the OS (False where unavailable)."""
-    try:
-        import ctypes
-
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 def set_threads(threads: Optional[int]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tuner.errors import TunerError
+from tuner.memory import release_memory
 from tuner.service import worker_label
 from tuner.storage import StorageHandle, StorageUnavailable
 from tuner.study import StudySpec, TrialChoice
@@ -217,7 +218,7 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
             torch.cuda.empty_cache()
         raise
     finally:
-        gc.collect()
+        release_memory()
 
     for split, per_dataset in outcome.scores.items():
         for name, value in per_dataset.items():

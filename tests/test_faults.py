@@ -342,3 +342,35 @@ def test_export_while_workers_write_is_a_consistent_snapshot(tmp_path, tiny_data
         codes = wait_all(procs, timeout=180)
     assert codes == [0, 0] and exports >= 3
     assert_exactly_once(all_trials(url, name), 16)
+
+
+# ------------------------------------------------------------------ a cell queued twice
+def test_cell_queued_twice_runs_once_and_the_copy_is_failed_as_duplicate(tmp_path, tiny_data_dir):
+    """What a lost lock connection can leave behind (two workers queue one cell): it still runs once."""
+    from tuner.service import StudyService
+
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("dup")
+    study_file = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"),
+                                  datasets=("stsb",), models=["fake"])
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        service = StudyService(load_spec(study_file), handle)
+        study, _ = service.prepare()
+        first = study.get_trials(deepcopy=False)[0]
+        study.enqueue_trial(dict(first.system_attrs["fixed_params"]), skip_if_exists=False)
+        ran = []
+
+        def objective(trial, choice):
+            ran.append(choice.loss)
+            trial.set_user_attr(f"scores.dev.{choice.train[0]}", 0.5)
+            return 0.5
+
+        assert service.run_worker(objective, log=lambda s: None) == 0
+    finally:
+        handle.close()
+    trials = all_trials(url, name)
+    assert_exactly_once(trials, 2)
+    assert sorted(ran) == ["cos_mse", "cosent"]
+    dup = [t for t in trials if t.state.name == "FAIL"]
+    assert len(dup) == 1 and dup[0].user_attrs["failure"].startswith("duplicate:")
