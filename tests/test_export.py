@@ -424,3 +424,16 @@ def test_cli_export_errors(case: str, grid_db: str, tmp_path: Path, capsys) -> N
     if case == "unknown_study":
         assert "studies there: fresh, grid" in err
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_wins_line_counts_best_rows_and_ties() -> None:
+    from tuner.exporter.tables import wins_line
+
+    rows = ("zero_shot", "cosent", "ibn")
+    block = np.array([[0.70, 0.60, 0.50],
+                      [0.80, 0.60, np.nan],
+                      [0.75, 0.55, np.nan]])
+    line = wins_line(block, rows, ("a", "b", "c"))
+    assert line == ("Wins (best on a dataset; ties count for each): Without Fine-Tuning 2/3 (b, c); "
+                    "CoSENT 2/3 (a, b).")
+    assert wins_line(block[:, :1], rows, ("a",)) == ""

@@ -18,7 +18,13 @@ SQLite file), held only for milliseconds:
    and record its first heartbeat.
 
 Because the scan and the pop are serialised, a cell is never queued twice and a queued trial
-is never run by two workers, on one machine or many. A worker with nothing to pop waits while
+is never run by two workers, on one machine or many. One exception: a server ends a lock with
+the connection that holds it, so a connection lost mid-step can let two workers queue one cell;
+step 4 then fails the extra copy as ``failure = "duplicate: ..."`` instead of running it. After a
+lost connection a pop whose reply was lost is taken as the worker's own (the trial is RUNNING;
+if the lock was lost too and another worker claimed it, both run it and the second ``tell`` is
+refused, so it still completes once). Storage calls retry a lost
+connection for ``$TUNER_STORAGE_RETRY_S`` seconds (:mod:`tuner.storage`). A worker with nothing to pop waits while
 other workers still run cells (one of them may die, and its cell comes back after the grace
 period) and stops when every cell is done or out of retries.
 
@@ -387,9 +393,9 @@ class StudyService:
             try:
                 if taken and self._cell_key_of(t, names) in taken:
                     storage.set_trial_user_attr(t._trial_id, "failure",
-                                                f"{DUPLICATE}: this cell was queued twice and has already run; not run")
+                                                f"{DUPLICATE}: this cell was queued twice and is already running or done; not run")
                     storage.set_trial_state_values(t._trial_id, state=TS.FAIL)
-                    _log.warning("trial %d: duplicate queue entry of a cell that already ran; failed, not run", t.number)
+                    _log.warning("trial %d: duplicate queue entry of a cell that is already running or done; failed, not run", t.number)
                     continue
                 if storage.set_trial_state_values(t._trial_id, state=TS.RUNNING):
                     return t._trial_id

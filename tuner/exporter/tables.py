@@ -94,7 +94,25 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
                 cells.append(text + ("" if complete[ri] or not math.isfinite(means[ri]) else " †"))
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+            wins = wins_line(block, matrix.rows, matrix.datasets, col_best)
+            if wins:
+                lines += [wins, ""]
     return "\n".join(lines)
+
+
+def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[set[int]] | None" = None) -> str:
+    """"Wins (best on a dataset): CoSENT 3/7 (sts12, ...), ..." for one model's (rows, datasets)
+    block, most wins first; a tie counts for every tied row. Empty with fewer than two datasets."""
+    if len(datasets) < 2:
+        return ""
+    col_best = col_best if col_best is not None else [_best(block[:, di]) for di in range(block.shape[1])]
+    scored = sum(1 for best in col_best if best)
+    counts = {ri: [datasets[di] for di, best in enumerate(col_best) if ri in best] for ri in range(len(rows))}
+    ranked = sorted(((ri, names) for ri, names in counts.items() if names), key=lambda x: (-len(x[1]), x[0]))
+    if not ranked:
+        return ""
+    parts = [f"{ROW_TITLES.get(rows[ri], rows[ri])} {len(names)}/{scored} ({', '.join(names)})" for ri, names in ranked]
+    return "Wins (best on a dataset; ties count for each): " + "; ".join(parts) + "."
 
 
 def _best(column: np.ndarray) -> set[int]:
