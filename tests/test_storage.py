@@ -244,6 +244,7 @@ def test_server_lock_excludes_processes(tmp_path, url):
 
 @pytest.mark.db
 @pytest.mark.slow
+@pytest.mark.fault
 @pytest.mark.parametrize("url", SERVERS)
 def test_server_grid_exactly_once_two_workers_and_sigkill_rerun(tmp_path, tiny_data_dir, url):
     """Service loop on the server (fake objective): 2 workers, one SIGKILLed mid-trial; every cell
