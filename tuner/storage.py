@@ -239,13 +239,14 @@ def call_with_retry(fn: Callable[[], Any], attempts: int = 8, first_delay: float
 
 
 def _first_line(exc: BaseException) -> str:
-    """The innermost non-empty first line of ``exc``'s chain (the driver's own words), shortened."""
+    """The innermost non-empty first line of ``exc``'s chain (the driver's own words), shortened,
+    with any password masked."""
     text = ""
     for e in _chain(exc):
         line = str(e).strip()
         if line:
             text = line.splitlines()[0]
-    return text[:200]
+    return mask_text(text[:200])
 
 
 def _make_storage_class() -> type:
