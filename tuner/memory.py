@@ -5,6 +5,11 @@ activations are garbage, but glibc keeps the freed heap pages, so the worker's r
 stays near its peak between trials (on the 2-core machine: about 1,060-1,100 MiB after each
 MiniLM trial). ``malloc_trim(0)`` hands them back (about 650 MiB after each trial; see
 ``bench/rss_trials.py --malloc-trim``), which matters when several workers share one machine.
+
+The *peak* still steps up once over trials 2-5 (about +140 MiB, then flat): glibc raises its mmap
+threshold when a large mmapped block is freed, so from trial 2 large tensors come from the heap,
+where freed blocks linger until the trim. A fixed ``MALLOC_MMAP_THRESHOLD_`` keeps the peak flat
+but made trials about 20% slower on this machine, so it is not set.
 """
 from __future__ import annotations
 
