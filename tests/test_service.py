@@ -52,6 +52,23 @@ def wait_until(predicate, timeout: float, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def wait_for_running_trial(url: str, name: str, timeout: float, interval: float = 0.1):
+    """The first RUNNING trial of study ``name`` that a worker has claimed (``worker`` attr)."""
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        def running():
+            try:
+                sid = handle.storage.get_study_id_from_name(name)
+            except KeyError:
+                return None
+            return next((t for t in handle.storage.get_all_trials(sid)
+                         if t.state.name == "RUNNING" and "worker" in t.user_attrs), None)
+
+        return wait_until(running, timeout=timeout, interval=interval)
+    finally:
+        handle.close()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'tuner.db'}"
@@ -88,21 +105,7 @@ def test_sigkilled_worker_cell_is_rerun_after_heartbeat_grace(tmp_path, tiny_dat
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn"),
                              datasets=("stsb",), models=["fake"])
     procs = [start_fake_worker(study, sqlite_url, i, sleep=2.5, interval=1, grace=3) for i in range(2)]
-    handle = open_storage(sqlite_url, heartbeat_interval=None, grace_period=None)
-    try:
-        def running_with_worker():
-            try:
-                sid = handle.storage.get_study_id_from_name(name)
-            except KeyError:
-                return None
-            for t in handle.storage.get_all_trials(sid):
-                if t.state.name == "RUNNING" and "worker" in t.user_attrs:
-                    return t
-            return None
-
-        victim = wait_until(running_with_worker, timeout=60)
-    finally:
-        handle.close()
+    victim = wait_for_running_trial(sqlite_url, name, timeout=60)
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
     killed = next(p for p in procs if p.pid == pid)
     os.kill(pid, signal.SIGKILL)
@@ -132,18 +135,7 @@ def test_signal_marks_running_trial_failed_with_reason_and_rerun_completes(tmp_p
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent"), datasets=("stsb",),
                              models=["fake"])
     proc = start_fake_worker(study, sqlite_url, 0, sleep=30)
-    handle = open_storage(sqlite_url, heartbeat_interval=None, grace_period=None)
-    try:
-        def running():
-            try:
-                sid = handle.storage.get_study_id_from_name(name)
-            except KeyError:
-                return None
-            return [t for t in handle.storage.get_all_trials(sid) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
-
-        wait_until(running, timeout=60)
-    finally:
-        handle.close()
+    wait_for_running_trial(sqlite_url, name, timeout=60)
     proc.send_signal(signum)
     assert wait_all([proc], timeout=30) == [130]
     trials = trials_of(sqlite_url, name)
@@ -371,18 +363,7 @@ def test_optimize_cli_ctrl_c_marks_running_trial_failed_and_exits_130(tmp_path, 
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "optimize", "--study", str(study), "--storage", url,
                              "--workers", "1", "--no-artifacts"], cwd=tmp_path, env=env_with_repo(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
-    try:
-        def running():
-            try:
-                sid = handle.storage.get_study_id_from_name(name)
-            except KeyError:
-                return None
-            return [t for t in handle.storage.get_all_trials(sid) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
-
-        wait_until(running, timeout=120, interval=0.2)
-    finally:
-        handle.close()
+    wait_for_running_trial(url, name, timeout=120, interval=0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
     out, err = proc.communicate(timeout=60)
