@@ -238,6 +238,26 @@ def call_with_retry(fn: Callable[[], Any], attempts: int = 8, first_delay: float
             delay = min(delay * 2, 2.0)
 
 
+class _DropDisconnectTracebacks(logging.Filter):
+    """SQLAlchemy's pool logs a full traceback at ERROR when it cannot reset a connection the
+    server already dropped. The retry above reports the outage in one line; drop those."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and is_disconnect(exc))
+
+
+_POOL_LOGGERS = ("sqlalchemy.pool", "sqlalchemy.pool.base", "sqlalchemy.pool.impl.QueuePool",
+                 "sqlalchemy.pool.impl.StaticPool", "sqlalchemy.pool.impl.NullPool")
+
+
+def _quiet_pool_disconnects() -> None:
+    for name in _POOL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropDisconnectTracebacks) for f in logger.filters):
+            logger.addFilter(_DropDisconnectTracebacks())
+
+
 def _first_line(exc: BaseException) -> str:
     """The innermost non-empty first line of ``exc``'s chain (the driver's own words), shortened,
     with any password masked."""
@@ -373,6 +393,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
     resolved = resolve_url(url)
     dialect = dialect_of(resolved)
     storage_retry_seconds()  # a bad $TUNER_STORAGE_RETRY_S is an error now, not during an outage
+    _quiet_pool_disconnects()
     if heartbeat_interval is not None and heartbeat_interval < 1:
         raise TunerError(f"heartbeat interval is {heartbeat_interval}; use 1 second or more")
     if grace_period is not None and heartbeat_interval is not None and grace_period <= heartbeat_interval:
