@@ -20,6 +20,7 @@ COMMANDS = (
     "finetune",
     "export",
     "plot",
+    "splits",
     "studies",
     "optimize",
     "status",

@@ -13,19 +13,32 @@ are disjoint (by row of the source table), cover the source table and have a fre
   unchanged. Every other built-in gets the same 30% test rows as ``"seed"`` (so results are
   comparable) and dev carved from the rest the same way: for sets without official splits the
   two protocols coincide.
+* ``"disjoint"`` -- sentence-disjoint: the same table as ``"seed"`` (the official test file,
+  ``all.tsv`` for MR/CR/MPQA/SUBJ) split about 70/30 by *group* instead of by row, dev carved
+  from the 70% part the same way. For STS a group is a connected component of the
+  sentence-sharing graph (sentences are nodes, pairs are edges), so no test or dev sentence
+  occurs in any training pair, nor any test sentence in a dev pair; for classification a group
+  is all rows with the same sentence text, so exact duplicates never straddle two splits.
+  Groups are taken whole, in a seeded random order, while they fit the target size, so the
+  proportions are close to but not exactly 70/30 (``docs/results/overlap.md`` lists them).
+  No pair is dropped: on the built-ins the largest component holds at most 11% of a table
+  (STS16), well under the 30% test share, so no giant component needs cutting. A group larger
+  than a split's target simply stays in train.
 * Custom data behaves like the test-only built-ins (its single ``all`` table is split), unless
-  it had a ``split`` column: then its declared train/dev/test rows are used under both protocols
-  (dev carved from train when it declares none).
+  it had a ``split`` column: then its declared train/dev/test rows are used under every protocol
+  (dev carved from train when it declares none); under ``"disjoint"`` the training rows that share
+  a sentence with a dev or test row are removed from train.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from tuner.errors import TunerError
 
 from .registry import Dataset
 
-PROTOCOLS = ("seed", "standard")
+PROTOCOLS = ("seed", "standard", "disjoint")
 
 
 def _check_fraction(value: float, what: str) -> float:
@@ -54,6 +67,81 @@ def _split(df: pd.DataFrame, fraction: float, seed: int, what: str) -> tuple[pd.
     return rest.reset_index(drop=True), held.reset_index(drop=True)
 
 
+def sentence_groups(df: pd.DataFrame) -> np.ndarray:
+    """Group id per row: rows in one group share sentences (directly or through other rows).
+
+    STS frames (sentence1, sentence2): connected components of the graph whose nodes are the
+    distinct sentences and whose edges are the pairs. Classification frames (sentence): one group
+    per distinct sentence text. Sentences compare as exact strings.
+    """
+    if "sentence" in df.columns:
+        codes, _ = pd.factorize(df["sentence"].astype(str))
+        return np.asarray(codes, dtype=np.int64)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(df)
+    codes, uniques = pd.factorize(pd.concat([df["sentence1"].astype(str), df["sentence2"].astype(str)],
+                                            ignore_index=True))
+    a, b = codes[:n], codes[n:]
+    graph = coo_matrix((np.ones(n, dtype=np.int8), (a, b)), shape=(len(uniques), len(uniques)))
+    _, labels = connected_components(graph, directed=False)
+    # renumber in order of first appearance so ids do not depend on scipy's numbering
+    first, _ = pd.factorize(labels[a])
+    return np.asarray(first, dtype=np.int64)
+
+
+def _grouped_split(df: pd.DataFrame, fraction: float, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, held_out): whole sentence groups go to ``held_out`` until it has ~``fraction`` of the rows.
+
+    Groups are visited in a seeded random order; one is taken when it still fits the target
+    (``round(fraction * len(df))`` rows), so held_out never exceeds the target and falls short
+    of it only by less than the smallest group left. Rows of each part are shuffled (seeded).
+    """
+    if fraction == 0.0:
+        return df.reset_index(drop=True), df.iloc[0:0].reset_index(drop=True)
+    target = int(round(fraction * len(df)))
+    groups = sentence_groups(df)
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+    if target < 1 or len(sizes) < 2:
+        raise TunerError(
+            f"{what} has {len(df)} row{'s' if len(df) != 1 else ''} in {len(sizes)} sentence group"
+            f"{'s' if len(sizes) != 1 else ''}, too few to split off {fraction:g} of it by sentence; "
+            f"add data or use the 'seed' protocol"
+        )
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(sizes), dtype=bool)
+    count = 0
+    for g in rng.permutation(len(sizes)):
+        if count + sizes[g] <= target:
+            held[g] = True
+            count += int(sizes[g])
+            if count == target:
+                break
+    if count == 0:
+        raise TunerError(f"{what}: every sentence group is larger than {fraction:g} of the rows; "
+                         f"use the 'seed' protocol for this data")
+    in_held = held[groups]
+    rest_idx = rng.permutation(np.flatnonzero(~in_held))
+    held_idx = rng.permutation(np.flatnonzero(in_held))
+    return df.iloc[rest_idx].reset_index(drop=True), df.iloc[held_idx].reset_index(drop=True)
+
+
+def _sentences(df: pd.DataFrame) -> set[str]:
+    cols = ["sentence"] if "sentence" in df.columns else ["sentence1", "sentence2"]
+    return set().union(*(set(df[c].astype(str)) for c in cols))
+
+
+def _drop_shared(train: pd.DataFrame, held: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of ``train`` that share no sentence with any frame of ``held``."""
+    seen = set().union(*(_sentences(h) for h in held)) if held else set()
+    cols = ["sentence"] if "sentence" in train.columns else ["sentence1", "sentence2"]
+    keep = np.ones(len(train), dtype=bool)
+    for c in cols:
+        keep &= ~train[c].astype(str).isin(seen).to_numpy()
+    return train[keep].reset_index(drop=True)
+
+
 def protocol_splits(
     ds: Dataset,
     protocol: str = "standard",
@@ -75,8 +163,12 @@ def protocol_splits(
     if declared or official_splits:
         train = splits["train"].reset_index(drop=True)
         test = splits["test"].reset_index(drop=True)
+        if proto == "disjoint":
+            train = _drop_shared(train, [test] + ([splits["dev"]] if "dev" in splits else []))
         if "dev" in splits:
             dev = splits["dev"].reset_index(drop=True)
+        elif proto == "disjoint":
+            train, dev = _grouped_split(train, dev_fraction, seed, f"train split of '{ds.name}'")
         else:
             train, dev = _split(train, dev_fraction, seed, f"train split of '{ds.name}'")
         return {"train": train, "dev": dev, "test": test}
@@ -84,8 +176,9 @@ def protocol_splits(
     table = ds.official()
     if test_fraction == 0.0:
         raise TunerError(f"test_fraction must be > 0 for '{ds.name}' (it has no official train split); e.g. 0.3")
-    rest, test = _split(table, test_fraction, seed, f"dataset '{ds.name}'")
-    train, dev = _split(rest, dev_fraction, seed, f"train part of '{ds.name}'")
+    split = _grouped_split if proto == "disjoint" else _split
+    rest, test = split(table, test_fraction, seed, f"dataset '{ds.name}'")
+    train, dev = split(rest, dev_fraction, seed, f"train part of '{ds.name}'")
     return {"train": train, "dev": dev, "test": test}
 
 
