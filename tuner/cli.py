@@ -26,6 +26,7 @@ COMMANDS = (
     "status",
     "dashboard",
     "worker",
+    "storage-proxy",
 )
 
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"tuner.commands.{name}").register(sub)
+        importlib.import_module(f"tuner.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -26,7 +26,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -51,6 +50,7 @@ _SCHEMES = {
     "mariadb+pymysql": "mysql+pymysql",
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sqlite",
+    "grpc": "grpc",
 }
 _DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg[binary]", "postgresql+psycopg2": "psycopg2-binary",
                     "mysql+pymysql": "pymysql"}
@@ -91,15 +91,17 @@ def resolve_url(url: Optional[str] = None) -> str:
             return "sqlite:///" + text
         raise TunerError(
             f"storage '{mask_url(text)}' ({origin}) is not a URL; use sqlite:///tuner.db, "
-            "postgresql://user:password@host:5432/db or mysql://user:password@host:3306/db"
+            "postgresql://user:password@host:5432/db, mysql://user:password@host:3306/db or grpc://host:13000"
         )
     scheme, rest = text.split("://", 1)
     normalised = _SCHEMES.get(scheme.lower())
     if normalised is None:
         raise TunerError(
             f"storage URL scheme '{scheme}://' ({origin}) is not supported; use sqlite:///FILE, "
-            "postgresql://user:password@host/db or mysql://user:password@host/db"
+            "postgresql://user:password@host/db, mysql://user:password@host/db or grpc://host:port"
         )
+    if normalised == "grpc":
+        parse_grpc_url(f"grpc://{rest}", origin)
     if normalised == "sqlite" and rest not in ("", "/", "/:memory:") and not rest.startswith("/"):
         raise TunerError(
             f"storage '{text}' ({origin}) has too few slashes; write sqlite:///relative.db or sqlite:////absolute/path.db"
@@ -107,8 +109,19 @@ def resolve_url(url: Optional[str] = None) -> str:
     return f"{normalised}://{rest}"
 
 
+def parse_grpc_url(url: str, origin: str = "--storage") -> tuple[str, int]:
+    """``(host, port)`` of ``grpc://host:port`` (a ``python -m tuner storage-proxy``); one-line error otherwise."""
+    rest = url.split("://", 1)[1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest or "@" in rest:
+        raise TunerError(f"storage '{mask_url(url)}' ({origin}): write grpc://HOST:PORT for a tuner storage-proxy, "
+                         "e.g. grpc://127.0.0.1:13000")
+    return host, int(port)
+
+
 def dialect_of(url: str) -> str:
-    """``sqlite``, ``postgresql`` or ``mysql``."""
+    """``sqlite``, ``postgresql``, ``mysql`` or ``grpc`` (the storage proxy)."""
     return url.split("://", 1)[0].split("+", 1)[0]
 
 
@@ -144,7 +157,9 @@ _DISCONNECT = ("server closed the connection", "connection refused", "could not 
                "consuming input failed", "connection is closed", "connection already closed", "broken pipe",
                "connection to server at", "no connection to the server", "connection was killed",
                "connection is lost", "sending query", "ssl syscall error", "eof detected",
-               "can't reconnect until invalid transaction is rolled back", "interfaceerror) (0, '')")
+               "can't reconnect until invalid transaction is rolled back", "interfaceerror) (0, '')",
+               # gRPC storage proxy (grpc://): proxy down, restarting, or the network cut
+               "statuscode.unavailable", "failed to connect to all addresses")
 ENV_STORAGE_RETRY = "TUNER_STORAGE_RETRY_S"
 DEFAULT_STORAGE_RETRY_S = 120.0
 _retry_state = threading.local()
@@ -238,6 +253,15 @@ def call_with_retry(fn: Callable[[], Any], attempts: int = 8, first_delay: float
             delay = min(delay * 2, 2.0)
 
 
+def retrying_method(base: Callable) -> Callable:
+    """``base`` (a storage method) wrapped in :func:`call_with_retry`; the instance's ``_describe()``
+    names the storage in messages. Return values and Optuna's exceptions pass through unchanged."""
+    @functools.wraps(base)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return call_with_retry(lambda: base(self, *args, **kwargs), describe=self._describe)
+    return method
+
+
 class _DropDisconnectTracebacks(logging.Filter):
     """SQLAlchemy's pool logs a full traceback at ERROR when it cannot reset a connection the
     server already dropped. The retry above reports the outage in one line; drop those."""
@@ -263,79 +287,11 @@ def _first_line(exc: BaseException) -> str:
     with any password masked."""
     text = ""
     for e in _chain(exc):
-        line = str(e).strip()
+        details = getattr(e, "details", None)  # a gRPC error: its status details, not its repr
+        line = str(details() if callable(details) else e).strip()
         if line:
             text = line.splitlines()[0]
     return mask_text(text[:200])
-
-
-def _make_storage_class() -> type:
-    from optuna.storages import RDBStorage
-
-    class TunerRDBStorage(RDBStorage):
-        """RDBStorage whose calls are retried on transient lock errors."""
-
-    names = [
-        "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-        "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
-        "get_study_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
-        "get_trial_id_from_study_id_trial_number", "set_trial_state_values", "set_trial_intermediate_value",
-        "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
-        "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "get_trial_param", "get_trial_user_attrs",
-        "get_trial_system_attrs",
-        # what optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls
-        "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
-    ]
-    for name in names:
-        base = getattr(RDBStorage, name, None)
-        if base is None:
-            continue
-
-        def make(base: Callable) -> Callable:
-            @functools.wraps(base)
-            def method(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                return call_with_retry(lambda: base(self, *args, **kwargs),
-                                       describe=lambda: mask_url(self.engine.url.render_as_string(hide_password=True)))
-            return method
-
-        setattr(TunerRDBStorage, name, make(base))
-    return TunerRDBStorage
-
-
-_STORAGE_CLASS: Optional[type] = None
-
-
-def _sqlite_engine_kwargs(path: Optional[Path]) -> dict[str, Any]:
-    import sqlite3
-
-    database = str(path) if path is not None else ":memory:"
-
-    def creator() -> "sqlite3.Connection":
-        # isolation_level=None: sqlite3 emits no BEGIN itself; SQLAlchemy's "begin" event below
-        # emits BEGIN IMMEDIATE (see the SQLAlchemy pysqlite docs, "Serializable isolation").
-        conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        if path is not None:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
-
-    kwargs: dict[str, Any] = {"creator": creator}
-    if path is None:
-        from sqlalchemy.pool import StaticPool
-
-        kwargs["poolclass"] = StaticPool
-    return kwargs
-
-
-def _install_begin_immediate(engine: Any) -> None:
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:  # pragma: no cover - exercised through the storage
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _connect_error(url: str, exc: BaseException) -> TunerError:
@@ -354,12 +310,23 @@ def _connect_error(url: str, exc: BaseException) -> TunerError:
     return TunerError(f"cannot open storage {mask_url(url)}: {first[:300]}; {hint}")
 
 
+class StorageConfigError(TunerError, ValueError):
+    """A bad heartbeat interval / grace period: a :class:`TunerError` (one line, exit 2) that is also
+    the ``ValueError`` Optuna's storages raise for bad arguments."""
+
+
+# PostgreSQL: notice a cut network in seconds, not after the kernel's ~15 minutes of TCP
+# retransmissions: keepalives on idle connections, TCP_USER_TIMEOUT on unacknowledged writes.
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                   "keepalives_count": 3, "tcp_user_timeout": 20000}
+
+
 @dataclass
 class StorageHandle:
     """An opened storage plus what the service needs around it."""
 
     url: str
-    storage: Any  # TunerRDBStorage
+    storage: Any  # TunerRDBStorage or TunerGrpcStorage
     heartbeat_interval: Optional[int]
     grace_period: Optional[int]
 
@@ -375,37 +342,58 @@ class StorageHandle:
         return named_lock(self, name, timeout)
 
     def close(self) -> None:
+        if self.dialect == "grpc":
+            with contextlib.suppress(Exception):
+                self.storage.close()
+            return
         with contextlib.suppress(Exception):
             self.storage.remove_session()
         with contextlib.suppress(Exception):
             self.storage.engine.dispose()
 
 
+def check_heartbeat_settings(heartbeat_interval: Optional[int], grace_period: Optional[int]) -> None:
+    """Raise a one-line :class:`StorageConfigError` (also a ``ValueError``) for unusable settings."""
+    if heartbeat_interval is not None and heartbeat_interval < 1:
+        raise StorageConfigError(f"heartbeat interval is {heartbeat_interval}; use 1 second or more")
+    if grace_period is not None and grace_period < 1:
+        raise StorageConfigError(f"grace period is {grace_period}; use 1 second or more")
+    if grace_period is not None and heartbeat_interval is not None and grace_period <= heartbeat_interval:
+        raise StorageConfigError(f"grace period {grace_period}s must be longer than the heartbeat interval "
+                                 f"{heartbeat_interval}s")
+
+
 def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int] = DEFAULT_HEARTBEAT_INTERVAL,
-                 grace_period: Optional[int] = DEFAULT_GRACE_PERIOD, must_exist: bool = False) -> StorageHandle:
+                 grace_period: Optional[int] = DEFAULT_GRACE_PERIOD, must_exist: bool = False,
+                 engine_options: Optional[dict[str, Any]] = None) -> StorageHandle:
     """Open (and create the tables of) the storage at ``url`` (resolved with :func:`resolve_url`).
 
     ``must_exist``: an SQLite file that does not exist is an error instead of being created
     (``status`` and ``dashboard`` only read). Raises a one-line :class:`TunerError` when the
-    storage cannot be reached.
+    storage cannot be reached. ``grpc://host:port`` opens a client of ``python -m tuner
+    storage-proxy`` (:mod:`tuner.grpc_storage`). ``engine_options``: extra SQLAlchemy engine
+    arguments for a database server (the proxy sizes its connection pool with them).
     """
-    global _STORAGE_CLASS
     resolved = resolve_url(url)
     dialect = dialect_of(resolved)
     storage_retry_seconds()  # a bad $TUNER_STORAGE_RETRY_S is an error now, not during an outage
     _quiet_pool_disconnects()
-    if heartbeat_interval is not None and heartbeat_interval < 1:
-        raise TunerError(f"heartbeat interval is {heartbeat_interval}; use 1 second or more")
-    if grace_period is not None and heartbeat_interval is not None and grace_period <= heartbeat_interval:
-        raise TunerError(f"grace period {grace_period}s must be longer than the heartbeat interval {heartbeat_interval}s")
+    check_heartbeat_settings(heartbeat_interval, grace_period)
     try:
         import sqlalchemy  # noqa: F401
         import optuna
     except ImportError as exc:  # pragma: no cover
         raise TunerError(f"optuna/sqlalchemy are not installed ({exc}); run the README's install command") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if _STORAGE_CLASS is None:
-        _STORAGE_CLASS = _make_storage_class()
+    if dialect == "grpc":
+        try:
+            from tuner.grpc_storage import open_grpc_storage
+        except ImportError as exc:
+            raise TunerError(f"grpc:// storage needs grpcio and protobuf ({exc}); pip install -e '.[proxy]'") from None
+
+        storage = open_grpc_storage(resolved, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        return StorageHandle(resolved, storage, heartbeat_interval, grace_period)
+    from tuner.rdb_storage import TunerRDBStorage, sqlite_engine_kwargs
 
     engine_kwargs: dict[str, Any]
     if dialect == "sqlite":
@@ -417,17 +405,17 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
             if must_exist and not path.is_file():
                 raise TunerError(f"storage {resolved}: {path} does not exist; run python -m tuner optimize first, "
                                  "or pass --storage / $TUNER_STORAGE naming the study database")
-        engine_kwargs = _sqlite_engine_kwargs(path)
+        engine_kwargs = sqlite_engine_kwargs(str(path) if path is not None else ":memory:")
     elif dialect == "postgresql":
-        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": dict(PG_CONNECT_ARGS)}
     else:
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 3600, "connect_args": {"connect_timeout": 10}}
+    if dialect != "sqlite":
+        engine_kwargs.update(engine_options or {})
 
     def build() -> Any:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-            return _STORAGE_CLASS(resolved, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period)
+        return TunerRDBStorage(resolved, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                               grace_period=grace_period)
 
     try:
         if dialect == "sqlite":
@@ -448,8 +436,6 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
         raise TunerError(f"the driver for {mask_url(resolved)} is not installed ({exc}); pip install {package}") from None
     except Exception as exc:  # noqa: BLE001 - any connection/schema error becomes one line
         raise _connect_error(resolved, exc) from None
-    if dialect == "sqlite":
-        _install_begin_immediate(storage.engine)
     return StorageHandle(resolved, storage, heartbeat_interval, grace_period)
 
 
@@ -507,6 +493,10 @@ def _file_lock(folder: Optional[Path], name: str, timeout: float) -> Iterator[No
 def named_lock(handle: StorageHandle, name: str, timeout: float = 600.0) -> Iterator[None]:
     """Exclusive lock ``name`` across every process using this storage (all machines)."""
     dialect = handle.dialect
+    if dialect == "grpc":  # served by the proxy process (tuner.proxy_server)
+        with handle.storage.lock(name, timeout):
+            yield
+        return
     if dialect == "sqlite":
         with _file_lock(_sqlite_lock_dir(handle.url), name, timeout):
             yield

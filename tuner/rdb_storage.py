@@ -1,0 +1,114 @@
+"""Tuner's :class:`optuna.storages.RDBStorage`: every call retried on transient errors.
+
+Kept apart from :mod:`tuner.storage` (which imports no optuna at import time) so that the class
+is a plain module-level class: it pickles like an ``RDBStorage`` (multiprocessing, joblib, Dask,
+Ray hand storages to other processes that way). Its SQLite connection factory is a picklable
+object, not a closure, and the ``BEGIN IMMEDIATE`` hook is installed again when an unpickled copy
+builds its engine.
+
+Retried methods keep Optuna's contract: they return what ``RDBStorage`` returns and raise what it
+raises (``KeyError``, ``UpdateFinishedTrialError``, ...); only lock errors and lost connections are
+retried (:func:`tuner.storage.call_with_retry`).
+"""
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from typing import Any, Optional
+
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage
+
+from tuner.storage import SQLITE_BUSY_TIMEOUT_S, mask_url, retrying_method
+
+# Methods of BaseStorage / BaseHeartbeat, plus what optuna's _CachedStorage (the wrapper every
+# Study puts around an RDBStorage) calls.
+RETRIED_METHODS = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+    "get_study_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_id_from_study_id_trial_number", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
+    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "get_trial_param", "get_trial_user_attrs",
+    "get_trial_system_attrs", "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+)
+
+
+class SQLiteConnect:
+    """``creator`` for SQLAlchemy: a tuned ``sqlite3`` connection (picklable, unlike a closure).
+
+    ``isolation_level=None``: sqlite3 emits no BEGIN itself; for a file database the engine's
+    "begin" event emits ``BEGIN IMMEDIATE`` (SQLAlchemy pysqlite docs, "Serializable isolation"),
+    so optuna's read-then-write steps are atomic between processes. An in-memory database has one
+    connection shared by the threads of one process (StaticPool) and stays in autocommit mode:
+    a ``BEGIN`` there would collide with another thread's open transaction.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+
+    @property
+    def in_memory(self) -> bool:
+        return self.database == ":memory:"
+
+    def __call__(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.database, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        if not self.in_memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+
+def sqlite_engine_kwargs(database: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"creator": SQLiteConnect(database)}
+    if database == ":memory:":
+        from sqlalchemy.pool import StaticPool
+
+        kwargs["poolclass"] = StaticPool
+    return kwargs
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _install_begin_immediate(engine: Any) -> None:
+    from sqlalchemy import event
+
+    if not event.contains(engine, "begin", _begin_immediate):
+        event.listen(engine, "begin", _begin_immediate)
+
+
+class TunerRDBStorage(RDBStorage):
+    """``RDBStorage`` whose calls are retried on lock errors and lost connections."""
+
+    def __init__(self, url: str, engine_kwargs: Optional[dict[str, Any]] = None, *,
+                 heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # Optuna marks heartbeat_interval/grace_period "experimental"; tuner relies on them.
+            warnings.filterwarnings("ignore", category=ExperimentalWarning,
+                                    message=r".*(heartbeat_interval|grace_period).*")
+            super().__init__(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                             grace_period=grace_period, **kwargs)
+        self._setup_engine()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._setup_engine()
+
+    def _setup_engine(self) -> None:
+        creator = (self.engine_kwargs or {}).get("creator")
+        if isinstance(creator, SQLiteConnect) and not creator.in_memory:
+            _install_begin_immediate(self.engine)
+
+    def _describe(self) -> str:
+        return mask_url(self.engine.url.render_as_string(hide_password=True))
+
+
+for _name in RETRIED_METHODS:
+    _base = getattr(RDBStorage, _name, None)
+    if _base is not None:
+        setattr(TunerRDBStorage, _name, retrying_method(_base))
