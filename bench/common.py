@@ -418,18 +418,16 @@ class QuickTrialRunner:
                                              load_if_exists=True)
 
     def prepared(self, seed: int):
-        from tuner.data import subsample
-        from tuner.engine import PreparedData, prepare_data
+        from tuner.config import RunConfig
+        from tuner.engine import prepare_data
 
         q = self.quick
         key = (q["max_train_examples"], q["max_eval_examples"], q["batch_size"])
         if key not in self._data:
-            data = prepare_data("stsb", "stsb", task="sts", protocol="standard", seed=42,
-                                max_train_examples=q["max_train_examples"], batch_size=q["batch_size"])
-            n = q["max_eval_examples"]
-            self._data[key] = PreparedData(task=data.task, train=data.train,
-                                           eval=[(ds, {k: subsample(v, n, 42) for k, v in parts.items()})
-                                                 for ds, parts in data.eval])
+            self._data[key] = prepare_data(RunConfig(train=["stsb"], task="sts", protocol="standard", seed=42,
+                                                     max_train_examples=q["max_train_examples"],
+                                                     max_eval_examples=q["max_eval_examples"],
+                                                     batch_size=q["batch_size"]))
         return self._data[key]
 
     def run(self, number: int, identical: bool = False) -> dict[str, Any]:
@@ -438,7 +436,8 @@ class QuickTrialRunner:
         from tuner.engine import score_eval_sets
         from tuner.models import load_encoder
         from tuner.tokenize import tokenize
-        from tuner.train import TrainConfig, finetune
+        from tuner.config import RunConfig
+        from tuner.train import finetune
 
         q = self.quick
         weights, pooling = CHOICES[0 if identical else number % len(CHOICES)]
@@ -467,9 +466,9 @@ class QuickTrialRunner:
                     f = parts[split]
                     texts = list(dict.fromkeys(f["sentence1"].astype(str).tolist() + f["sentence2"].astype(str).tolist()))
                     tokenize(encoder.tokenizer, texts, q["max_seq_length"])
-        config = TrainConfig(weights=dict(weights), pooling=pooling, lr=q["lr"], epochs=q["epochs"],
-                             batch_size=q["batch_size"], max_seq_length=q["max_seq_length"], seed=seed,
-                             eval_every=q["eval_every"])
+        config = RunConfig(weights=dict(weights), pooling=pooling, lr=q["lr"], epochs=q["epochs"],
+                           batch_size=q["batch_size"], max_seq_length=q["max_seq_length"], seed=seed,
+                           eval_every=q["eval_every"])
 
         def on_eval(step: int) -> None:
             with phases("eval"):

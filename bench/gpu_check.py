@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     from tuner.evaluate import encode
     from tuner.models import load_encoder
     from tuner.tokenize import clear_cache
-    from tuner.train import TrainConfig, finetune
+    from tuner.config import RunConfig
+    from tuner.train import finetune
 
     try:
         from sentence_transformers import SentenceTransformer
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
                     enc = load_encoder(str(folder), device=device)
                     if args.cold_cache:
                         clear_cache()
-                    config = TrainConfig(weights={"cosent": 1}, batch_size=bs, max_steps=steps,
+                    config = RunConfig(weights={"cosent": 1}, batch_size=bs, max_steps=steps,
                                          max_seq_length=args.max_seq_length, seed=0, precision=precision)
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)

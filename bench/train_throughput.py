@@ -59,7 +59,8 @@ def main(argv=None) -> int:
 
     from tuner.models import load_encoder
     from tuner.tokenize import clear_cache
-    from tuner.train import TrainConfig, finetune
+    from tuner.config import RunConfig
+    from tuner.train import finetune
 
     path = model_path(args.model)
     device = torch.device(args.device)
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         enc = load_encoder(path, device=device)
         if not args.warm_cache:
             clear_cache()
-        config = TrainConfig(weights={"cosent": 1}, batch_size=args.batch_size, max_steps=steps,
+        config = RunConfig(weights={"cosent": 1}, batch_size=args.batch_size, max_steps=steps,
                              max_seq_length=args.max_seq_length, seed=args.seed,
                              precision="bf16" if autocast is not None else "fp32")
         with Clock() as clock:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 
 def get_objective(task: str) -> Callable[..., float]:
-    """``objective(trial, choice, ctx) -> dev score`` for ``task`` ('sts' or 'classification')."""
+    """``objective(trial, config, ctx) -> dev score`` (config: the trial's RunConfig) for ``task`` ('sts' or 'classification')."""
     if task == "sts":
         from objectives.sts import objective
     elif task == "classification":

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from objectives.common import WorkerContext, run_objective
+from tuner.config import RunConfig
 
 TASK = "classification"
 
 
-def objective(trial: Any, choice: Any, ctx: WorkerContext) -> float:
-    return run_objective(trial, choice, ctx, task=TASK)
+def objective(trial: Any, config: RunConfig, ctx: WorkerContext) -> float:
+    return run_objective(trial, config, ctx, task=TASK)

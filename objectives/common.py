@@ -21,7 +21,8 @@ from tuner.errors import TunerError
 from tuner.memory import release_memory
 from tuner.service import worker_label
 from tuner.storage import StorageHandle, StorageUnavailable
-from tuner.study import StudySpec, TrialChoice
+from tuner.config import RunConfig
+from tuner.study import StudySpec, is_empty_draw
 
 _log = logging.getLogger(__name__)
 
@@ -92,27 +93,16 @@ class WorkerContext:
     progress: bool = False
     _data: dict = field(default_factory=dict)
 
-    def prepared(self, choice: TrialChoice) -> Any:
-        """Load/split/subsample the data of ``choice`` once per worker (cached by its data args)."""
-        from tuner.data import subsample
-        from tuner.engine import PreparedData, prepare_data
+    def prepared(self, config: RunConfig) -> Any:
+        """Load/split/subsample/tokenise the data of ``config`` once per worker (cached by its data fields)."""
+        from tuner.engine import prepare_data
 
-        spec, budget = self.spec, self.spec.budget
-        key = (tuple(choice.train), tuple(choice.eval), spec.protocol, spec.seed, spec.data_dir,
-               budget.max_train_examples, budget.max_eval_examples, choice.batch_size)
+        key = (tuple(config.train), tuple(config.eval_sets), config.task, config.protocol, config.data_dir,
+               config.seed, config.max_train_examples, config.max_eval_examples, config.batch_size)
         if key not in self._data:
-            data = prepare_data([spec.dataset_source(d) for d in choice.train],
-                                [spec.dataset_source(d) for d in choice.eval], task=spec.task,
-                                protocol=spec.protocol, seed=spec.seed, data_dir=spec.data_dir,
-                                max_train_examples=budget.max_train_examples, batch_size=choice.batch_size)
-            if budget.max_eval_examples:
-                n = budget.max_eval_examples
-                data = PreparedData(task=data.task, train=data.train,
-                                    eval=[(ds, {k: subsample(v, n, spec.seed) for k, v in parts.items()})
-                                          for ds, parts in data.eval])
             if len(self._data) >= 8:  # bounded: a grid walks many datasets
                 self._data.pop(next(iter(self._data)))
-            self._data[key] = data
+            self._data[key] = prepare_data(config)
         return self._data[key]
 
 
@@ -120,7 +110,7 @@ def zero_shot_key(model: str, dataset: str, split: str) -> str:
     return f"zero_shot.{model}.{dataset}.{split}"
 
 
-def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, data: Any) -> None:
+def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConfig, data: Any) -> None:
     """Record the "without fine-tuning" score of ``model`` on every eval set, once per study.
 
     The first worker that needs a (model, datasets) pair computes it under a storage-wide lock;
@@ -139,9 +129,8 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, data: Any) -> N
         attrs = study.user_attrs
         if all(k in attrs for k in wanted):
             return
-        pooling = spec.grid_pooling[0] if spec.is_grid and len(spec.grid_pooling) == 1 else spec.train.pooling
-        encoder = load_encoder(spec.model_source(model), pooling=pooling, device=ctx.device)
-        scores, _ = score_eval_sets(encoder, data, splits, max_seq_length=spec.train.max_seq_length, seed=spec.seed)
+        encoder = load_encoder(config.model, pooling=spec.zero_shot_pooling(), device=ctx.device)
+        scores, _ = score_eval_sets(encoder, data, splits, max_seq_length=config.max_seq_length, seed=config.seed)
         for split in splits:
             for name, value in scores[split].items():
                 key = zero_shot_key(model, name, split)
@@ -151,7 +140,7 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, data: Any) -> N
         gc.collect()
 
 
-def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: str) -> float:
+def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: str) -> float:
     """Fine-tune and score one trial; returns the mean dev score (never test)."""
     import optuna
     import torch
@@ -162,16 +151,21 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
     spec = ctx.spec
     if task != spec.task:
         raise TunerError(f"objective for '{task}' used with a '{spec.task}' study")
+    if is_empty_draw(trial.params):
+        trial.set_user_attr("failure", "no_loss: every loss was drawn off, so there is nothing to train")
+        raise optuna.TrialPruned("no loss on")
     start = time.perf_counter()
     device = ctx.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    model = trial.params.get("model", spec.models[0])
     static = {
-        "model": choice.model, "loss": choice.loss, "weights": choice.weights, "taus": choice.taus,
-        "pooling": str(choice.pooling) if choice.pooling is not None else "model default",
-        "train_datasets": choice.train, "eval_datasets": choice.eval, "task": spec.task, "metric": spec.metric,
-        "protocol": spec.protocol, "device": describe_device(device), "versions": library_versions(),
-        "worker": worker_label(),
+        "model": model, "loss": config.loss, "losses": list(config.losses), "weights": config.active_weights,
+        "taus": {k: v for k, v in config.taus.items() if k in config.losses},
+        "pooling": str(config.pooling) if config.pooling is not None else "model default",
+        "train_datasets": config.train, "eval_datasets": config.eval_sets, "task": spec.task, "metric": spec.metric,
+        "protocol": spec.protocol, "config": config.to_dict(), "device": describe_device(device),
+        "versions": library_versions(), "worker": worker_label(),
     }
     for key, value in static.items():
         trial.set_user_attr(key, value)
@@ -180,10 +174,9 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
         trial.set_user_attr("wall_s", round(time.perf_counter() - start, 3))
         trial.set_user_attr("peak_mem_mb", peak_memory_mb(device))
 
-    config = spec.train_config(choice)
     try:
-        data = ctx.prepared(choice)
-        ensure_zero_shot(ctx, trial.study, choice.model, data)
+        data = ctx.prepared(config)
+        ensure_zero_shot(ctx, trial.study, model, config, data)
 
         def on_eval(step: int, score: float) -> None:
             if math.isfinite(score):
@@ -191,10 +184,8 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}: dev {spec.metric} {score:.4f}")
 
-        outcome = run_finetune(spec.model_source(choice.model), None, None, config, task=spec.task,
-                               protocol=spec.protocol, data_dir=spec.data_dir, device=device,
-                               on_eval=on_eval if config.eval_every else None, progress=ctx.progress,
-                               prepared=data)
+        outcome = run_finetune(config, device=device, on_eval=on_eval if config.eval_every else None,
+                               progress=ctx.progress, prepared=data)
     except optuna.TrialPruned as exc:
         trial.set_user_attr("failure", f"pruned: {exc}")
         finish_attrs()
@@ -223,17 +214,17 @@ def run_objective(trial: Any, choice: TrialChoice, ctx: WorkerContext, *, task: 
     for split, per_dataset in outcome.scores.items():
         for name, value in per_dataset.items():
             trial.set_user_attr(f"scores.{split}.{name}", float(value))
-    trial.set_user_attr("pooling", str(config.pooling))
+    trial.set_user_attr("pooling", str(outcome.config.pooling))
+    trial.set_user_attr("config", outcome.config.to_dict())
     trial.set_user_attr("train_pairs_per_s", round(float(outcome.train.pairs_per_s), 2))
     finish_attrs()
     if ctx.artifact_store is not None:
-        record = {"trial": trial.number, "study": ctx.study_name, "params": trial.params, "model": choice.model,
-                  "loss": choice.loss, "train_datasets": choice.train, "eval_datasets": choice.eval,
-                  "protocol": spec.protocol, "config": config.to_dict(), "scores": outcome.scores,
+        record = {"trial": trial.number, "study": ctx.study_name, "params": trial.params, "model": model,
+                  "loss": config.loss, "config": outcome.config.to_dict(), "scores": outcome.scores,
                   "metric": outcome.metric, "steps": outcome.train.steps, "precision": outcome.train.precision}
         upload_trial_artifacts(ctx.artifact_store, trial, losses=outcome.train.losses,
                                parts=outcome.train.loss_parts, config=json.loads(json.dumps(record, default=str)),
-                               title=f"trial {trial.number}: {choice.loss} on {'+'.join(choice.train)}")
+                               title=f"trial {trial.number}: {config.loss} on {'+'.join(config.train)}")
     value = outcome.dev_score
     del outcome
     return value

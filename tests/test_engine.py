@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_sentences
 from tuner.cli import main
 from tuner.engine import evaluate_model, prepare_data, run_finetune
-from tuner.train import TrainConfig
+from tuner.config import RunConfig
 
 
 def test_evaluate_official_splits(tiny_model_dir, tiny_data_dir):
@@ -29,21 +29,24 @@ def test_evaluate_dataframe_and_protocol(tiny_model_dir):
 
 
 def test_run_finetune_scores_dev_and_test_and_saves(tiny_model_dir, tiny_data_dir, tmp_path):
-    config = TrainConfig(weights={"cosent": 1, "angle": 1}, batch_size=8, max_steps=3, lr=1e-3, eval_every=1)
+    config = RunConfig(model=str(tiny_model_dir), train=["stsb"], eval=["stsb", "sts12"], data_dir=str(tiny_data_dir),
+                       weights={"cosent": 1, "angle": 1}, batch_size=8, max_steps=3, lr=1e-3, eval_every=1)
     seen = []
-    outcome = run_finetune(str(tiny_model_dir), "stsb", ["stsb", "sts12"], config, data_dir=tiny_data_dir,
-                           output=tmp_path / "m", device="cpu", on_eval=lambda s, v: seen.append((s, v)), progress=False)
+    outcome = run_finetune(config, output=tmp_path / "m", device="cpu", on_eval=lambda s, v: seen.append((s, v)),
+                           progress=False)
     assert set(outcome.scores) == {"dev", "test"}
     assert set(outcome.scores["dev"]) == {"stsb", "sts12"}
     assert outcome.dev_score == pytest.approx(np.mean(list(outcome.scores["dev"].values())))
     assert [s for s, _ in seen] == [1, 2]
     saved = json.loads((tmp_path / "m" / "tuner.json").read_text())
-    assert saved["config"]["weights"] == {"cosent": 1, "angle": 1}
+    assert saved["config"]["weights"] == {"cos_mse": 0, "cosent": 1, "ibn": 0, "angle": 1}
     assert saved["config"]["pooling"] == "cls"
+    assert RunConfig.from_dict(saved["config"]) == outcome.config  # the record round-trips
+    assert config.pooling is None  # the input config is not overwritten
 
 
 def test_classification_pairs_duplicate_sentences(tiny_data_dir):
-    data = prepare_data("mr", data_dir=tiny_data_dir, batch_size=4)
+    data = prepare_data(RunConfig(train=["mr"], data_dir=str(tiny_data_dir), batch_size=4))
     assert data.task == "classification"
     assert data.train.text1 == data.train.text2
     assert set(np.unique(data.train.labels)) <= {0.0, 1.0}
@@ -104,8 +107,8 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_run_finetune_classification_scores_dev_and_test(tiny_model_dir, tiny_data_dir):
-    outcome = run_finetune(str(tiny_model_dir), "mr", None, TrainConfig(batch_size=8, max_steps=2),
-                           data_dir=tiny_data_dir, device="cpu", progress=False)
+    config = RunConfig(model=str(tiny_model_dir), train=["mr"], data_dir=str(tiny_data_dir), batch_size=8, max_steps=2)
+    outcome = run_finetune(config, device="cpu", progress=False)
     assert outcome.metric == "accuracy"
     assert set(outcome.scores["dev"]) == {"mr"} and set(outcome.scores["test"]) == {"mr"}
     assert all(0.0 <= v <= 1.0 for split in outcome.scores.values() for v in split.values())

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
+from tuner.losses.registry import default_taus, loss_names
 from tuner.losses import (
     ANGLE_INT_CAST_THRESHOLD,
     DEFAULT_POSITIVE_THRESHOLD,
-    DEFAULT_TAUS,
-    LOSS_NAMES,
     POSITIVE_RULES,
     CombinedLoss,
     angle_loss,
@@ -159,7 +158,7 @@ def test_cosine_mse_matches_sentence_transformers():
 
 
 # ---------------------------------------------------------------- gradients and degenerate batches
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", loss_names())
 def test_gradients_flow(name):
     a, b, raw = _random_batch(n=8, d=6, seed=1)
     a.requires_grad_(True)
@@ -193,7 +192,7 @@ def _degenerate_cases():
 
 
 @pytest.mark.parametrize("case", list(_degenerate_cases()), ids=lambda c: c[0])
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", loss_names())
 def test_no_nan_on_degenerate_batches(name, case):
     _, a, b, labels = case
     a.requires_grad_(True)
@@ -263,7 +262,7 @@ def test_combined_ibn_threshold_and_default_taus():
     emb = torch.randn(8, 4, generator=torch.Generator().manual_seed(4))
     labels = torch.tensor([0.9, 0.3, 0.5, 0.1])
     loss = CombinedLoss({"ibn": 1.0}, ibn_positive_threshold=0.4)
-    assert loss.taus == DEFAULT_TAUS
+    assert loss.taus == default_taus()
     total, _ = loss(emb, labels)
     a, b = emb[0::2], emb[1::2]
     expected = in_batch_negatives_loss(a, b, labels, tau=20.0, positive_threshold=0.4)
@@ -285,17 +284,17 @@ def test_combined_all_zero_weights_is_cosine_mse(weights):
 @pytest.mark.parametrize(
     "kwargs,fragment",
     [
-        ({"weights": {"cosent": -1.0}}, "loss weight 'cosent' is -1.0"),
-        ({"weights": {"ibn": float("nan")}}, "loss weight 'ibn'"),
-        ({"weights": {"angle": float("inf")}}, "loss weight 'angle'"),
-        ({"weights": {"mnrl": 1.0}}, "unknown loss 'mnrl'"),
-        ({"weights": {"cosent": "heavy"}}, "loss weight 'cosent'"),
-        ({"weights": {"cosent": 1.0}, "taus": {"cosent": 0.0}}, "tau for 'cosent' is 0.0"),
-        ({"weights": {"cosent": 1.0}, "taus": {"angle": -2.0}}, "tau for 'angle'"),
-        ({"weights": {"cosent": 1.0}, "taus": {"ibn": float("inf")}}, "tau for 'ibn'"),
-        ({"weights": {"cosent": 1.0}, "taus": {"ibn": float("nan")}}, "tau for 'ibn'"),
-        ({"weights": {"cosent": 1.0}, "taus": {"cos_mse": 1.0}}, "unknown temperature 'cos_mse'"),
-        ({"weights": {"ibn": 1.0}, "ibn_positive_threshold": 3.0}, "threshold is 3.0"),
+        ({"weights": {"cosent": -1.0}}, "weights: cosent is -1"),
+        ({"weights": {"ibn": float("nan")}}, "weights.ibn is nan"),
+        ({"weights": {"angle": float("inf")}}, "weights.angle is inf"),
+        ({"weights": {"triplet": 1.0}}, "unknown loss 'triplet'"),
+        ({"weights": {"cosent": "heavy"}}, "weights.cosent: must be a number"),
+        ({"weights": {"cosent": 1.0}, "taus": {"cosent": 0.0}}, "taus: cosent is 0"),
+        ({"weights": {"cosent": 1.0}, "taus": {"angle": -2.0}}, "taus: angle is -2"),
+        ({"weights": {"cosent": 1.0}, "taus": {"ibn": float("inf")}}, "taus.ibn"),
+        ({"weights": {"cosent": 1.0}, "taus": {"ibn": float("nan")}}, "taus.ibn"),
+        ({"weights": {"cosent": 1.0}, "taus": {"cos_mse": 1.0}}, "cos_mse takes no temperature"),
+        ({"weights": {"ibn": 1.0}, "ibn_positive_threshold": 3.0}, "ibn_positive_threshold is 3.0"),
     ],
 )
 def test_combined_validation(kwargs, fragment):
@@ -312,7 +311,7 @@ def test_combined_rejects_odd_batch():
 
 
 # ---------------------------------------------------------------- precision
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", loss_names())
 def test_bf16_input_is_computed_in_float32(name):
     a, b, raw = _random_batch(n=8, d=16, seed=6)
     labels = raw / 5.0

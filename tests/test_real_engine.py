@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tuner.engine import evaluate_model, run_finetune
-from tuner.train import TrainConfig
+from tuner.config import RunConfig
 
 pytestmark = pytest.mark.real
 
@@ -25,8 +25,8 @@ def test_zero_shot_stsb_matches_sentence_transformers(minilm_path, shared_data):
 
 
 def test_short_real_finetune_moves_the_score(minilm_path, shared_data):
-    config = TrainConfig(weights={"cosent": 1}, batch_size=16, max_steps=8, lr=2e-5, max_seq_length=64)
-    outcome = run_finetune("all-MiniLM-L6-v2", "stsb", "stsb", config, data_dir=shared_data, device="cpu",
-                           max_train_examples=128, progress=False)
+    config = RunConfig(model="all-MiniLM-L6-v2", train=["stsb"], data_dir=str(shared_data), weights={"cosent": 1},
+                       batch_size=16, max_steps=8, lr=2e-5, max_seq_length=64, max_train_examples=128)
+    outcome = run_finetune(config, device="cpu", progress=False)
     assert 0.5 < outcome.scores["test"]["stsb"] < 0.95
     assert np.isfinite(outcome.train.losses).all()

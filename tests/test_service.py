@@ -24,7 +24,9 @@ from _tiny import (env_with_repo, start_fake_worker, toml_dump, unique, wait_all
                    write_tpe_study)
 from tuner.service import StudyService
 from tuner.storage import open_storage
-from tuner.study import REPO_ROOT, cell_key, load_spec
+from tuner.study import cell_key, load_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ALL_ROWS = ("cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle", "cosent+ibn+angle")
 

@@ -11,9 +11,11 @@ import pytest
 
 from _tiny import toml_dump as tomllib_dump
 from tuner.cli import main
-from tuner.combos import FINETUNE_ROWS
+from tuner.losses.registry import SEED_FINETUNE_ROWS as FINETUNE_ROWS
 from tuner.errors import TunerError
-from tuner.study import REPO_ROOT, cell_key, find_study_file, list_study_files, load_spec, parse_spec
+from tuner.study import cell_key, find_study_file, is_empty_draw, list_study_files, load_spec, parse_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = ("sts", "sts-grid", "senteval", "senteval-grid", "sts-quick", "sts-grid-quick", "senteval-quick",
            "senteval-grid-quick")
@@ -28,16 +30,19 @@ def test_shipped_studies_parse_and_have_the_seed_grids():
     assert grid.losses == list(FINETUNE_ROWS) and len(grid.losses) == 8
     assert grid.grid_datasets == STS7
     assert grid.n_cells == len(grid.models) * 8 * 7
-    assert grid.train.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0} and grid.train.pooling == "cls"
+    assert grid.base.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0} and grid.base.pooling == "cls"
     sgrid = load_spec("senteval-grid")
     assert sgrid.grid_datasets == ["mr", "cr", "mpqa", "subj"] and sgrid.n_cells == len(sgrid.models) * 32
     tpe = load_spec("sts")
     assert tpe.sampler == "tpe" and tpe.n_trials == 40 and tpe.protocol == "standard"
     assert tpe.train_datasets == tpe.eval_datasets == ["stsb"]
-    assert set(tpe.search) == {"w_cosent", "w_ibn", "w_angle", "tau_cosent", "tau_ibn", "tau_angle", "pooling", "lr",
-                               "epochs"}
-    assert tpe.search["tau_cosent"].log and tpe.search["lr"].log and not tpe.search["w_cosent"].log
-    assert tpe.search["pooling"].choices == ("cls", "avg", "cls_avg", "max")
+    assert tpe.search.losses.mode == "any" and len(tpe.search.losses.reachable()) == 15
+    assert set(tpe.search.params) == {"w_cos_mse", "w_cosent", "w_ibn", "w_angle", "tau_cosent", "tau_ibn",
+                                      "tau_angle", "pooling", "lr", "epochs"}
+    params = tpe.search.params
+    assert params["tau_cosent"].log and params["lr"].log and not params["w_cosent"].log
+    assert params["w_cosent"].low == 0.1  # a loss that is on has a weight > 0
+    assert params["pooling"].choices == ("cls", "avg", "cls_avg", "max")
     assert load_spec("senteval").task == "classification"
 
 
@@ -45,8 +50,8 @@ def test_shipped_studies_parse_and_have_the_seed_grids():
 def test_quick_studies_are_small(name):
     spec = load_spec(name)
     assert spec.models == ["all-MiniLM-L6-v2"]
-    assert spec.budget.max_train_examples <= 300 and spec.budget.max_eval_examples <= 300
-    assert spec.train.max_seq_length <= 64 and spec.budget.epochs == 1
+    assert spec.base.max_train_examples <= 300 and spec.base.max_eval_examples <= 300
+    assert spec.base.max_seq_length <= 64 and spec.base.epochs == 1
     assert spec.target_trials <= 10
 
 
@@ -98,6 +103,13 @@ ERRORS = [
     (BASE_TPE, "search.tau_cosent", [0.0, 5.0], r"key 'search.tau_cosent\[0\]': is 0.0; it must be > 0"),
     (BASE_TPE, "search.lr", {"low": 1e-4, "high": 1e-5}, r"key 'search.lr': low 0.0001 is not below high 1e-05"),
     (BASE_TPE, "search.w_ibn", [0.0, 1.0, 2.0], r"key 'search.w_ibn': a list means a range \[low, high\]"),
+    (BASE_TPE, "search.losses", "cosent+focal", r"key 'search.losses': unknown loss 'focal'"),
+    (BASE_TPE, "search.losses", ["cosent", "CoSENT"], r"key 'search.losses': lists a combination twice"),
+    (BASE_TPE, "search.losses", 3, r"key 'search.losses': must be \"any\""),
+    (with_(BASE_TPE, "search.losses", "any"), "search.w_cosent", [0.0, 1.0],
+     r"key 'search.w_cosent': is the weight of a loss that is on, so it must be > 0"),
+    (with_(BASE_TPE, "search.losses", "ibn"), "search.w_cosent", [0.1, 1.0],
+     r"key 'search.w_cosent': cosent is never on in this study"),
     (BASE_TPE, "search.w_ibn", {"choices": []}, r"key 'search.w_ibn.choices': is empty"),
     (BASE_TPE, "search.w_ibn", [-1.0, 1.0], r"key 'search.w_ibn\[0\]': is -1.0; it must be >= 0"),
     (BASE_TPE, "search.pooling", ["cls", "mean_of_max"], r"key 'search.pooling\[1\]': unknown pooling 'mean_of_max'"),
@@ -112,10 +124,12 @@ ERRORS = [
     (BASE_TPE, "grid", {"losses": "all"}, r"key 'grid': is for grid studies"),
     (BASE_TPE, "train.batch_size", 1, r"key 'train.batch_size': is 1; use 2 or more"),
     (BASE_TPE, "train.pooling", "middle", r"key 'train.pooling': unknown pooling"),
-    (BASE_TPE, "train.taus", {"cosent": -1}, r"key 'train.taus.cosent': is -1; it must be > 0"),
+    (BASE_TPE, "train.taus", {"cosent": -1}, r"key 'train.taus': cosent is -1; a temperature must be > 0"),
+    (BASE_TPE, "train.lr", "fast", r"key 'train.lr': must be a number"),
+    (BASE_TPE, "budget.max_train_examples", 1, r"key 'budget.max_train_examples': is 1; use 2 or more"),
     (BASE_TPE, "models", ["./no/such/model"], r"key 'models\[0\]': folder .* is not a model folder"),
     (BASE_GRID, "grid.losses", [], r"key 'grid.losses': is empty"),
-    (BASE_GRID, "grid.losses", ["cosent", "focal"], r"key 'grid.losses\[1\]': 'focal' is not a loss row"),
+    (BASE_GRID, "grid.losses", ["cosent", "focal"], r"key 'grid.losses\[1\]': unknown loss 'focal'"),
     (BASE_GRID, "data.datasets", [], r"key 'data.datasets': is empty"),
     (BASE_GRID, "n_trials", 10, r"key 'n_trials': is not used by grid studies"),
     (BASE_GRID, "data.train", ["stsb"], r"key 'data.train': grid studies train and score each cell on one dataset"),
@@ -159,38 +173,96 @@ def test_grid_cells_are_the_product_in_a_stable_order():
     assert parse_spec(with_(BASE_GRID, "grid.losses", ["angle+cosent"])).losses == ["cosent+angle"]
 
 
-def test_grid_trial_choice_from_a_queued_cell():
+def test_grid_trial_config_from_a_queued_cell():
     spec = parse_spec(BASE_GRID)
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"model": "all-MiniLM-L6-v2", "loss": "cosent", "dataset": "sickr"})
-    trial = study.ask()
-    choice = spec.suggest(trial)
-    assert choice.loss == "cosent" and choice.weights == {"cosent": 1.0, "ibn": 0.0, "angle": 0.0}
-    assert choice.train == choice.eval == ["sickr"] and choice.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0}
-    config = spec.train_config(choice)
-    assert config.weights == choice.weights and config.seed == 42
+    config = spec.suggest(study.ask())
+    assert config.loss == "cosent" and config.weights == {"cos_mse": 0.0, "cosent": 1.0, "ibn": 0.0, "angle": 0.0}
+    assert config.train == ["sickr"] and config.eval_sets == ["sickr"]
+    assert config.taus == {"cosent": 20.0, "ibn": 20.0, "angle": 1.0} and config.seed == 42
+    assert config.protocol == "seed" and config.task == "sts"
 
 
-def test_tpe_search_space_samples_within_ranges_and_fixed_values_stay():
+def test_legacy_weight_space_samples_within_ranges_and_fixed_values_stay():
     raw = with_(BASE_TPE, "search.w_ibn", {"choices": [0, 1]})
     raw = with_(raw, "search.w_angle", 0.5)
     raw = with_(raw, "search.lr", {"low": 1e-5, "high": 1e-4})
     raw = with_(raw, "search.epochs", [1, 3])
     raw = with_(raw, "search.batch_size", [16, 32])
     spec = parse_spec(raw)
-    assert spec.search["w_angle"].kind == "fixed" and spec.search["lr"].log
+    assert spec.search.losses.mode == "legacy"
+    assert spec.search.params["w_angle"].kind == "fixed" and spec.search.params["lr"].log
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
         trial = study.ask()
-        choice = spec.suggest(trial)
-        assert 0 <= choice.weights["cosent"] <= 1 and choice.weights["ibn"] in (0.0, 1.0)
-        assert choice.weights["angle"] == 0.5
-        assert 5 <= choice.taus["cosent"] <= 50 and choice.taus["ibn"] == 20.0
-        assert choice.pooling in ("cls", "avg") and 1e-5 <= choice.lr <= 1e-4
-        assert choice.epochs in (1, 2, 3) and choice.batch_size in (16, 32)
-        assert choice.loss == "+".join(k for k in ("cosent", "ibn", "angle") if choice.weights[k] > 0)
+        config = spec.suggest(trial)
+        assert 0 <= config.weights["cosent"] <= 1 and config.weights["ibn"] in (0.0, 1.0)
+        assert config.weights["angle"] == 0.5 and config.weights["cos_mse"] == 0.0
+        assert 5 <= config.taus["cosent"] <= 50 and config.taus["ibn"] == 20.0
+        assert config.pooling in ("cls", "avg") and 1e-5 <= config.lr <= 1e-4
+        assert config.epochs in (1, 2, 3) and config.batch_size in (16, 32)
+        assert config.loss == "+".join(k for k in ("cosent", "ibn", "angle") if config.weights[k] > 0)
         assert set(trial.params) == {"w_cosent", "w_ibn", "tau_cosent", "pooling", "lr", "epochs", "batch_size"}
         study.tell(trial, 0.0)
+
+
+ONOFF = with_(with_(with_(BASE_TPE, "search.losses", "any"), "search.w_cosent", [0.1, 1.0]),
+              "search.tau_ibn", [5.0, 50.0])
+
+
+def test_on_off_space_reaches_every_combination_with_conditional_params():
+    spec = parse_spec(ONOFF)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, empty = set(), 0
+    for _ in range(400):
+        trial = study.ask()
+        config = spec.suggest(trial)
+        flags = {n: trial.params[f"use_{n}"] for n in ("cos_mse", "cosent", "ibn", "angle")}
+        if not any(flags.values()):
+            empty += 1
+            assert is_empty_draw(trial.params)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        assert not is_empty_draw(trial.params)
+        on = tuple(n for n, f in flags.items() if f)
+        assert config.losses == on and config.loss == "+".join(on)
+        # weights > 0 exactly for the losses on; conditional params only when their loss is on
+        assert all((config.weights[n] > 0) == flags[n] for n in flags)
+        assert ("w_cosent" in trial.params) == flags["cosent"]
+        assert ("tau_cosent" in trial.params) == flags["cosent"]
+        assert ("tau_ibn" in trial.params) == flags["ibn"]
+        if flags["cosent"]:
+            assert 0.1 <= config.weights["cosent"] <= 1.0 and 5 <= config.taus["cosent"] <= 50
+        for name in ("cos_mse", "ibn", "angle"):
+            if flags[name]:
+                assert config.weights[name] == 1.0  # not searched: weight 1 when on
+        seen.add(config.loss)
+        study.tell(trial, 0.0)
+    assert len(seen) == 15  # every non-empty combination, cos_mse included
+    assert 0 < empty < 60  # about 1 in 16
+
+
+def test_restricted_and_fixed_combinations():
+    base = with_(BASE_TPE, "search.w_cosent", [0.1, 1.0])
+    spec = parse_spec(with_(base, "search.losses", ["cosent", "IBN+angle", "cos_mse+cosent"]))
+    assert spec.search.losses.combos == ("cosent", "ibn+angle", "cos_mse+cosent")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    rows = set()
+    for _ in range(30):
+        trial = study.ask()
+        rows.add(spec.suggest(trial).loss)
+        assert trial.params["losses"] in spec.search.losses.combos
+        study.tell(trial, 0.0)
+    assert rows == {"cosent", "ibn+angle", "cos_mse+cosent"}
+    fixed = parse_spec(with_(base, "search.losses", "angle+cosent"))
+    config = fixed.suggest(optuna.trial.FixedTrial({"w_cosent": 0.5, "tau_cosent": 10.0, "pooling": "avg"}))
+    assert config.loss == "cosent+angle" and config.weights["cosent"] == 0.5 and config.weights["angle"] == 1.0
+
+
+def test_on_off_sampler_is_multivariate_grouped_tpe():
+    sampler = parse_spec(ONOFF).build_sampler()
+    assert sampler._multivariate and sampler._group and sampler._constant_liar
 
 
 def test_pruners_are_configurable():
@@ -201,8 +273,8 @@ def test_pruners_are_configurable():
     pruner = parse_spec(raw).pruner.build()
     assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_startup_trials == 3
     assert isinstance(parse_spec(BASE_TPE).pruner.build(), optuna.pruners.NopPruner)
-    assert parse_spec(raw).train_config(parse_spec(raw).suggest(optuna.trial.FixedTrial(
-        {"w_cosent": 0.5, "tau_cosent": 10.0, "pooling": "avg"}))).eval_every == 10
+    assert parse_spec(raw).suggest(optuna.trial.FixedTrial(
+        {"w_cosent": 0.5, "tau_cosent": 10.0, "pooling": "avg"})).eval_every == 10
 
 
 def test_seed_and_sampler():

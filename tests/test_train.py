@@ -5,7 +5,8 @@ import torch
 from conftest import tiny_sentences
 from tuner.errors import TunerError
 from tuner.models import load_encoder
-from tuner.train import PairData, TrainConfig, finetune, length_grouped_batches
+from tuner.config import RunConfig
+from tuner.train import PairData, finetune, length_grouped_batches
 
 
 def _pairs(n=40, seed=0):
@@ -18,7 +19,7 @@ def test_finetune_changes_weights_and_is_seeded(tiny_model_dir):
     for _ in range(2):
         enc = load_encoder(tiny_model_dir, pooling="avg", device="cpu")
         before = [p.detach().clone() for p in enc.parameters()]
-        config = TrainConfig(weights={"cosent": 1, "ibn": 1, "angle": 1}, lr=1e-3, batch_size=8, max_steps=6)
+        config = RunConfig(weights={"cosent": 1, "ibn": 1, "angle": 1}, lr=1e-3, batch_size=8, max_steps=6)
         res = finetune(enc, _pairs(), config, progress=False)
         assert res.steps == 6 and res.examples == 48
         assert any(not torch.equal(a, b) for a, b in zip(before, enc.parameters()))
@@ -30,13 +31,13 @@ def test_finetune_changes_weights_and_is_seeded(tiny_model_dir):
 def test_eval_callback_every_n_steps(tiny_model_dir):
     enc = load_encoder(tiny_model_dir, device="cpu")
     seen = []
-    finetune(enc, _pairs(), TrainConfig(batch_size=8, max_steps=7, eval_every=3), on_eval=seen.append, progress=False)
+    finetune(enc, _pairs(), RunConfig(batch_size=8, max_steps=7, eval_every=3), on_eval=seen.append, progress=False)
     assert seen == [3, 6]
 
 
 def test_epochs_cover_data(tiny_model_dir):
     enc = load_encoder(tiny_model_dir, device="cpu")
-    res = finetune(enc, _pairs(40), TrainConfig(batch_size=16, epochs=2), progress=False)
+    res = finetune(enc, _pairs(40), RunConfig(batch_size=16, epochs=2), progress=False)
     assert res.steps == 6 and res.examples == 80
 
 
@@ -52,13 +53,13 @@ def test_length_grouped_batches_cover_everything_once():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": 0}, "lr is 0"), ({"batch_size": 1}, "batch size is 1"), ({"epochs": 0}, "epochs is 0"),
-    ({"precision": "fp8"}, "precision 'fp8'"), ({"pooling": "median"}, "unknown pooling"),
+    ({"lr": 0}, "lr is 0"), ({"batch_size": 1}, "batch_size is 1"), ({"epochs": 0}, "epochs is 0"),
+    ({"precision": "fp8"}, "precision: 'fp8'"), ({"pooling": "median"}, "unknown pooling"),
     ({"warmup_ratio": 1.5}, "warmup_ratio"),
 ])
 def test_bad_config(kwargs, message):
     with pytest.raises(TunerError, match=message):
-        TrainConfig(**kwargs)
+        RunConfig(**kwargs)
 
 
 def test_peak_memory_flat_across_repeated_trials(tiny_model_dir):
@@ -67,7 +68,7 @@ def test_peak_memory_flat_across_repeated_trials(tiny_model_dir):
     rss = []
     for i in range(6):
         enc = load_encoder(tiny_model_dir, device="cpu")
-        finetune(enc, _pairs(64), TrainConfig(batch_size=16, max_steps=4, seed=i), progress=False)
+        finetune(enc, _pairs(64), RunConfig(batch_size=16, max_steps=4, seed=i), progress=False)
         del enc
         gc.collect()
         rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -15,11 +15,12 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from tuner.config import RunConfig
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.errors import TunerError
 from tuner.evaluate import evaluate_classification, evaluate_classification_splits, evaluate_sts
 from tuner.models import Encoder, load_encoder, save_encoder
-from tuner.train import PairData, TrainConfig, TrainResult, finetune, pairs_from_frame
+from tuner.train import PairData, TrainResult, finetune, pairs_from_frame
 
 DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
 METRIC = {"sts": "spearman", "classification": "accuracy"}
@@ -110,12 +111,14 @@ def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSp
 
 @dataclass
 class FinetuneOutcome:
-    """What a fine-tune run produced: scores per split and dataset, the training record, the saved path."""
+    """What a fine-tune run produced: scores per split and dataset, the training record, the saved path.
+
+    ``config`` is the run as it ran: the input config with the model's pooling filled in."""
 
     scores: dict[str, dict[str, float]]  # {"dev": {dataset: score}, "test": {...}}
     metric: str
     train: TrainResult
-    config: TrainConfig
+    config: RunConfig
     model: str
     output: Optional[Path] = None
     details: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -138,39 +141,51 @@ class PreparedData:
     eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits)
 
 
-def prepare_data(train: "DataSpec | Sequence[DataSpec]", eval: "DataSpec | Sequence[DataSpec] | None" = None, *,
-                 task: Optional[str] = None, protocol: str = "standard", seed: int = 42, data_dir=None,
-                 max_train_examples: Optional[int] = None, batch_size: int = 32, split_seed: int = 42) -> PreparedData:
-    """Load and split the data of one run: training pairs from the train sets' train splits and the
-    protocol splits of every eval set (``eval=None`` -> evaluate on the train sets).
+SPLIT_SEED = 42  # the seed's train_test_split(random_state=42); fixed so every run sees the same rows
 
-    ``split_seed`` fixes the protocol's split (42, as in the seed) independently of ``seed``, which
-    only drives the subsampling of ``max_train_examples``: trials with different training seeds
-    see the same train/dev/test rows."""
-    train_sets = [as_dataset(s, task, data_dir) for s in as_list(train)]
+
+def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None" = None,
+                 eval: "DataSpec | Sequence[DataSpec] | None" = None) -> PreparedData:
+    """Load and split the data of one run: training pairs from the train sets' train splits and the
+    protocol splits of every eval set (default: the train sets).
+
+    ``train``/``eval`` override ``config.train``/``config.eval`` with files, DataFrames or loaded
+    datasets (the API's way in). Splits use :data:`SPLIT_SEED` whatever ``config.seed`` is, and so
+    do the ``max_eval_examples`` samples of dev and test: runs with different seeds are scored on
+    the same rows. ``config.seed`` drives the ``max_train_examples`` subsample."""
+    task = config.task
+    train_sets = [as_dataset(s, task, config.data_dir) for s in as_list(train if train is not None else config.train)]
     if not train_sets:
         raise TunerError("no training dataset given; pass --train with a dataset name or file")
-    eval_sets = [as_dataset(s, task, data_dir) for s in as_list(eval)] or train_sets
+    eval_specs = eval if eval is not None else (config.eval or None)
+    eval_sets = [as_dataset(s, task, config.data_dir) for s in as_list(eval_specs)] or train_sets
     task = _task_of(train_sets + eval_sets, task)
     frames, ranges = [], set()
     for ds in train_sets:
-        frames.append(protocol_splits(ds, protocol, seed=split_seed)["train"])
+        frames.append(protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"])
         ranges.add(ds.score_range)
     if len(ranges) > 1:
         # Normalise each set with its own range before concatenating.
         pairs = [pairs_from_frame(f, task, ds.score_range) for f, ds in zip(frames, train_sets)]
         merged = PairData(sum((p.text1 for p in pairs), []), sum((p.text2 for p in pairs), []),
                           np.concatenate([p.labels for p in pairs]))
-        if max_train_examples is not None and len(merged) > max_train_examples:
-            keep = np.sort(np.random.default_rng(seed).choice(len(merged), max_train_examples, replace=False))
+        n = config.max_train_examples
+        if n is not None and len(merged) > n:
+            keep = np.sort(np.random.default_rng(config.seed).choice(len(merged), n, replace=False))
             merged = PairData([merged.text1[i] for i in keep], [merged.text2[i] for i in keep], merged.labels[keep])
         train_pairs = merged
     else:
         frame = pd.concat(frames, ignore_index=True)
-        frame = subsample(frame, max_train_examples, seed)
-        check_min_rows(frame, batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
+        frame = subsample(frame, config.max_train_examples, config.seed)
+        check_min_rows(frame, config.batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
         train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
-    evals = [(ds, protocol_splits(ds, protocol, seed=split_seed)) for ds in eval_sets]
+    evals = []
+    for ds in eval_sets:
+        parts = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)
+        if config.max_eval_examples:
+            # train too: classification fits its logistic regression on the train split's embeddings
+            parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
+        evals.append((ds, parts))
     return PreparedData(task=task, train=train_pairs, eval=evals)
 
 
@@ -195,42 +210,39 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
     return scores, details
 
 
-def run_finetune(model: "str | Encoder", train: "DataSpec | Sequence[DataSpec]",
-                 eval: "DataSpec | Sequence[DataSpec] | None" = None, config: Optional[TrainConfig] = None, *,
-                 task: Optional[str] = None, protocol: str = "standard", data_dir=None,
-                 max_train_examples: Optional[int] = None, output: "str | os.PathLike | None" = None,
+def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
+                 train: "DataSpec | Sequence[DataSpec] | None" = None,
+                 eval: "DataSpec | Sequence[DataSpec] | None" = None, output: "str | os.PathLike | None" = None,
                  device=None, on_eval: Optional[Callable[[int, float], None]] = None,
                  eval_splits: Sequence[str] = ("dev", "test"), progress: bool = True,
-                 prepared: Optional[PreparedData] = None, max_eval_examples_during_training: Optional[int] = None,
-                 ) -> FinetuneOutcome:
-    """Fine-tune ``model`` on ``train`` and score every eval set on dev and test.
+                 prepared: Optional[PreparedData] = None) -> FinetuneOutcome:
+    """Fine-tune the run ``config`` describes and score every eval set on dev and test.
 
-    ``on_eval(step, dev_score)`` is called every ``config.eval_every`` steps with the mean dev
-    score over the eval sets (the study reports it for pruning; it may raise
-    ``optuna.TrialPruned``).
+    ``model`` (an already loaded encoder), ``train``/``eval`` (files, DataFrames) and ``prepared``
+    (data a worker keeps between trials) override what ``config`` names. ``on_eval(step,
+    dev_score)`` is called every ``config.eval_every`` steps with the mean dev score over the eval
+    sets (a study reports it for pruning; it may raise ``optuna.TrialPruned``).
     """
-    config = config or TrainConfig()
-    data = prepared or prepare_data(train, eval, task=task, protocol=protocol, seed=config.seed, data_dir=data_dir,
-                                    max_train_examples=max_train_examples, batch_size=config.batch_size)
-    encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=config.pooling, device=device)
-    if config.pooling is None:
-        config.pooling = encoder.pooling
+    data = prepared or prepare_data(config, train, eval)
+    encoder = model if model is not None else load_encoder(config.model, pooling=config.pooling, device=device)
+    if config.pooling is not None:
+        from tuner.pooling import parse_pooling
+
+        encoder.pooling = parse_pooling(config.pooling)
+    config = config.replace(pooling=encoder.pooling, task=data.task)
 
     hook = None
     if on_eval is not None:
         def hook(step: int) -> None:
-            dev, _ = score_eval_sets(encoder, data, ("dev",), max_seq_length=config.max_seq_length, seed=config.seed,
-                                     max_eval_examples=max_eval_examples_during_training)
+            dev, _ = score_eval_sets(encoder, data, ("dev",), max_seq_length=config.max_seq_length, seed=config.seed)
             on_eval(step, float(np.mean(list(dev["dev"].values()))))
 
     result = finetune(encoder, data.train, config, on_eval=hook, progress=progress)
     scores, details = score_eval_sets(encoder, data, eval_splits, max_seq_length=config.max_seq_length, seed=config.seed)
     saved = None
     if output is not None:
-        record = {"config": config.to_dict(), "task": data.task, "protocol": protocol,
-                  "train": [str(getattr(s, "name", s)) if not isinstance(s, pd.DataFrame) else "<DataFrame>" for s in as_list(train)],
-                  "eval": [ds.name for ds, _ in data.eval], "scores": scores,
-                  "max_train_examples": max_train_examples, "max_seq_length": config.max_seq_length}
+        record = {"config": config.to_dict(), "task": data.task, "eval": [ds.name for ds, _ in data.eval],
+                  "scores": scores}
         saved = save_encoder(encoder, output, record)
     return FinetuneOutcome(scores=scores, metric=METRIC[data.task], train=result, config=config,
                            model=encoder.name, output=saved, details=details)

@@ -11,63 +11,18 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
+from tuner.config import RunConfig
 from tuner.errors import TunerError
-from tuner.losses import DEFAULT_TAUS
 from tuner.losses.combined import CombinedLoss
 from tuner.models import Encoder
-from tuner.pooling import Pooling, parse_pooling
 from tuner.tokenize import pad_batch, pad_id_of, tokenize
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines one fine-tuning run (saved verbatim as ``tuner.json``)."""
-
-    weights: dict[str, float] = field(default_factory=dict)  # cos_mse / cosent / ibn / angle; all 0 -> cos_mse
-    taus: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TAUS))
-    pooling: Optional[Pooling] = None  # None -> the model's default pooling
-    lr: float = 2e-5
-    epochs: int = 1
-    max_steps: Optional[int] = None  # overrides epochs when set
-    batch_size: int = 32
-    max_seq_length: int = 128
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    ibn_positive_threshold: float = 0.6  # normalised score >= this is an in-batch-negatives positive
-    precision: str = "auto"
-    length_grouping: bool = True
-    eval_every: Optional[int] = None  # steps between on_eval callbacks (pruning); None = never
-
-    def __post_init__(self) -> None:
-        if self.pooling is not None:
-            self.pooling = parse_pooling(self.pooling)
-        checks = [
-            (self.lr > 0 and math.isfinite(self.lr), f"lr is {self.lr}; use a positive learning rate such as 2e-5"),
-            (self.epochs >= 1, f"epochs is {self.epochs}; use 1 or more"),
-            (self.max_steps is None or self.max_steps >= 1, f"max_steps is {self.max_steps}; use 1 or more, or leave it unset"),
-            (self.batch_size >= 2, f"batch size is {self.batch_size}; use 2 or more (losses compare pairs within a batch)"),
-            (self.max_seq_length >= 4, f"max_seq_length is {self.max_seq_length}; use 4 or more"),
-            (0 <= self.warmup_ratio < 1, f"warmup_ratio is {self.warmup_ratio}; use a value in [0, 1)"),
-            (self.precision in PRECISIONS, f"precision '{self.precision}' is unknown; use one of {', '.join(PRECISIONS)}"),
-            (self.eval_every is None or self.eval_every >= 1, f"eval_every is {self.eval_every}; use 1 or more"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise TunerError(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -157,7 +112,7 @@ def _adamw(params: list[dict[str, Any]], lr: float, device: torch.device) -> tor
     return torch.optim.AdamW(params, lr=lr)
 
 
-def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
+def finetune(encoder: Encoder, data: PairData, config: RunConfig,
              on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
     """Fine-tune ``encoder`` in place on ``data``. ``on_eval(step)`` is called every
     ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
@@ -187,7 +142,7 @@ def finetune(encoder: Encoder, data: PairData, config: TrainConfig,
 
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    loss_fn = CombinedLoss(config.weights, config.taus, config.ibn_positive_threshold)
+    loss_fn = CombinedLoss.from_config(config)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
     params = [
         {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and not any(k in n for k in no_decay)],

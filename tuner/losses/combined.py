@@ -1,121 +1,71 @@
-"""Weighted combination of the pair losses, as in AnglE's training objective.
+"""Weighted combination of the registered losses, as in AnglE's training objective.
 
-    total = sum_k w_k * loss_k,   k in {"cos_mse", "cosent", "ibn", "angle"}
+    total = sum_k w_k * loss_k(tau_k),   k in the loss registry (tuner.losses.registry)
 
-Missing weights are 0. If every weight is 0 (the search's seed default) the
-loss is plain cosine-MSE with weight 1, so a trial always trains something.
-Weights, temperatures and the IBN positive threshold are validated here and
-rejected with a one-line ``TunerError``.
+Missing weights are 0. If every weight is 0 (the seed's default) the loss is plain cosine-MSE with
+weight 1, so a run always trains something. Which functions exist, which take a temperature and
+which extra options they read from the run config all come from the registry.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
 
 from tuner.errors import TunerError
-from tuner.losses.angle import angle_loss
-from tuner.losses.cosent import cosent_loss
-from tuner.losses.cosine_mse import cosine_mse_loss
-from tuner.losses.in_batch_negatives import (
-    DEFAULT_POSITIVE_THRESHOLD,
-    in_batch_negatives_loss,
-)
+from tuner.losses.in_batch_negatives import DEFAULT_POSITIVE_THRESHOLD
+from tuner.losses.registry import LOSSES
 
-LOSS_NAMES: tuple[str, ...] = ("cos_mse", "cosent", "ibn", "angle")
-DEFAULT_TAUS: dict[str, float] = {"cosent": 20.0, "ibn": 20.0, "angle": 1.0}
-
-
-def _number(value: object, what: str) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TunerError(f"{what} is {value!r}; it must be a number") from None
-
-
-def _check_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    checked = {}
-    for name, value in weights.items():
-        if name not in LOSS_NAMES:
-            raise TunerError(
-                f"unknown loss {name!r} in the loss weights; use one of {', '.join(LOSS_NAMES)}"
-            )
-        w = _number(value, f"loss weight {name!r}")
-        if not math.isfinite(w) or w < 0:
-            raise TunerError(
-                f"loss weight {name!r} is {w}; weights must be finite and >= 0 "
-                "(use 0 to switch a loss off)"
-            )
-        checked[name] = w
-    return checked
-
-
-def _check_taus(taus: Mapping[str, float] | None) -> dict[str, float]:
-    checked = dict(DEFAULT_TAUS)
-    for name, value in (taus or {}).items():
-        if name not in DEFAULT_TAUS:
-            raise TunerError(
-                f"unknown temperature {name!r}; only {', '.join(DEFAULT_TAUS)} take a tau"
-            )
-        tau = _number(value, f"tau for {name!r}")
-        if not math.isfinite(tau) or tau <= 0:
-            raise TunerError(
-                f"tau for {name!r} is {tau}; it must be a finite number > 0 "
-                f"(default {DEFAULT_TAUS[name]})"
-            )
-        checked[name] = tau
-    return checked
+if TYPE_CHECKING:  # pragma: no cover
+    from tuner.config import RunConfig
 
 
 class CombinedLoss(torch.nn.Module):
-    """total = sum_k w_k * loss_k over ``LOSS_NAMES``; missing weights -> 0.
-
-    If every weight is 0 (the seed's default), the loss is plain cosine-MSE
-    (weight 1).
+    """total = sum_k w_k * loss_k over the registered losses; missing weights -> 0.
 
     Args:
-        weights: loss name -> non-negative weight.
-        taus: loss name -> scale, for "cosent", "ibn", "angle"; defaults from
-            ``DEFAULT_TAUS``.
-        ibn_positive_threshold: normalised label from which a pair is a
-            positive for the in-batch-negatives loss (0.6 = raw 3 of 0..5).
+        weights: loss name (or alias) -> non-negative weight; all 0 -> cosine-MSE alone.
+        taus: loss name -> temperature, for the losses that take one; defaults from the registry.
+        ibn_positive_threshold: normalised label from which a pair is a positive for the
+            in-batch-negatives loss (0.6 = raw 3 of 0..5).
 
     Attributes:
         active: the non-zero weights actually used.
-        taus: the scales in use, defaults filled in.
+        taus: the temperatures in use, defaults filled in.
     """
 
-    def __init__(
-        self,
-        weights: Mapping[str, float],
-        taus: Mapping[str, float] | None = None,
-        ibn_positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
-    ) -> None:
+    def __init__(self, weights: Mapping[str, float], taus: Mapping[str, float] | None = None,
+                 ibn_positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD) -> None:
         super().__init__()
-        checked = _check_weights(weights)
-        self.active: dict[str, float] = {
-            name: checked[name] for name in LOSS_NAMES if checked.get(name, 0.0) > 0
-        } or {"cos_mse": 1.0}
-        self.taus: dict[str, float] = _check_taus(taus)
-        threshold = _number(ibn_positive_threshold, "ibn_positive_threshold")
-        if not 0.0 <= threshold <= 1.0:
-            raise TunerError(
-                f"ibn_positive_threshold is {threshold}; it is a normalised label, "
-                "use a value in 0..1 (0.6 = raw 3 of 0..5)"
-            )
-        self.ibn_positive_threshold = threshold
+        from tuner.config import RunConfig
 
-    def _parts(self) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
-        return {
-            "cos_mse": cosine_mse_loss,
-            "cosent": lambda a, b, y: cosent_loss(a, b, y, tau=self.taus["cosent"]),
-            "ibn": lambda a, b, y: in_batch_negatives_loss(
-                a, b, y, tau=self.taus["ibn"], positive_threshold=self.ibn_positive_threshold
-            ),
-            "angle": lambda a, b, y: angle_loss(a, b, y, tau=self.taus["angle"]),
-        }
+        config = _as_config(lambda: RunConfig(weights=dict(weights), taus=dict(taus or {}),
+                                               ibn_positive_threshold=ibn_positive_threshold))
+        self._setup(config)
+
+    @classmethod
+    def from_config(cls, config: "RunConfig") -> "CombinedLoss":
+        """The loss a run config describes (weights, taus and the registry's per-loss options)."""
+        loss = cls.__new__(cls)
+        torch.nn.Module.__init__(loss)
+        loss._setup(config)
+        return loss
+
+    def _setup(self, config: "RunConfig") -> None:
+        self.active: dict[str, float] = config.active_weights
+        self.taus: dict[str, float] = dict(config.taus)
+        self.ibn_positive_threshold = config.ibn_positive_threshold
+        self._functions: dict[str, Callable[..., Tensor]] = {}
+        self._kwargs: dict[str, dict[str, Any]] = {}
+        for name in self.active:
+            spec = LOSSES[name]
+            kwargs: dict[str, Any] = {key: getattr(config, attr) for key, attr in spec.options.items()}
+            if spec.has_tau:
+                kwargs["tau"] = self.taus[name]
+            self._functions[name] = spec.load()
+            self._kwargs[name] = kwargs
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Loss of a zigzag batch ``[a0, b0, a1, b1, ...]`` (``[2N, d]``) with ``[N]`` labels.
@@ -132,18 +82,24 @@ class CombinedLoss(torch.nn.Module):
         if labels.numel() != a.shape[0]:
             n = a.shape[0]
             raise ValueError(f"expected {n} labels for {n} pairs, got {labels.numel()}")
-        functions = self._parts()
         total: Tensor | None = None
         parts: dict[str, float] = {}
         for name, weight in self.active.items():
-            value = functions[name](a, b, labels)
+            value = self._functions[name](a, b, labels, **self._kwargs[name])
             parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
         assert total is not None  # active is never empty
         return total, parts
 
     def extra_repr(self) -> str:
-        return (
-            f"active={self.active}, taus={self.taus}, "
-            f"ibn_positive_threshold={self.ibn_positive_threshold}"
-        )
+        return f"active={self.active}, taus={self.taus}, ibn_positive_threshold={self.ibn_positive_threshold}"
+
+
+def _as_config(build: Callable[[], "RunConfig"]) -> "RunConfig":
+    """Build a config, rewording its errors the way the loss always has ("loss weight ...")."""
+    from tuner.config import ConfigError
+
+    try:
+        return build()
+    except ConfigError as exc:
+        raise TunerError(f"loss {exc}") from None

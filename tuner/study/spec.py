@@ -1,0 +1,167 @@
+"""A validated study: :class:`StudySpec`.
+
+The spec knows what every trial of the study trains: its grid cells (models x loss rows x
+datasets [x poolings]) or its search space, on top of one base :class:`~tuner.config.RunConfig`
+filled from the file's ``[train]`` and ``[budget]`` tables. :meth:`StudySpec.suggest` turns an
+Optuna trial into the trial's ``RunConfig``; nothing else describes a run.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from tuner.config import RunConfig
+from tuner.losses.registry import weights_of_row
+from tuner.study.checks import label_of
+from tuner.study.space import SearchSpace
+
+METRICS = {"sts": "spearman", "classification": "accuracy"}
+# Keys that may change between runs of one study without making it a different study.
+MUTABLE_KEYS = ("description", "n_trials", "max_retries")
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    type: str = "none"
+    options: dict = field(default_factory=dict)
+
+    def build(self) -> Any:
+        import optuna
+
+        if self.type == "median":
+            return optuna.pruners.MedianPruner(**self.options)
+        if self.type == "hyperband":
+            return optuna.pruners.HyperbandPruner(**self.options)
+        return optuna.pruners.NopPruner()
+
+
+@dataclass
+class StudySpec:
+    name: str
+    path: Optional[Path]
+    raw: dict
+    description: str
+    task: str
+    models: list[str]
+    protocol: str
+    sampler: str
+    pruner: PrunerSpec
+    n_trials: Optional[int]
+    seed: int
+    max_retries: int
+    base: RunConfig                     # [train] + [budget] + data_dir/protocol/seed of the file
+    train_datasets: list[str] = field(default_factory=list)
+    eval_datasets: list[str] = field(default_factory=list)
+    grid_datasets: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)      # grid rows
+    grid_pooling: list[Any] = field(default_factory=list)
+    search: SearchSpace = field(default_factory=SearchSpace)
+    model_sources: dict[str, str] = field(default_factory=dict)
+    dataset_sources: dict[str, str] = field(default_factory=dict)
+
+    # ---- derived
+    @property
+    def is_grid(self) -> bool:
+        return self.sampler == "grid"
+
+    @property
+    def metric(self) -> str:
+        return METRICS[self.task]
+
+    @property
+    def file_label(self) -> str:
+        return label_of(self.path)
+
+    @property
+    def data_dir(self) -> Optional[str]:
+        return self.base.data_dir
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Grid cells as trial params, in a stable order (models x losses x datasets x pooling)."""
+        if not self.is_grid:
+            return []
+        axes: list[tuple[str, list[Any]]] = [("model", self.models), ("loss", self.losses),
+                                             ("dataset", self.grid_datasets)]
+        if len(self.grid_pooling) > 1:
+            axes.append(("pooling", self.grid_pooling))
+        names = [a for a, _ in axes]
+        return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in axes))]
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells())
+
+    @property
+    def target_trials(self) -> int:
+        return self.n_cells if self.is_grid else int(self.n_trials or 0)
+
+    def model_source(self, model: str) -> str:
+        return self.model_sources.get(model, model)
+
+    def dataset_source(self, dataset: str) -> str:
+        return self.dataset_sources.get(dataset, dataset)
+
+    def compat_dict(self) -> dict:
+        """The parts of the file that define the study (changing them makes a different study)."""
+        return {k: v for k, v in self.raw.items() if k not in MUTABLE_KEYS}
+
+    def run_config(self, model: str, train: list[str], eval: list[str], **changes: Any) -> RunConfig:
+        """The base config for ``model`` on these datasets (names as the file gives them)."""
+        return self.base.replace(model=self.model_source(model), train=[self.dataset_source(d) for d in train],
+                                 eval=[self.dataset_source(d) for d in eval], **changes)
+
+    def suggest(self, trial: Any) -> RunConfig:
+        """Sample (or, for a queued grid cell, read) this trial's run config."""
+        if self.is_grid:
+            model = trial.suggest_categorical("model", list(self.models))
+            loss = trial.suggest_categorical("loss", list(self.losses))
+            dataset = trial.suggest_categorical("dataset", list(self.grid_datasets))
+            changes: dict[str, Any] = {"weights": weights_of_row(loss)}
+            if len(self.grid_pooling) > 1:
+                changes["pooling"] = trial.suggest_categorical("pooling", list(self.grid_pooling))
+            elif self.grid_pooling:
+                changes["pooling"] = self.grid_pooling[0]
+            return self.run_config(model, [dataset], [dataset], **changes)
+        model = trial.suggest_categorical("model", list(self.models)) if len(self.models) > 1 else self.models[0]
+        base = self.run_config(model, self.train_datasets, self.eval_datasets or self.train_datasets)
+        return self.search.sample(trial, base)
+
+    def zero_shot_pooling(self) -> Any:
+        """The pooling the zero-shot row is scored with (the grid's single pooling, else [train])."""
+        return self.grid_pooling[0] if self.is_grid and len(self.grid_pooling) == 1 else self.base.pooling
+
+    def build_sampler(self, seed: Optional[int] = None) -> Any:
+        """TPE: multivariate + group (the on/off space makes weights and taus conditional),
+        constant liar (parallel workers), a quarter of the trials (at most 10) random first."""
+        import warnings
+
+        import optuna
+
+        seed = self.seed if seed is None else seed
+        if self.sampler == "tpe":
+            startup = max(1, min(10, (self.n_trials or 10) // 4))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
+                                                  n_startup_trials=startup)
+        # grid cells are queued with fixed params, so the sampler never chooses anything for them
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "file": self.file_label, "description": self.description,
+                               "task": self.task, "sampler": self.sampler, "pruner": self.pruner.type,
+                               "protocol": self.protocol, "models": self.models}
+        if self.is_grid:
+            out.update(cells=self.n_cells, losses=self.losses, datasets=self.grid_datasets)
+        else:
+            out.update(n_trials=self.n_trials, train=self.train_datasets, eval=self.eval_datasets,
+                       search=self.search.describe())
+        return out
+
+
+def cell_key(params: dict[str, Any]) -> str:
+    """A stable key for a grid cell's params (dedupe across workers and machines)."""
+    return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True, default=str)
