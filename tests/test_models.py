@@ -53,3 +53,89 @@ def test_saved_model_loads_in_transformers_and_sentence_transformers(tiny_model_
     theirs = st.encode(texts, convert_to_numpy=True)
     assert ours.shape == theirs.shape
     assert abs(ours - theirs).max() < 1e-4
+
+
+# --- no library noise on load and save (transformers' LOAD REPORT tables, MISSING pooler) ------------
+# Run in a subprocess so that what reaches the real stderr is checked, as a user would see it
+# (transformers' log handler holds the stderr of its import time, which pytest's capture replaces).
+
+NOISE = ("LOAD REPORT", "UNEXPECTED", "MISSING", "TqdmWarning", "IProgress")
+
+_SCRIPT = r"""
+import sys
+from pathlib import Path
+from transformers.utils import logging as hf_logging
+hf_logging.set_verbosity_warning()  # a user's default: warnings on
+from tuner.models import load_encoder, save_encoder
+print("=== tuner", file=sys.stderr, flush=True)
+enc = load_encoder(sys.argv[1], device="cpu")
+out = save_encoder(enc, Path(sys.argv[2]), {"max_seq_length": 32})
+assert hf_logging.get_verbosity() == hf_logging.WARNING, "verbosity not restored"
+print("=== others", file=sys.stderr, flush=True)
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel
+AutoModel.from_pretrained(out)
+SentenceTransformer(str(out), device="cpu")
+print("=== done", file=sys.stderr, flush=True)
+"""
+
+
+def _run_load_save(model: str, out: Path, verbose: bool = False) -> tuple[str, str]:
+    """stderr of tuner's load+save, and of transformers/sentence-transformers loading the saved model."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "TUNER_VERBOSE")}
+    if verbose:
+        env["TUNER_VERBOSE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(model), str(out)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0 and "=== done" in proc.stderr, proc.stderr[-3000:]
+    tuner_part = proc.stderr.split("=== tuner", 1)[1].split("=== others", 1)[0]
+    others = proc.stderr.split("=== others", 1)[1]
+    return tuner_part, others
+
+
+def test_load_save_and_reload_print_no_library_noise(tiny_model_dir, tmp_path):
+    # the tiny checkpoint has no pooler weights: loading it with a pooler would print a MISSING report
+    tuner_part, others = _run_load_save(tiny_model_dir, tmp_path / "saved")
+    assert tuner_part.strip() == "", tuner_part[-2000:]
+    for word in NOISE:
+        assert word not in others, (word, others[-2000:])
+
+
+def test_verbose_shows_library_chatter(tiny_model_dir, tmp_path):
+    """The control for the test above: with TUNER_VERBOSE=1 (tuner --verbose) the same load reports."""
+    tuner_part, _ = _run_load_save(tiny_model_dir, tmp_path / "saved", verbose=True)
+    assert "LOAD REPORT" in tuner_part and "MISSING" in tuner_part
+
+
+def test_model_built_without_pooler_is_saved_with_one(tmp_path):
+    """build_encoder with add_pooling_layer=False: the saved folder has pooler weights and loads the same."""
+    from safetensors import safe_open
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from conftest import make_tiny_model
+    from tuner.evaluate import encode
+    from tuner.models import build_encoder
+
+    folder = make_tiny_model(tmp_path / "tiny")
+    model = BertModel(BertConfig.from_pretrained(folder), add_pooling_layer=False)
+    enc = build_encoder(model, BertTokenizerFast.from_pretrained(folder), pooling="avg")
+    out = save_encoder(enc, tmp_path / "saved", {"max_seq_length": 32})
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert {"pooler.dense.weight", "pooler.dense.bias"} <= set(weights.keys())
+    st = SentenceTransformer(str(out), device="cpu")
+    texts = ["a man is playing the guitar", "dog runs"]
+    assert abs(encode(enc, texts) - st.encode(texts, convert_to_numpy=True)).max() < 1e-4
+
+
+@pytest.mark.real
+def test_bundled_minilm_loads_and_saves_quietly(minilm_path, tmp_path):
+    """The quickstart's symptom: all-MiniLM-L6-v2's pooler weights were reported UNEXPECTED on load."""
+    tuner_part, others = _run_load_save(minilm_path, tmp_path / "saved")
+    assert tuner_part.strip() == "", tuner_part[-2000:]
+    for word in NOISE:
+        assert word not in others, (word, others[-2000:])

