@@ -52,7 +52,8 @@ from tuner.storage import StorageHandle, call_with_retry, named_lock, open_stora
 DEFAULT_PORT = 13000
 DEFAULT_THREADS = 32
 # The server accepts the clients' keepalive pings (tuner.grpc_storage.CHANNEL_OPTIONS).
-SERVER_OPTIONS = [("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+# so_reuseport 0: a second proxy on a port in use fails instead of silently sharing it.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.min_ping_interval_without_data_ms", 5000),
                   ("grpc.http2.max_ping_strikes", 0), ("grpc.max_receive_message_length", -1)]
 _log = logging.getLogger(__name__)
 
@@ -152,6 +153,27 @@ class TunerProxyService:
         return grpc.method_handlers_generic_handler(SERVICE, {m: wrap(getattr(self, m)) for m in METHODS})
 
 
+def _bind_problem(host: str, port: int) -> Optional[str]:
+    """Why ``host:port`` cannot be listened on (checked with a plain socket: gRPC's own bind error is a
+    multi-line C-core log), or None."""
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return str(exc.strerror or exc)
+    return None
+
+
 @dataclass
 class ProxyServer:
     server: Any
@@ -174,6 +196,9 @@ def start_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, thr
     if url.split("://", 1)[0] == "grpc":
         raise TunerError("storage-proxy --storage must be a database URL (postgresql://, mysql://, sqlite:///), "
                          "not another proxy")
+    problem = _bind_problem(host, port)
+    if problem:
+        raise TunerError(f"cannot listen on {host}:{port} ({problem}); choose another --port or --host")
     # heartbeat_interval set: RDBStorage's heartbeat methods need one (clients send their own grace)
     handle = open_storage(url, heartbeat_interval=1, grace_period=None,
                           engine_options={"pool_size": threads + 2, "max_overflow": 8})
@@ -183,14 +208,9 @@ def start_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, thr
         OptunaStorageProxyService(optuna.storages.get_storage(handle.storage)), server)
     server.add_generic_rpc_handlers((service.handler(),))
     shown = f"[{host}]" if ":" in host else host
-    try:
-        bound = server.add_insecure_port(f"{shown}:{port}")
-    except RuntimeError as exc:
-        bound = 0
-        _log.info("bind failed: %s", exc)
+    bound = server.add_insecure_port(f"{shown}:{port}")
     if not bound:
         handle.close()
-        raise TunerError(f"cannot listen on {host}:{port} (in use, or not an address of this machine); choose another "
-                         "--port or --host")
+        raise TunerError(f"cannot listen on {host}:{port}; choose another --port or --host")
     server.start()
     return ProxyServer(server, handle, service, bound)
