@@ -3,7 +3,8 @@
 ``load_dataset(spec)`` resolves a string ``spec`` in this order:
 
 1. an existing file -> a custom dataset; the task is inferred from the columns
-   (sentence1/sentence2/score -> sts, sentence/label -> classification) unless ``task`` is
+   (sentence1/sentence2/score -> sts, sentence/label -> classification, premise/hypothesis/label
+   -> nli) unless ``task`` is
    given. Formats by suffix: ``.tsv`` (tab-separated, quoting OFF, like shared/data),
    ``.csv`` (ordinary quoted CSV), ``.parquet``, ``.jsonl``/``.json`` (JSON lines; a plain
    JSON array of records is accepted too). A folder with the shared/data layout is a *data dir*,
@@ -211,7 +212,7 @@ def _check_builtin_task(name: str, task: str | None) -> str:
     actual = task_of(name)
     wanted = check_task(task)
     if wanted is not None and wanted != actual:
-        kind = "an STS" if actual == "sts" else "a classification"
+        kind = {"sts": "an STS", "nli": "an NLI"}.get(actual, "a classification")
         raise TunerError(f"dataset '{name}' is {kind} dataset, not {wanted}; drop --task or use --task {actual}")
     return actual
 
@@ -220,7 +221,7 @@ def _load_local_builtin(name: str, files: dict[str, Path], data_dir: Path, label
     expected = registry.LOCAL_SPLITS[name]
     missing = [s for s in expected if s not in files]
     if missing:
-        folder = Path(data_dir) / ("sts" if name in registry.STS_DATASETS else "senteval") / name
+        folder = registry.builtin_folder(name, data_dir)
         raise TunerError(
             f"{folder}: has {', '.join(f'{s}.tsv' for s in files)} but not "
             f"{', '.join(f'{s}.tsv' for s in missing)}; restore the missing files (check with sha256sum -c MANIFEST.sha256)"
@@ -317,12 +318,46 @@ def _load_hub_builtin(name: str, label: str | None) -> Dataset:
     return Dataset(name=label or name, task=task, splits=splits, source=src.repo_id, score_range=rng, builtin=True)
 
 
+def _load_hub_nli(name: str, label: str | None) -> Dataset:
+    """An NLI built-in from the hub (``registry.NLI_HUB_SOURCES``); pairs without a gold label are dropped."""
+    src = registry.NLI_HUB_SOURCES[name]
+    shown = f"{src.repo_id}" + (f" ({src.config})" if src.config else "")
+    offline_hint = ("use the built-in 'snli' (SNLI dev+test in shared/data/nli/snli) or a file with columns "
+                    "premise, hypothesis, label")
+    try:
+        import datasets as hf_datasets  # lazy: slow import
+    except ImportError:
+        raise TunerError(f"NLI dataset '{name}' comes from the Hugging Face hub ({shown}) and the 'datasets' "
+                         f"package is not installed; pip install datasets, or {offline_hint}") from None
+    try:
+        dsd = hf_datasets.load_dataset(src.repo_id, src.config) if src.config else hf_datasets.load_dataset(src.repo_id)
+    except Exception as exc:  # network errors come in many types
+        reason = "the hub is unreachable" if _looks_offline(exc) else \
+            f"loading it failed ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+        raise TunerError(f"NLI dataset '{name}' is only on the Hugging Face hub ({shown}) and {reason}; "
+                         f"{offline_hint}") from None
+    splits: dict[str, pd.DataFrame] = {}
+    for hub_split, ours in src.splits.items():
+        if hub_split not in dsd:
+            continue
+        frame = dsd[hub_split].to_pandas()
+        if "label" in frame.columns:  # SNLI on the hub: -1 = annotators did not agree (no gold label)
+            frame = frame[pd.to_numeric(frame["label"], errors="coerce").fillna(0) >= 0]
+        splits[ours] = validate_table(frame.reset_index(drop=True), "nli", f"{shown} ({ours})")
+    if not splits:
+        raise TunerError(f"'{shown}' on the Hugging Face hub has none of the splits {', '.join(src.splits)} "
+                         f"(has: {', '.join(dsd)}); {offline_hint}")
+    return Dataset(name=label or name, task="nli", splits=splits, source=shown, score_range=None, builtin=True)
+
+
 def load_builtin(name: str, *, data_dir: str | os.PathLike | None = None, label: str | None = None) -> Dataset:
     """Load a built-in (canonical ``name``) from the data dir, else from the hub."""
     root = resolve_data_dir(data_dir)
     files = builtin_files(name, root)
     if files:
         return _load_local_builtin(name, files, root, label)
+    if name in registry.NLI_DATASETS:
+        return _load_hub_nli(name, label)
     return _load_hub_builtin(name, label)
 
 
@@ -373,6 +408,6 @@ def load_dataset(
     hint = registry.suggest(text)
     did_you_mean = f" (did you mean '{hint}'?)" if hint else ""
     raise TunerError(
-        f"unknown dataset '{text}'{did_you_mean}; built-in names: {', '.join(BUILTIN_DATASETS)}, "
-        f"or give a path to {_FORMATS_HINT}"
+        f"unknown dataset '{text}'{did_you_mean}; built-in names: {', '.join(BUILTIN_DATASETS)} "
+        f"(NLI: {', '.join(registry.NLI_DATASETS)}), or give a path to {_FORMATS_HINT}"
     )

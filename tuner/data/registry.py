@@ -5,6 +5,7 @@ The built-in evaluation sets live in a *data dir* with the layout of ``shared/da
     <data dir>/MANIFEST.sha256
     <data dir>/sts/<name>/{train,dev,test}.tsv      (only the splits the source has)
     <data dir>/senteval/<name>/all.tsv
+    <data dir>/nli/<name>/{train,dev,test}.tsv       (NLI: premise, hypothesis, label)
 
 A data dir is found, in this order:
 
@@ -31,6 +32,9 @@ from tuner.errors import TunerError
 STS_DATASETS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 CLASSIFICATION_DATASETS = ("mr", "cr", "mpqa", "subj")
 BUILTIN_DATASETS = STS_DATASETS + CLASSIFICATION_DATASETS
+#: NLI training data (premise, hypothesis, label); a task of its own, kept out of BUILTIN_DATASETS
+#: (the evaluation sets) so that code iterating the evaluation sets is unchanged.
+NLI_DATASETS = ("snli", "allnli")
 TASKS = ("sts", "classification")
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -53,6 +57,10 @@ LOCAL_SPLITS: dict[str, tuple[str, ...]] = {
     "cr": ("all",),
     "mpqa": ("all",),
     "subj": ("all",),
+    # shared/data ships SNLI's official dev and test splits (train, 550k pairs, is hub-only);
+    # AllNLI (SNLI + MultiNLI) is hub-only.
+    "snli": ("dev", "test"),
+    "allnli": (),
 }
 
 #: Environment variables.
@@ -81,6 +89,7 @@ class HubSource:
     label_from_text: dict[str, int] = field(default_factory=dict)
     flip_labels: bool = False
     note: str = ""
+    config: str | None = None  # the hub dataset's configuration (subset) name, if it has several
 
 
 #: Hub copies of the built-ins, used only when the set is not found in a data dir.
@@ -127,6 +136,16 @@ HUB_SOURCES: dict[str, HubSource] = {
 }
 HUB_IDS: dict[str, str] = {name: src.repo_id for name, src in HUB_SOURCES.items()}
 
+#: Hub copies of the NLI sets (labels 0 entailment, 1 neutral, 2 contradiction; SNLI's -1 =
+#: no gold label is dropped on load). ``snli`` is read from ``<data dir>/nli/snli/`` when present
+#: (official dev and test only); ``allnli`` is SNLI + MultiNLI as sentence-transformers trains on
+#: it (its ``pair-class`` subset: premise, hypothesis, label).
+NLI_HUB_SOURCES: dict[str, HubSource] = {
+    "snli": HubSource("stanfordnlp/snli", {"train": "train", "validation": "dev", "test": "test"}),
+    "allnli": HubSource("sentence-transformers/all-nli", {"train": "train", "dev": "dev", "test": "test"},
+                        config="pair-class"),
+}
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[\s_\-./:]+", "", name.strip().lower())
@@ -150,6 +169,8 @@ _add("mpqa", "mpqa-polarity", "senteval-mpqa")
 _add("subj", "subjectivity", "senteval-subj")
 for _name, _src in HUB_SOURCES.items():
     _add(_name, _src.repo_id)
+_add("snli", "snli-1.0", "snli1.0", "stanford-nli", "stanfordnlp/snli")
+_add("allnli", "all-nli", "sentence-transformers/all-nli", "snli+mnli", "snli+multinli")
 
 
 def canonical_name(name: str) -> str | None:
@@ -169,6 +190,8 @@ def task_of(name: str) -> str:
         return "sts"
     if name in CLASSIFICATION_DATASETS:
         return "classification"
+    if name in NLI_DATASETS:
+        return "nli"
     raise KeyError(name)
 
 
@@ -271,5 +294,11 @@ def builtin_files(name: str, data_dir: Path | None) -> dict[str, Path]:
     """Split -> file for a canonical built-in in ``data_dir`` (only files that exist)."""
     if data_dir is None:
         return {}
-    folder = Path(data_dir) / ("sts" if name in STS_DATASETS else "senteval") / name
+    folder = builtin_folder(name, data_dir)
     return {split: folder / f"{split}.tsv" for split in LOCAL_SPLITS[name] if (folder / f"{split}.tsv").is_file()}
+
+
+def builtin_folder(name: str, data_dir: "str | os.PathLike") -> Path:
+    """``<data dir>/sts|senteval|nli/<name>`` for a canonical built-in."""
+    group = "sts" if name in STS_DATASETS else "nli" if name in NLI_DATASETS else "senteval"
+    return Path(data_dir) / group / name

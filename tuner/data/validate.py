@@ -23,7 +23,10 @@ from tuner.errors import TunerError
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 CLASSIFICATION_COLUMNS = ("sentence", "label")
-REQUIRED_COLUMNS = {"sts": STS_COLUMNS, "classification": CLASSIFICATION_COLUMNS}
+NLI_COLUMNS = ("premise", "hypothesis", "label")
+REQUIRED_COLUMNS = {"sts": STS_COLUMNS, "classification": CLASSIFICATION_COLUMNS, "nli": NLI_COLUMNS}
+#: NLI labels in the order of their integer ids (SNLI/MultiNLI on the hub: 0, 1, 2).
+NLI_LABELS = ("entailment", "neutral", "contradiction")
 SPLIT_COLUMN = "split"
 SPLIT_VALUES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 
@@ -34,6 +37,8 @@ _COLUMN_HINTS = {
     "score": ("similarity", "similarity_score", "relatedness_score", "relatedness", "gold", "gold_score", "label", "labels", "sim", "rating"),
     "sentence": ("text", "sentences", "sent", "review", "content", "document", "input"),
     "label": ("labels", "class", "target", "y", "category", "polarity", "sentiment"),
+    "premise": ("sentence1", "sentence_a", "sent1", "s1", "text_a", "anchor", "sentence_A"),
+    "hypothesis": ("sentence2", "sentence_b", "sent2", "s2", "text_b", "sentence_B"),
 }
 
 _TEXT_LABELS = {
@@ -72,6 +77,8 @@ def normalize_columns(df: pd.DataFrame) -> pd.DataFrame:
 def infer_task(df: pd.DataFrame, where: str) -> str:
     """``"sts"`` or ``"classification"`` from the column names of ``df``."""
     lower = {str(c).strip().lower() for c in df.columns}
+    if {"premise", "hypothesis"} <= lower:
+        return "nli"
     pair_hints = {h.lower() for h in _COLUMN_HINTS["sentence1"] + _COLUMN_HINTS["sentence2"]}
     single_hints = {h.lower() for h in _COLUMN_HINTS["sentence"] + _COLUMN_HINTS["label"]}
     if lower & {"sentence1", "sentence2", "score"}:
@@ -84,8 +91,8 @@ def infer_task(df: pd.DataFrame, where: str) -> str:
         return "classification"
     raise TunerError(
         f"{where}: cannot tell the task from its columns (found: {_fmt_cols(df.columns)}); an STS file "
-        f"needs columns sentence1, sentence2, score and a classification file needs sentence, label "
-        f"(or pass --task sts|classification)"
+        f"needs columns sentence1, sentence2, score, a classification file sentence, label "
+        f"and an NLI file premise, hypothesis, label (or pass --task sts|classification|nli)"
     )
 
 
@@ -95,11 +102,11 @@ def check_columns(df: pd.DataFrame, task: str, where: str) -> None:
     missing = [c for c in required if c not in df.columns]
     if not missing:
         return
-    kind = "an STS file" if task == "sts" else "a classification file"
+    kind = {"sts": "an STS file", "nli": "an NLI file"}.get(task, "a classification file")
     hints = []
     present = {str(c).lower(): str(c) for c in df.columns}
     for col in missing:
-        for alt in _COLUMN_HINTS[col]:
+        for alt in _COLUMN_HINTS.get(col, ()):
             if alt.lower() in present and present[alt.lower()] not in required:
                 hints.append(f"rename '{present[alt.lower()]}' to '{col}'")
                 break
@@ -253,7 +260,46 @@ def validate_classification(df: pd.DataFrame, where: str, allow_blank: bool = Fa
     return pd.DataFrame({"sentence": sentence, "label": labels.astype("int64")})
 
 
+def _nli_label(value) -> str | None:
+    """Canonical NLI label for a text label (any case) or an id 0/1/2, else None."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in NLI_LABELS:
+            return text
+    number = _parse_label(value)
+    if number is not None and 0 <= number < len(NLI_LABELS) and not isinstance(value, (bool, np.bool_)):
+        return NLI_LABELS[number]
+    return None
+
+
+def validate_nli(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Checked NLI frame: premise, hypothesis (str) and label (str: entailment/neutral/contradiction).
+
+    Labels may be given as those words (any case) or as the hub's ids 0/1/2 (0 entailment,
+    1 neutral, 2 contradiction). Pairs without a gold label (SNLI's ``-``, the hub's ``-1``) are
+    an error: drop them first.
+    """
+    check_columns(df, "nli", where)
+    check_not_empty(df, where)
+    premise = _text_column(df, "premise", where, allow_blank=False)
+    hypothesis = _text_column(df, "hypothesis", where, allow_blank=False)
+    raw = df["label"].reset_index(drop=True)
+    labels = raw.map(_nli_label)
+    bad = labels.isna().to_numpy()
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        value = raw.iloc[idx[0]]
+        gold_hint = " (a pair without a gold label: drop such rows)" if str(value).strip() in ("-", "-1") else ""
+        raise TunerError(
+            f"{where}: row {idx[0] + 1}: label {_short(value)} is not an NLI label{gold_hint}{_more(len(idx) - 1)}; "
+            f"use entailment, neutral or contradiction (or 0, 1, 2 in that order)"
+        )
+    return pd.DataFrame({"premise": premise, "hypothesis": hypothesis, "label": labels.astype(str)})
+
+
 def validate_table(df: pd.DataFrame, task: str, where: str, *, score_range=None, allow_blank: bool = False) -> pd.DataFrame:
+    if task == "nli":
+        return validate_nli(df, where)
     if task == "sts":
         return validate_sts(df, where, score_range)
     return validate_classification(df, where, allow_blank=allow_blank)
@@ -267,7 +313,9 @@ def check_task(task: str | None) -> str | None:
         return "sts"
     if t in ("classification", "cls", "clf", "senteval"):
         return "classification"
-    raise TunerError(f"unknown task '{task}'; use 'sts' or 'classification'")
+    if t in ("nli", "entailment", "natural-language-inference"):
+        return "nli"
+    raise TunerError(f"unknown task '{task}'; use 'sts', 'classification' or 'nli'")
 
 
 def check_min_rows(df: pd.DataFrame, batch_size: int, what: str) -> None:
