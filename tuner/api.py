@@ -1,27 +1,35 @@
 """The Python API: the same operations as the CLI, returning pandas / Optuna objects.
 
-The CLI subcommands are thin layers over these functions.
+This is the core the CLI is a thin layer over: ``tuner finetune`` builds a
+:class:`~tuner.config.RunConfig` from its flags and calls :func:`finetune`; ``optimize`` and
+``status`` call :mod:`tuner.orchestrate` and :mod:`tuner.study_status` as :func:`optimize` and
+:func:`status` do. Nothing here goes through the argument parser. Importing this module is
+light: torch, pandas and Optuna load when a function needs them.
 """
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
-from typing import Any, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-import pandas as pd
-
-from tuner.engine import DataSpec, FinetuneOutcome, evaluate_model, run_finetune
+from tuner.config import RunConfig, field_names
 from tuner.errors import TunerError
-from tuner.losses import DEFAULT_TAUS
-from tuner.train import TrainConfig
 
-_BUDGET_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {"weights", "taus", "pooling"}
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from tuner.engine import DataSpec, FinetuneOutcome
+
+#: What ``train=``/``eval=`` record in the config for data given as a DataFrame.
+DATAFRAME_PLACEHOLDER = "<DataFrame>"
+_EXPLICIT = ("model", "train", "eval", "weights", "taus")
 
 
 def evaluate(model: Any = "all-MiniLM-L6-v2", datasets: "DataSpec | Sequence[DataSpec]" = "stsb", *,
              pooling: "str | int | None" = None, split: str = "test", protocol: Optional[str] = None,
              classification_protocol: Optional[str] = None, data_dir: "str | os.PathLike | None" = None,
-             batch_size: int = 64, max_seq_length: int = 128, device: Optional[str] = None) -> pd.DataFrame:
+             batch_size: int = 64, max_seq_length: int = 128, device: Optional[str] = None) -> "pd.DataFrame":
     """Score a model (hub id, local folder or a loaded :class:`tuner.models.Encoder`) on datasets.
 
     ``datasets``: built-in names (``"stsb"``, ``"sts12,sts13"``, ``"MR"``…), file paths or
@@ -29,96 +37,127 @@ def evaluate(model: Any = "all-MiniLM-L6-v2", datasets: "DataSpec | Sequence[Dat
     Returns one row per dataset: ``dataset, task, split, metric, score, pearson, n, protocol, …``
     (scores in 0..1). Same as ``tuner evaluate``.
     """
+    from tuner.engine import evaluate_model
+
     return evaluate_model(model, datasets, pooling=pooling, split=split, protocol=protocol,
                           classification_protocol=classification_protocol, data_dir=data_dir,
                           batch_size=batch_size, max_seq_length=max_seq_length, device=device)
 
 
-def finetune(model: Any = "all-MiniLM-L6-v2", train: "DataSpec | Sequence[DataSpec]" = "stsb",
-             eval: "DataSpec | Sequence[DataSpec] | None" = None, *, weights: Optional[Mapping[str, float]] = None,
-             taus: Optional[Mapping[str, float]] = None, pooling: "str | int | None" = None,
-             output: "str | os.PathLike | None" = None, protocol: str = "standard",
-             data_dir: "str | os.PathLike | None" = None, max_train_examples: Optional[int] = None,
-             device: Optional[str] = None, progress: bool = True, **budget: Any) -> FinetuneOutcome:
-    """Fine-tune ``model`` with ``sum(weights[k] * loss_k)`` and score dev and test.
+def run_config(model: Any = None, train: Any = None, eval: Any = None, *,
+               weights: Optional[Mapping[str, float]] = None, taus: Optional[Mapping[str, float]] = None,
+               config: "RunConfig | Mapping[str, Any] | None" = None, **settings: Any) -> RunConfig:
+    """The :class:`RunConfig` that :func:`finetune` runs for these arguments (nothing is loaded).
 
-    ``weights`` keys: ``cos_mse, cosent, ibn, angle`` (all 0 / None = cosine-MSE). ``budget`` takes
-    any :class:`tuner.train.TrainConfig` field: ``lr, epochs, max_steps, batch_size,
-    max_seq_length, warmup_ratio, seed, ibn_positive_threshold, precision, …``.
-    Returns a :class:`tuner.engine.FinetuneOutcome`: ``.scores["dev"|"test"][dataset]``,
-    ``.dev_score``, ``.test_score``, ``.output`` (saved folder when ``output`` is given), ``.train``.
-    Same as ``tuner finetune``.
+    Starts from ``config`` (a RunConfig or its dict; default :class:`RunConfig()`); arguments that
+    are given replace its fields. ``weights`` replaces the weights (missing losses = 0 = off);
+    ``taus`` is merged over the config's temperatures. ``settings``: any other RunConfig field;
+    an unknown name is a one-line :class:`TunerError` listing the valid ones. Data given as a
+    DataFrame or loaded dataset is recorded as :data:`DATAFRAME_PLACEHOLDER` (or its file path /
+    built-in name).
     """
-    unknown = sorted(set(budget) - _BUDGET_KEYS)
+    unknown = sorted(set(settings) - set(field_names()))
     if unknown:
-        raise TunerError(f"unknown finetune option(s) {', '.join(unknown)}; use any of {', '.join(sorted(_BUDGET_KEYS))}")
-    config = TrainConfig(weights=dict(weights or {}), taus={**DEFAULT_TAUS, **dict(taus or {})}, pooling=pooling, **budget)
-    return run_finetune(model, train, eval, config, protocol=protocol, data_dir=data_dir,
-                        max_train_examples=max_train_examples, output=output, device=device, progress=progress)
+        valid = ", ".join(n for n in field_names() if n not in _EXPLICIT)
+        raise TunerError(f"finetune: unknown setting(s) {', '.join(unknown)}; use any of {valid}")
+    base = _base_config(config)
+    changes: dict[str, Any] = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in settings.items()}
+    if model is not None:
+        changes["model"] = os.fspath(model) if isinstance(model, (str, os.PathLike)) else str(model.name)
+    if train is not None:
+        changes["train"] = _data_names(train)
+    if eval is not None:
+        changes["eval"] = _data_names(eval)
+    if weights is not None:
+        changes["weights"] = dict(weights)
+    if taus is not None:
+        changes["taus"] = {**base.taus, **dict(taus)}
+    return base.replace(**changes)
 
 
-def _study_file(study: Any, n_trials: Optional[int], workdir: "str | os.PathLike | None") -> tuple[str, str]:
-    """(path of a study file, study name) for a name, a path or a StudySpec (written to a file so
-    that worker processes can read it; study files are parsed, never executed)."""
-    import tempfile
-    from pathlib import Path
+def finetune(model: Any = None, train: "DataSpec | Sequence[DataSpec] | None" = None,
+             eval: "DataSpec | Sequence[DataSpec] | None" = None, *,
+             weights: Optional[Mapping[str, float]] = None, taus: Optional[Mapping[str, float]] = None,
+             output: "str | os.PathLike | None" = None, device: Optional[str] = None, progress: bool = True,
+             config: "RunConfig | Mapping[str, Any] | None" = None, **settings: Any) -> "FinetuneOutcome":
+    """Fine-tune ``model`` with ``sum(weights[k] * loss_k)`` and score dev and test. Same as ``tuner finetune``.
 
-    from tuner.exporter.leaderboard import toml_dumps
-    from tuner.study import StudySpec, load_spec, parse_spec
+    ``model``: hub id, local folder or a loaded :class:`tuner.models.Encoder` (default: the
+    config's, ``all-MiniLM-L6-v2``). ``train``/``eval``: built-in names, files or DataFrames
+    (default: the config's; ``eval`` defaults to the training sets). ``weights`` keys: any
+    registered loss (``cos_mse, cosent, ibn, angle``; all 0 = cosine-MSE alone). ``config``: a
+    :class:`RunConfig` (or its dict, e.g. ``best_finetune.json``'s) to start from. ``settings``:
+    any other RunConfig field (``pooling, protocol, data_dir, lr, epochs, max_steps, batch_size,
+    max_seq_length, max_train_examples, seed, …``); see :func:`run_config`.
 
-    spec = study if isinstance(study, StudySpec) else load_spec(study)
-    if n_trials is None and spec.path is not None:
-        return str(spec.path), spec.name
-    raw = dict(spec.raw)
-    raw.setdefault("name", spec.name)
-    if n_trials is not None:
-        raw["n_trials"] = int(n_trials)
-    if spec.path is not None and "data_dir" in raw and not Path(str(raw["data_dir"])).is_absolute():
-        raw["data_dir"] = str((spec.path.parent / str(raw["data_dir"])).resolve())
-    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tuner-study-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{spec.name}.toml"
-    path.write_text(toml_dumps(raw))
-    parse_spec(raw, path)  # validate what the workers will read
-    return str(path), spec.name
-
-
-def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] = 1, n_trials: Optional[int] = None, *,
-             study_name: Optional[str] = None, gpus: Optional[str] = None, artifacts: Optional[str] = None,
-             heartbeat_interval: int = 10, grace_period: int = 30, quiet: bool = False) -> Any:
-    """Run (or resume) a study and return it as an ``optuna.Study``.
-
-    ``study``: a name from ``studies/`` (``"sts-quick"``), a path to a study file, or a
-    :class:`tuner.study.StudySpec` (e.g. ``tuner.study.parse_spec({...})``). ``n_trials``
-    overrides the file's (TPE/random studies). Same as ``tuner optimize``; the study lives in
-    ``storage`` (default ``$TUNER_STORAGE`` or ``sqlite:///tuner.db``) and can be resumed.
+    Returns a :class:`tuner.engine.FinetuneOutcome`: ``.scores["dev"|"test"][dataset]``,
+    ``.dev_score``, ``.test_score``, ``.config`` (the run as it ran), ``.output`` (saved folder
+    when ``output`` is given), ``.train``.
     """
-    import contextlib
-    import io
+    from tuner.engine import run_finetune
 
+    resolved = run_config(model, train, eval, weights=weights, taus=taus, config=config, **settings)
+    return run_finetune(resolved, model=model if _is_encoder(model) else None,
+                        train=train if _has_objects(train) else None, eval=eval if _has_objects(eval) else None,
+                        output=output, device=device, progress=progress)
+
+
+def load_run_config(path: "str | os.PathLike") -> RunConfig:
+    """The :class:`RunConfig` in a JSON file: its ``"config"`` object when it has one (a trial
+    record, ``tuner.json`` beside a saved model, ``best_finetune.json``), else the whole object.
+    Keys this version does not know are ignored."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise TunerError(f"cannot read run config {file}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise TunerError(f"run config {file} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise TunerError(f"run config {file} must hold a JSON object, got {type(data).__name__}")
+    try:
+        return RunConfig.from_dict(data, strict=False)
+    except TunerError as exc:
+        raise TunerError(f"run config {file}: {exc}") from None
+
+
+def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] = 1, n_trials: Optional[int] = None,
+             *, study_name: Optional[str] = None, gpus: Optional[str] = None,
+             artifacts: "str | os.PathLike | bool | None" = None, retry_failed: bool = False,
+             heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
+             quiet: bool = False) -> Any:
+    """Run (or resume) a study and return it as an ``optuna.Study``. Same as ``tuner optimize``.
+
+    ``study``: a name from the studies folder (``"sts-quick"``), a path to a study file, or a
+    :class:`tuner.study.StudySpec` (e.g. ``tuner.parse_spec({...})``). ``n_trials`` overrides the
+    file's (TPE/random studies). The study lives in ``storage`` (default ``$TUNER_STORAGE`` or
+    ``sqlite:///tuner.db``) and can be resumed. ``artifacts=False`` writes no trial artifacts;
+    ``quiet`` drops the progress lines. Raises :class:`TunerError` when the study did not finish.
+    """
     import optuna
 
-    from tuner.cli import build_parser
+    from tuner.orchestrate import exit_code, quiet_log, run_study, stderr_log
     from tuner.storage import resolve_url
 
-    path, name = _study_file(study, n_trials, None)
     url = resolve_url(storage)
-    argv = ["optimize", "--study", path, "--storage", url, "--heartbeat-interval", str(heartbeat_interval),
-            "--grace-period", str(grace_period)]
-    if workers is not None:
-        argv += ["--workers", str(workers)]
-    for flag, value in (("--study-name", study_name), ("--gpus", gpus), ("--artifacts", artifacts)):
-        if value is not None:
-            argv += [flag, str(value)]
-    args = build_parser().parse_args(argv)
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
-        code = args.func(args)
-    loaded = optuna.load_study(study_name=study_name or name, storage=url)
-    if code not in (0, None):
-        raise TunerError(f"study '{study_name or name}' did not finish (workers exited with {code}); "
-                         f"see python -m tuner status --study {study_name or name}")
-    return loaded
+    st = run_study(study, url, workers=workers, gpus=gpus, study_name=study_name, n_trials=n_trials,
+                   artifacts=artifacts, retry_failed=retry_failed, heartbeat_interval=heartbeat_interval,
+                   grace_period=grace_period, log=quiet_log if quiet else stderr_log)
+    code = exit_code(st)
+    if code != 0:
+        raise TunerError(f"study '{st['study']}' did not finish (workers exited with {st['worker_exit_codes']}); "
+                         f"see python -m tuner status --study {st['study']}")
+    return optuna.load_study(study_name=st["study"], storage=url)
+
+
+def status(study: Any, storage: Optional[str] = None, study_name: Optional[str] = None) -> dict[str, Any]:
+    """A study's progress as a dict: ``counts`` by trial state, ``progress``, ``grid`` coverage,
+    ``best`` trial, ``running`` trials, ``zero_shot`` scores. Same as ``tuner status --json``."""
+    from tuner.study_status import read_status
+
+    return read_status(study, storage, study_name)
 
 
 def export(study: Any, out: "str | os.PathLike", storage: Optional[str] = None, split: str = "test") -> Any:
@@ -131,12 +170,9 @@ def export(study: Any, out: "str | os.PathLike", storage: Optional[str] = None, 
 
 
 def plot_matrix(matrix: Any, labels: Optional[Mapping[str, Any]] = None, out: "str | os.PathLike" = "plots") -> list:
-    """Plot a results matrix (array of shape models x 9 loss rows x datasets, or a path to a .npy)
+    """Plot a results matrix (array of shape models x loss rows x datasets, or a path to a .npy)
     with ``labels`` (``{"models": [...], "datasets": [...]}`` or the ``matrix.json`` dict) into
     ``out/plots``; returns the written PNG/SVG paths. Same as ``tuner plot``."""
-    import json
-    from pathlib import Path
-
     import numpy as np
 
     from tuner.exporter import plot_matrix as _plot
@@ -147,3 +183,50 @@ def plot_matrix(matrix: Any, labels: Optional[Mapping[str, Any]] = None, out: "s
             labels = json.loads(path.with_suffix(".json").read_text())
         matrix = np.load(path, allow_pickle=False)
     return _plot(matrix, labels, out)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _base_config(config: "RunConfig | Mapping[str, Any] | None") -> RunConfig:
+    if config is None:
+        return RunConfig()
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return RunConfig.from_dict(config)
+    raise TunerError(f"config must be a RunConfig or a dict, not {type(config).__name__}")
+
+
+def _is_encoder(model: Any) -> bool:
+    return model is not None and not isinstance(model, (str, os.PathLike))
+
+
+def _items(specs: Any) -> list[Any]:
+    if isinstance(specs, (list, tuple)):
+        return list(specs)
+    return [specs]
+
+
+def _has_objects(specs: Any) -> bool:
+    """True when ``specs`` holds data objects (DataFrames, datasets) the config cannot name."""
+    return specs is not None and any(not isinstance(s, (str, os.PathLike)) for s in _items(specs))
+
+
+def _data_names(specs: Any) -> Union[str, list[str]]:
+    """What the config records for ``train=``/``eval=``: names and paths as given; a DataFrame as
+    :data:`DATAFRAME_PLACEHOLDER`; a loaded dataset as its built-in name or file."""
+    if isinstance(specs, str):
+        return specs  # RunConfig splits "stsb,sickr"
+    names = []
+    for spec in _items(specs):
+        if isinstance(spec, (str, os.PathLike)):
+            names.append(os.fspath(spec))
+        elif getattr(spec, "builtin", False):
+            names.append(spec.name)
+        elif isinstance(getattr(spec, "source", None), str) and not spec.source.startswith("<"):
+            names.append(spec.source)
+        else:
+            names.append(DATAFRAME_PLACEHOLDER)
+    return names

@@ -3,36 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 import pandas as pd
-
-from tuner.errors import TunerError
-from tuner.losses import LOSS_NAMES
-
-_LOSS_ALIASES = {"cos_mse": "cos_mse", "cosine_mse": "cos_mse", "cos": "cos_mse", "cosine": "cos_mse",
-                 "cosent": "cosent", "ibn": "ibn", "in_batch_negatives": "ibn", "angle": "angle"}
-
-
-def parse_loss_map(text: str, flag: str) -> dict[str, float]:
-    """``"cosent=1,ibn=0,angle=1"`` -> ``{"cosent": 1.0, "ibn": 0.0, "angle": 1.0}`` (one-line errors)."""
-    result: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in str(text).split(","))):
-        if "=" not in item:
-            raise TunerError(f"{flag} item '{item}' is not NAME=VALUE; write e.g. {flag} cosent=1,ibn=0,angle=1")
-        name, value = (s.strip() for s in item.split("=", 1))
-        key = _LOSS_ALIASES.get(name.lower())
-        if key is None:
-            raise TunerError(f"{flag}: unknown loss '{name}'; use {', '.join(LOSS_NAMES)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise TunerError(f"{flag}: value '{value}' for {name} is not a number") from None
-        if not math.isfinite(number):
-            raise TunerError(f"{flag}: value for {name} must be finite, got {value}")
-        result[key] = number
-    return result
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +16,35 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
+
+
+def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> None:
+    """``--storage``, ``--study-name`` and (``heartbeat``) ``--heartbeat-interval``/``--grace-period``."""
+    from tuner.orchestrate import default_grace_period, default_heartbeat_interval
+
+    p.add_argument("--storage", default=None,
+                   help="storage URL: sqlite:///tuner.db (default), postgresql://user:pass@host/db, "
+                        "mysql://user:pass@host/db (default: $TUNER_STORAGE, else sqlite:///tuner.db)")
+    p.add_argument("--study-name", default=None,
+                   help="name of the study in the storage (default: the study file's name)")
+    if heartbeat:
+        p.add_argument("--heartbeat-interval", type=positive_int, default=default_heartbeat_interval(),
+                       help="seconds between a running trial's heartbeats (default 10; $TUNER_HEARTBEAT_INTERVAL)")
+        p.add_argument("--grace-period", type=positive_int, default=default_grace_period(),
+                       help="seconds without heartbeat after which a trial's worker counts as dead and its trial "
+                            "is failed and re-run (default 30; $TUNER_GRACE_PERIOD)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

@@ -11,20 +11,9 @@ import sys
 import threading
 from typing import Any
 
-from tuner.commands.common import positive_int
+from tuner.commands.common import is_loopback, positive_int
 
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["bind_warning", "build_app", "is_loopback", "make_server", "register"]
 
 
 def bind_warning(host: str) -> "str | None":

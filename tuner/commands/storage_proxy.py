@@ -16,7 +16,7 @@ from tuner.commands.common import positive_int
 
 
 def bind_warning(host: str) -> "str | None":
-    from tuner.commands.dashboard import is_loopback  # (also in tuner.commands.common after the refactor)
+    from tuner.commands.common import is_loopback
 
     if is_loopback(host):
         return None

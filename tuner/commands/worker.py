@@ -2,16 +2,14 @@
 
 Runs trials until the study is finished. Start it by hand to add a worker to a running study
 (e.g. on another machine: ``TUNER_STORAGE=postgresql://... python -m tuner worker --study sts``).
-Exit status: 0 finished, 1 cells/trials gave up after their retries, 130 stopped by a signal.
+argparse -> :func:`tuner.orchestrate.run_worker`. Exit status: 0 finished, 1 cells/trials gave up
+after their retries, 130 stopped by a signal.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-from tuner.commands.common import positive_int
-from tuner.commands.optimize import add_storage_args
+from tuner.commands.common import add_storage_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,32 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from tuner.orchestrate import run_worker
 
-    from objectives import get_objective
-    from objectives.common import WorkerContext
-    from tuner.artifacts import open_store, resolve_artifacts_dir
-    from tuner.models import resolve_device
-    from tuner.service import StudyService
-    from tuner.storage import open_storage, resolve_url
-    from tuner.study import load_spec
-
-    threads = os.environ.get("TUNER_WORKER_THREADS")
-    if threads and threads.isdigit() and int(threads) > 0:
-        torch.set_num_threads(int(threads))
-    spec = load_spec(args.study)
-    url = resolve_url(args.storage)
-    device = resolve_device(args.device)
-    handle = open_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
-    service = StudyService(spec, handle, args.study_name)
-    store = None if args.no_artifacts else open_store(resolve_artifacts_dir(url, args.artifacts))
-    ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=device, artifact_store=store,
-                        progress=args.progress)
-    objective = get_objective(spec.task)
-    service.create_or_load()  # a hand-started worker may be the first one
-    try:
-        return service.run_worker(lambda trial, choice: objective(trial, choice, ctx),
-                                  worker_index=args.worker_index, max_trials=args.max_trials)
-    finally:
-        handle.close()
-        sys.stderr.flush()
+    return run_worker(args.study, args.storage, study_name=args.study_name, worker_index=args.worker_index,
+                      max_trials=args.max_trials, device=args.device,
+                      artifacts=False if args.no_artifacts else args.artifacts, progress=args.progress,
+                      heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)

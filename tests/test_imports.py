@@ -1,0 +1,270 @@
+"""The package's shape: no import cycle, the API never goes through the CLI, and size limits.
+
+The import graph is read from the source (``ast``), not by importing: every ``import`` and
+``from ... import`` of ``tuner/`` and ``objectives/``, at module level or inside functions. An
+edge ``a -> b`` is *module level* when ``b`` is imported while ``a`` itself is imported (top level,
+class bodies, ``try`` blocks; not function bodies, not ``if TYPE_CHECKING``). Module-level edges
+must not form a cycle. Function-level imports are lazy and may point back (a CLI command imports
+the API at run time), but the API must not reach the CLI even through them.
+
+Size: no module over 400 lines and no function over 80 lines, unless its docstring carries a
+line ``Long because: <reason>``.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("tuner", "objectives")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+REASON_MARK = "Long because:"
+
+#: Modules that other engineers are shrinking while this test is written: skipped (with who and
+#: why) instead of failing. Remove an entry as soon as its module passes.
+OWNED_ELSEWHERE: dict[str, str] = {}
+
+
+@dataclass(repr=False)
+class Module:
+    name: str
+    path: Path
+    tree: ast.Module
+    lines: int
+    eager: set[str] = field(default_factory=set)  # module-level imports (internal modules)
+    lazy: set[str] = field(default_factory=set)  # imports inside functions
+    external: set[str] = field(default_factory=set)  # top-level names of other packages, module level
+
+    def __repr__(self) -> str:
+        return f"<module {self.name}>"
+
+
+class Graph(dict):
+    """Module name -> :class:`Module` (short repr: pytest prints fixtures of failing tests)."""
+
+    def __repr__(self) -> str:
+        return f"<import graph of {len(self)} modules>"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _files() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(node: ast.AST, eager: bool) -> Iterator[tuple[ast.AST, bool]]:
+    """(import node, is module level) for every import under ``node``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            yield child, eager
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield from _imports(child, False)
+        elif isinstance(child, ast.If) and _is_type_checking(child):
+            for sub in child.orelse:
+                yield from _imports(ast.Module(body=[sub], type_ignores=[]), eager)
+            yield from _imports(ast.Module(body=child.body, type_ignores=[]), False)
+        else:
+            yield from _imports(child, eager)
+
+
+def _targets(node: ast.AST, module: str, is_package: bool, known: set[str]) -> Iterator[str]:
+    """Modules an import statement names (``from a import b`` is module ``a.b`` when that exists)."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield alias.name
+        return
+    assert isinstance(node, ast.ImportFrom)
+    base = node.module or ""
+    if node.level:
+        package = module if is_package else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}" if base else package
+    for alias in node.names:
+        full = f"{base}.{alias.name}"
+        yield full if full in known else base
+
+
+def _internal(name: str, known: set[str]) -> Optional[str]:
+    """The known module ``name`` refers to (its longest known prefix), or None for other packages."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in known:
+            return candidate
+        parts.pop()
+    return None
+
+
+def build_graph() -> Graph:
+    modules = Graph()
+    for path in _files():
+        text = path.read_text()
+        modules[_module_name(path)] = Module(_module_name(path), path, ast.parse(text, str(path)),
+                                             len(text.splitlines()))
+    known = set(modules)
+    for mod in modules.values():
+        is_package = mod.path.name == "__init__.py"
+        for node, eager in _imports(mod.tree, True):
+            for target in _targets(node, mod.name, is_package, known):
+                internal = _internal(target, known)
+                if internal is None:
+                    if eager:
+                        mod.external.add(target.split(".")[0])
+                    continue
+                if internal in PACKAGES or internal == mod.name:
+                    continue  # the root package's __init__ only re-exports lazily
+                (mod.eager if eager else mod.lazy).add(internal)
+    return modules
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def closure(modules: dict[str, Module], start: str, lazy: bool) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        mod = modules[name]
+        todo += sorted(mod.eager | (mod.lazy if lazy else set()))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def modules() -> dict[str, Module]:
+    return build_graph()
+
+
+def test_graph_sees_module_and_function_level_imports(modules):
+    assert "tuner.study_status" in modules["tuner.orchestrate"].eager  # top of the file
+    assert "tuner.orchestrate" in modules["tuner.commands.optimize"].lazy  # inside run()
+    assert "tuner.engine" in modules["tuner.api"].lazy and "tuner.engine" not in modules["tuner.api"].eager
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_among_module_level_imports(modules):
+    found = cycles({name: mod.eager for name, mod in modules.items()})
+    assert not found, "import cycles (module-level imports):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_api_and_core_never_reach_the_cli(modules):
+    """tuner.api, tuner.orchestrate and tuner.study_status reach neither tuner.cli nor a command module,
+    even through function-level imports, and never call the argument-parser helpers."""
+    parser_calls = {"build_parser", "parse_args", "add_arguments", "from_arguments", "ArgumentParser"}
+    for core in ("tuner.api", "tuner.orchestrate", "tuner.study_status"):
+        reached = closure(modules, core, lazy=True)
+        cli = sorted(m for m in reached if m == "tuner.cli" or m.startswith("tuner.commands"))
+        assert not cli, f"{core} reaches {cli}"
+        names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(modules[core].tree)
+                 if isinstance(n, (ast.Name, ast.Attribute))}
+        assert not names & parser_calls, f"{core} uses {sorted(names & parser_calls)}"
+        assert "argparse" not in modules[core].external
+
+
+def test_commands_do_not_import_each_other(modules):
+    """Shared argument helpers live in tuner.commands.common; a command imports no other command."""
+    for name, mod in modules.items():
+        if name.startswith("tuner.commands.") and name != "tuner.commands.common":
+            others = sorted(m for m in mod.eager | mod.lazy
+                            if m.startswith("tuner.commands.") and m != "tuner.commands.common")
+            assert not others, f"{name} imports {others}"
+
+
+# --------------------------------------------------------------------------------------------
+# sizes
+
+
+def _has_reason(node: ast.AST) -> bool:
+    doc = ast.get_docstring(node) or ""  # type: ignore[arg-type]
+    return REASON_MARK in doc
+
+
+def size_offenders(mod: Module) -> list[str]:
+    rel = mod.path.relative_to(REPO)
+    out = []
+    if mod.lines > MAX_MODULE_LINES and not _has_reason(mod.tree):
+        out.append(f"{rel}: {mod.lines} lines (> {MAX_MODULE_LINES})")
+    for node in ast.walk(mod.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES and not _has_reason(node):
+                out.append(f"{rel}:{node.lineno} {node.name}(): {length} lines (> {MAX_FUNCTION_LINES})")
+    return out
+
+
+def _size_params() -> list:
+    params = []
+    for path in _files():
+        rel = str(path.relative_to(REPO))
+        marks = [pytest.mark.skip(reason=OWNED_ELSEWHERE[rel])] if rel in OWNED_ELSEWHERE else []
+        params.append(pytest.param(rel, id=rel, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("rel", _size_params())
+def test_module_and_function_sizes(rel, modules):
+    mod = next(m for m in modules.values() if str(m.path.relative_to(REPO)) == rel)
+    offenders = size_offenders(mod)
+    assert not offenders, (f"too long (split it, or write '{REASON_MARK} ...' in its docstring):\n"
+                           + "\n".join(offenders))
+
+
+def test_size_check_honours_written_reasons(tmp_path):
+    long_body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    text = (f'def short():\n    pass\n\n\ndef long():\n{long_body}\n\n\n'
+            f'def excused():\n    """Long because: a flat table."""\n{long_body}\n')
+    mod = Module("m", REPO / "tuner" / "m.py", ast.parse(text), len(text.splitlines()))
+    found = size_offenders(mod)
+    assert len(found) == 1 and "long()" in found[0]
