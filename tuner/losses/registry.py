@@ -6,6 +6,11 @@ results matrix and their titles, plot colours and markers, and the API. Adding a
 in ``tuner/losses/`` plus one :func:`register_loss` call (or one line in :data:`LOSSES` for a
 built-in one).
 
+**Losses outside the package** register themselves from a plugin module: name it in
+``$TUNER_PLUGINS`` (comma-separated module names) or in the ``tuner.plugins`` entry-point group of
+an installed package; it is imported the first time the registry is, in every process (the CLI,
+each worker, the exporter), and calls :func:`register_loss`.
+
 This module imports no torch: a loss function is named by a ``"module:function"`` path and only
 imported when a model trains, so the exporter and the study parser stay light.
 
@@ -118,6 +123,32 @@ register_loss(LossSpec(
 register_loss(LossSpec(
     "angle", "Angle", "Angle", "tuner.losses.angle:angle_loss", default_tau=1.0,
     aliases=("angle_loss", "angl_e"), color="#d62728", marker="D", paper="Li & Li 2023 (AnglE)"))
+
+
+ENV_PLUGINS = "TUNER_PLUGINS"
+
+
+def load_plugins() -> list[str]:
+    """Import the plugin modules named by ``$TUNER_PLUGINS`` and the ``tuner.plugins`` entry points."""
+    import os
+    from importlib.metadata import entry_points
+
+    names = [n.strip() for n in os.environ.get(ENV_PLUGINS, "").split(",") if n.strip()]
+    loaded = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # one line, not a traceback: the losses it adds are then unknown
+            import sys
+
+            print(f"warning: ${ENV_PLUGINS} names module '{name}', which cannot be imported ({exc}); "
+                  "fix the name or put its folder on PYTHONPATH", file=sys.stderr)
+            continue
+        loaded.append(name)
+    for ep in entry_points(group="tuner.plugins"):
+        ep.load()
+        loaded.append(ep.value)
+    return loaded
 
 
 def loss_names() -> tuple[str, ...]:
@@ -286,3 +317,6 @@ def parse_loss_values(text: str, what: str = "--weights", taus: bool = False) ->
             raise ValueError(f"{what}: value for {name} must be finite, got {value}")
         out[key] = number
     return out
+
+
+load_plugins()
