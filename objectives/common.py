@@ -6,6 +6,7 @@ worker has seen, so consecutive trials on the same datasets do not reload anythi
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -15,7 +16,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tuner.errors import TunerError
 from tuner.memory import release_memory
@@ -141,11 +142,14 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
 
 
 def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: str) -> float:
-    """Fine-tune and score one trial; returns the mean dev score (never test)."""
+    """Fine-tune and score one trial; returns the mean dev score (never test).
+
+    With ``repeats = N`` in a tpe/random study the trial trains its configuration with N seeds
+    and its value and ``scores.*`` are the means (``scores_by_seed`` keeps each seed's); a grid
+    study makes the seed a cell axis instead, so ``config.seed`` is already the cell's."""
     import optuna
     import torch
 
-    from tuner.artifacts import upload_trial_artifacts
     from tuner.engine import run_finetune
 
     spec = ctx.spec
@@ -159,33 +163,42 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model = trial.params.get("model", spec.models[0])
-    static = {
-        "model": model, "loss": config.loss, "losses": list(config.losses), "weights": config.active_weights,
-        "taus": {k: v for k, v in config.taus.items() if k in config.losses},
-        "pooling": str(config.pooling) if config.pooling is not None else "model default",
-        "train_datasets": config.train, "eval_datasets": config.eval_sets, "task": spec.task, "metric": spec.metric,
-        "protocol": spec.protocol, "config": config.to_dict(), "device": describe_device(device),
-        "versions": library_versions(), "worker": worker_label(),
-    }
-    for key, value in static.items():
-        trial.set_user_attr(key, value)
+    _record_static(trial, config, ctx, model)
+    seeds = [config.seed] if spec.is_grid else spec.seeds
 
     def finish_attrs() -> None:
         trial.set_user_attr("wall_s", round(time.perf_counter() - start, 3))
         trial.set_user_attr("peak_mem_mb", peak_memory_mb(device))
 
+    def on_eval(step: int, score: float) -> None:
+        if math.isfinite(score):
+            trial.report(score, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step}: dev {spec.metric} {score:.4f}")
+
+    outcomes = []
+    with _failures_recorded(trial, finish_attrs, device):
+        for i, seed in enumerate(seeds):
+            run = config.replace(seed=seed)
+            data = ctx.prepared(run)
+            if i == 0:
+                ensure_zero_shot(ctx, trial.study, model, run, data)
+            report = on_eval if (run.eval_every and i == 0) else None  # prune on the first seed's curve
+            outcomes.append(run_finetune(run, device=device, on_eval=report, progress=ctx.progress, prepared=data))
+    value = _record_scores(trial, outcomes)
+    finish_attrs()
+    _upload(trial, ctx, model, outcomes[0])
+    return value
+
+
+@contextlib.contextmanager
+def _failures_recorded(trial: Any, finish_attrs: Callable[[], None], device: Any) -> Iterator[None]:
+    """Give every way a trial can fail a ``failure`` attr (pruned, nan_loss, bad input, out_of_memory)."""
+    import optuna
+    import torch
+
     try:
-        data = ctx.prepared(config)
-        ensure_zero_shot(ctx, trial.study, model, config, data)
-
-        def on_eval(step: int, score: float) -> None:
-            if math.isfinite(score):
-                trial.report(score, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step}: dev {spec.metric} {score:.4f}")
-
-        outcome = run_finetune(config, device=device, on_eval=on_eval if config.eval_every else None,
-                               progress=ctx.progress, prepared=data)
+        yield
     except optuna.TrialPruned as exc:
         trial.set_user_attr("failure", f"pruned: {exc}")
         finish_attrs()
@@ -211,20 +224,49 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
     finally:
         release_memory()
 
-    for split, per_dataset in outcome.scores.items():
-        for name, value in per_dataset.items():
-            trial.set_user_attr(f"scores.{split}.{name}", float(value))
-    trial.set_user_attr("pooling", str(outcome.config.pooling))
-    trial.set_user_attr("config", outcome.config.to_dict())
-    trial.set_user_attr("train_pairs_per_s", round(float(outcome.train.pairs_per_s), 2))
-    finish_attrs()
-    if ctx.artifact_store is not None:
-        record = {"trial": trial.number, "study": ctx.study_name, "params": trial.params, "model": model,
-                  "loss": config.loss, "config": outcome.config.to_dict(), "scores": outcome.scores,
-                  "metric": outcome.metric, "steps": outcome.train.steps, "precision": outcome.train.precision}
-        upload_trial_artifacts(ctx.artifact_store, trial, losses=outcome.train.losses,
-                               parts=outcome.train.loss_parts, config=json.loads(json.dumps(record, default=str)),
-                               title=f"trial {trial.number}: {config.loss} on {'+'.join(config.train)}")
-    value = outcome.dev_score
-    del outcome
-    return value
+
+def _record_static(trial: Any, config: RunConfig, ctx: WorkerContext, model: str) -> None:
+    """What the trial trains, before it trains (a failed trial still says what it was)."""
+    spec = ctx.spec
+    static = {
+        "model": model, "loss": config.loss, "losses": list(config.losses), "weights": config.active_weights,
+        "taus": {k: v for k, v in config.taus.items() if k in config.losses},
+        "pooling": str(config.pooling) if config.pooling is not None else "model default",
+        "train_datasets": config.train, "eval_datasets": config.eval_sets, "task": spec.task, "metric": spec.metric,
+        "protocol": spec.protocol, "config": config.to_dict(), "device": describe_device(ctx.device),
+        "versions": library_versions(), "worker": worker_label(),
+    }
+    for key, value in static.items():
+        trial.set_user_attr(key, value)
+
+
+def _record_scores(trial: Any, outcomes: list) -> float:
+    """``scores.<split>.<dataset>`` (the mean over seeds), the run config as it ran; returns mean dev."""
+    import numpy as np
+
+    first = outcomes[0]
+    for split, per_dataset in first.scores.items():
+        for name in per_dataset:
+            values = [o.scores[split][name] for o in outcomes]
+            trial.set_user_attr(f"scores.{split}.{name}", float(np.mean(values)))
+    if len(outcomes) > 1:
+        trial.set_user_attr("scores_by_seed", {str(o.config.seed): o.scores for o in outcomes})
+    trial.set_user_attr("pooling", str(first.config.pooling))
+    trial.set_user_attr("config", first.config.to_dict())
+    trial.set_user_attr("train_pairs_per_s", round(float(np.mean([o.train.pairs_per_s for o in outcomes])), 2))
+    return float(np.mean([o.dev_score for o in outcomes]))
+
+
+def _upload(trial: Any, ctx: WorkerContext, model: str, outcome: Any) -> None:
+    """Loss curve and config of the (first seed's) run as dashboard artifacts."""
+    from tuner.artifacts import upload_trial_artifacts
+
+    if ctx.artifact_store is None:
+        return
+    config = outcome.config
+    record = {"trial": trial.number, "study": ctx.study_name, "params": trial.params, "model": model,
+              "loss": config.loss, "config": config.to_dict(), "scores": outcome.scores,
+              "metric": outcome.metric, "steps": outcome.train.steps, "precision": outcome.train.precision}
+    upload_trial_artifacts(ctx.artifact_store, trial, losses=outcome.train.losses,
+                           parts=outcome.train.loss_parts, config=json.loads(json.dumps(record, default=str)),
+                           title=f"trial {trial.number}: {config.loss} on {'+'.join(config.train)}")

@@ -326,3 +326,16 @@ def test_studies_command_lists_and_json(capsys):
     by_name = {r["name"]: r for r in rows}
     assert by_name["sts-grid"]["cells"] == len(load_spec("sts-grid").models) * 56
     assert by_name["sts-quick"]["sampler"] == "tpe" and by_name["sts-quick"]["error"] is None
+
+
+def test_repeats_make_the_seed_a_grid_axis_and_reach_the_run_config():
+    spec = parse_spec(with_(BASE_GRID, "repeats", 3))
+    assert spec.seeds == [42, 43, 44] and spec.n_cells == 2 * 2 * 3
+    assert {c["seed"] for c in spec.cells()} == {42, 43, 44}
+    assert len({cell_key(c) for c in spec.cells()}) == 12  # exactly-once per (cell, seed)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"model": "all-MiniLM-L6-v2", "loss": "cosent", "dataset": "stsb", "seed": 44})
+    assert spec.suggest(study.ask()).seed == 44
+    assert parse_spec(BASE_GRID).cells()[0].keys() == {"model", "loss", "dataset"}  # repeats = 1: no axis
+    with pytest.raises(TunerError, match="key 'repeats': is 0; use 1 or more"):
+        parse_spec(with_(BASE_GRID, "repeats", 0))

@@ -17,6 +17,8 @@ Layout (see ``studies/sts.toml`` for a commented example)::
     pruner = "median"                 # none | median | hyperband, or a [pruner] table
     n_trials = 40                     # tpe/random only: trials in total, over all workers
     seed = 42
+    repeats = 1                       # seeds per grid cell (seed, seed+1, ...: a grid axis) or per
+                                      # tpe/random trial (each trial trains them all; value = mean dev)
     max_retries = 2                   # re-runs of a failed cell / of a trial whose worker died
     data_dir = "../shared/data"       # optional (relative to this file)
 
@@ -73,7 +75,7 @@ TASKS = ("sts", "classification")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 TOP_KEYS = ("name", "description", "task", "models", "protocol", "sampler", "pruner", "n_trials", "seed",
-            "max_retries", "data_dir", "data", "budget", "train", "search", "grid")
+            "repeats", "max_retries", "data_dir", "data", "budget", "train", "search", "grid")
 DATA_KEYS = ("train", "eval", "datasets")
 GRID_KEYS = ("losses", "pooling")
 PRUNER_OPTIONS = {"median": ("n_startup_trials", "n_warmup_steps", "interval_steps"),
@@ -117,6 +119,7 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
         name=name, path=path, raw=raw, description=check.string(raw.get("description", ""), "description"),
         task=task, models=[], protocol=protocol, sampler=sampler, pruner=PrunerSpec(), n_trials=None, seed=seed,
         max_retries=check.integer(raw.get("max_retries", 2), "max_retries", 0),
+        repeats=check.integer(raw.get("repeats", 1), "repeats", 1),
         base=_base_config(check, raw, task, protocol, seed))
     spec.models, spec.model_sources = _models(check, raw["models"])
     _data(check, raw, spec)

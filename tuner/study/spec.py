@@ -59,6 +59,7 @@ class StudySpec:
     losses: list[str] = field(default_factory=list)      # grid rows
     grid_pooling: list[Any] = field(default_factory=list)
     search: SearchSpace = field(default_factory=SearchSpace)
+    repeats: int = 1                    # seeds per cell (grid) or per configuration (tpe/random)
     model_sources: dict[str, str] = field(default_factory=dict)
     dataset_sources: dict[str, str] = field(default_factory=dict)
 
@@ -79,14 +80,23 @@ class StudySpec:
     def data_dir(self) -> Optional[str]:
         return self.base.data_dir
 
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds of every cell or configuration: ``seed, seed + 1, ...`` (``repeats`` of them)."""
+        return [self.seed + i for i in range(self.repeats)]
+
     def cells(self) -> list[dict[str, Any]]:
-        """Grid cells as trial params, in a stable order (models x losses x datasets x pooling)."""
+        """Grid cells as trial params, in a stable order (models x losses x datasets x pooling x seed).
+
+        With ``repeats > 1`` the seed is an axis, so exactly-once holds per (cell, seed)."""
         if not self.is_grid:
             return []
         axes: list[tuple[str, list[Any]]] = [("model", self.models), ("loss", self.losses),
                                              ("dataset", self.grid_datasets)]
         if len(self.grid_pooling) > 1:
             axes.append(("pooling", self.grid_pooling))
+        if self.repeats > 1:
+            axes.append(("seed", self.seeds))
         names = [a for a, _ in axes]
         return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in axes))]
 
@@ -124,6 +134,8 @@ class StudySpec:
                 changes["pooling"] = trial.suggest_categorical("pooling", list(self.grid_pooling))
             elif self.grid_pooling:
                 changes["pooling"] = self.grid_pooling[0]
+            if self.repeats > 1:
+                changes["seed"] = int(trial.suggest_categorical("seed", self.seeds))
             return self.run_config(model, [dataset], [dataset], **changes)
         model = trial.suggest_categorical("model", list(self.models)) if len(self.models) > 1 else self.models[0]
         base = self.run_config(model, self.train_datasets, self.eval_datasets or self.train_datasets)
@@ -154,6 +166,8 @@ class StudySpec:
         out: dict[str, Any] = {"name": self.name, "file": self.file_label, "description": self.description,
                                "task": self.task, "sampler": self.sampler, "pruner": self.pruner.type,
                                "protocol": self.protocol, "models": self.models}
+        if self.repeats > 1:
+            out["repeats"] = self.repeats
         if self.is_grid:
             out.update(cells=self.n_cells, losses=self.losses, datasets=self.grid_datasets)
         else:
