@@ -1,8 +1,9 @@
 """Tests for tuner.exporter.plots, Optuna's plots and ``tuner plot``.
 
 Besides "the files exist", the figures are drawn and checked for what makes them readable: one
-colour per loss row in every figure, no two labels overlapping, titles naming metric, split and
-protocol, ``n/a`` in empty heatmap cells, graceful 1-model / 1-dataset / all-NaN cases.
+colour per loss row in every figure (the registry's), no two labels overlapping, titles naming
+metric, split and protocol, ``n/a`` in empty heatmap cells, graceful 1-model / 1-dataset / all-NaN
+cases, and the same with all 16 rows of a search over which losses are on.
 """
 from __future__ import annotations
 
@@ -22,26 +23,39 @@ from matplotlib.colors import to_hex  # noqa: E402
 from optuna.distributions import FloatDistribution  # noqa: E402
 
 from tuner.cli import main  # noqa: E402
-from tuner.combos import LOSS_ROWS, ROW_TITLES  # noqa: E402
 from tuner.errors import TunerError  # noqa: E402
 from tuner.exporter import plots as P  # noqa: E402
-from tuner.exporter.leaderboard import optuna_plots  # noqa: E402
+from tuner.exporter.optuna_plots import optuna_plots  # noqa: E402
+
+from test_export import toy_loss  # noqa: E402,F401 - the fixture that registers a toy loss
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 MODELS = ["sentence-transformers/all-MiniLM-L6-v2", "bert-base-uncased", "princeton-nlp/sup-simcse-bert-base-uncased"]
 DATASETS = ["sts12", "sts13", "stsb", "sickr"]
-TITLE_TO_ROW = {title: row for row, title in ROW_TITLES.items()}
+# The seed's rows and, after them, the other combinations of the four built-in losses (cos_mse switched
+# on alongside others), with their titles: written out here, not derived from the registry.
+SEED_ROWS = ["zero_shot", "cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle",
+             "cosent+ibn+angle"]
+SEED_TITLES = ["Without Fine-Tuning", "Default Cosine Similarity", "CoSENT", "In-Batch Negatives", "Angle",
+               "CoSENT+IBN", "CoSENT+Angle", "IBN+Angle", "CoSENT+IBN+Angle"]
+ALL_ROWS = SEED_ROWS + ["cos_mse+cosent", "cos_mse+ibn", "cos_mse+angle", "cos_mse+cosent+ibn", "cos_mse+cosent+angle",
+                        "cos_mse+ibn+angle", "cos_mse+cosent+ibn+angle"]
+ALL_TITLES = SEED_TITLES + ["CosMSE+CoSENT", "CosMSE+IBN", "CosMSE+Angle", "CosMSE+CoSENT+IBN", "CosMSE+CoSENT+Angle",
+                            "CosMSE+IBN+Angle", "CosMSE+CoSENT+IBN+Angle"]
+TITLE_TO_ROW = {**dict(zip(ALL_TITLES, ALL_ROWS)), "Toy": "toy", "CoSENT+Toy": "cosent+toy"}
 
 
-def realistic(models: int, datasets: int, seed: int = 0, nan_cells: int = 3) -> np.ndarray:
+def realistic(models: int, datasets: int, seed: int = 0, nan_cells: int = 3, rows: int = 9) -> np.ndarray:
     """Zero-shot 0.62..0.80, fine-tuned rows a few points above, a few NaN cells."""
     rng = np.random.default_rng(seed)
     base = rng.uniform(0.62, 0.80, size=(models, 1, datasets))
-    gain = np.array([0, 0.03, 0.06, 0.045, 0.055, 0.07, 0.075, 0.06, 0.08])[None, :, None]
-    m = base + gain + rng.normal(0, 0.01, size=(models, 9, datasets))
+    gains = [0, 0.03, 0.06, 0.045, 0.055, 0.07, 0.075, 0.06, 0.08] if rows == 9 else \
+        [0.0, *np.linspace(0.03, 0.08, rows - 1)[np.random.default_rng(1).permutation(rows - 1)]]
+    gain = np.array(gains)[None, :, None]
+    m = base + gain + rng.normal(0, 0.01, size=(models, rows, datasets))
     for _ in range(nan_cells):
-        m[rng.integers(models), rng.integers(1, 9), rng.integers(datasets)] = np.nan
+        m[rng.integers(models), rng.integers(1, rows), rng.integers(datasets)] = np.nan
     return m
 
 
@@ -53,10 +67,10 @@ def labels(models=MODELS, datasets=DATASETS, **extra):
 def build_all(matrix: np.ndarray, lab: dict, only: tuple[str, ...] = P.FIGURES):
     """Every figure (or ``only`` these), drawn so that text extents are final, with its name."""
     checked = P.check_labels(matrix, lab)
-    scale = P._scale(matrix)
-    with matplotlib.rc_context(P._RC):
+    scale = P.scale_of(matrix)
+    with matplotlib.rc_context(P.RC):
         for name in only:
-            fig = getattr(P, f"_fig_{name}")(matrix * scale, checked, scale)
+            fig = P.BUILDERS[name](matrix * scale, checked, scale)
             FigureCanvasAgg(fig).draw()
             yield name, fig
 
@@ -131,18 +145,41 @@ def test_figures_readable_and_colours_fixed(shape) -> None:
     for name, fig in build_all(matrix, labels(MODELS[:n_models], DATASETS[:n_data])):
         assert_readable(name, fig)
         for title, colour in line_colours(fig).items():
-            assert colour == to_hex(P.PALETTE[TITLE_TO_ROW[title]]), f"{name}: {title}"
+            assert colour == to_hex(P.row_colour(TITLE_TO_ROW[title])), f"{name}: {title}"
         if n_models == 1 and name in ("mean_over_datasets", "dataset_panels"):          # dot plots: rows on y
             shown = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_visible()]
-            assert shown == [ROW_TITLES[r] for r in LOSS_ROWS], name
+            assert shown == SEED_TITLES, name
         text = " ".join(t.get_text() for t in [fig._suptitle, *[ax.title for ax in fig.axes]] if t is not None)
         assert "Spearman" in text and "test split" in text and "protocol: seed" in text, name
 
 
-def test_palette_one_distinct_colour_per_row() -> None:
-    assert list(P.PALETTE) == list(LOSS_ROWS)
-    assert len(set(P.PALETTE.values())) == len(LOSS_ROWS)
-    assert len(set(P.MARKERS.values())) == len(LOSS_ROWS)
+def test_sixteen_rows_have_distinct_styles() -> None:
+    """Every row of a search over the four built-in losses keeps its own colour and marker."""
+    colours = [P.row_colour(r) for r in ALL_ROWS]
+    markers = [P.row_marker(r) for r in ALL_ROWS]
+    assert len(set(colours)) == 16 and len(set(markers)) == 16
+    assert colours[:5] == ["#4d4d4d", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]   # the registry's, tab10 first
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (1, 4), (3, 1), (2, 7)], ids=["2x4", "1model", "1dataset", "2x7"])
+def test_sixteen_rows_readable(shape) -> None:
+    """All 16 rows (zero-shot + 15 combinations): no overlap, legends list every row in matrix order."""
+    n_models, n_data = shape
+    matrix = realistic(n_models, n_data, nan_cells=0, rows=16)
+    lab = labels((MODELS * 2)[:n_models], ([*DATASETS, "sts14", "sts15", "sts16"])[:n_data], losses=ALL_ROWS)
+    for name, fig in build_all(matrix, lab):
+        assert_readable(name, fig)
+        for title, colour in line_colours(fig).items():
+            assert colour == to_hex(P.row_colour(TITLE_TO_ROW[title])), f"{name}: {title}"
+        legends = [*fig.legends, *[ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]]
+        if name in ("mean_over_datasets", "dataset_panels") and n_models > 1 or \
+                name in ("loss_across_datasets", "model_panels") and n_data > 1:
+            (legend,) = legends
+            assert [t.get_text() for t in legend.get_texts()] == ALL_TITLES, name
+        if name == "heatmap":
+            assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ALL_TITLES
+        if name == "loss_panels":
+            assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ALL_TITLES
 
 
 def test_heatmap_values_and_na() -> None:
@@ -156,7 +193,7 @@ def test_heatmap_values_and_na() -> None:
     assert texts[(2, 2)].get_text() == "90.0" and texts[(2, 2)].get_fontweight() == "bold"
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == [*DATASETS[:3], "Mean"]
     # The row without any result is named under the heatmap instead of drawn as a band of n/a.
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [ROW_TITLES[r] for r in LOSS_ROWS if r != "ibn"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [t for t in SEED_TITLES if t != "In-Batch Negatives"]
     assert "In-Batch Negatives" in fig._supxlabel.get_text()
     first = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in fig.axes[0].texts}
     assert first[(1, 0)] == "n/a" and first[(1, 3)] != "n/a"      # the mean skips the empty cell
@@ -184,6 +221,29 @@ def test_check_labels_errors_are_one_line() -> None:
         P.check_labels(np.zeros((9, 3)), labels(MODELS[:1], DATASETS[:3]))
     with pytest.raises(TunerError, match="duplicate datasets label"):
         P.check_labels(np.zeros((1, 9, 2)), labels(MODELS[:1], ["stsb", "stsb"]))
+
+
+def test_toy_loss_rows_in_every_figure(toy_loss, tmp_path: Path) -> None:
+    """A loss added through the registry alone gets its rows, title, colour and marker in the figures."""
+    from test_export import make_toy_study
+
+    from tuner.exporter import build_matrix
+
+    study = make_toy_study()
+    matrix = build_matrix(study.get_trials(deepcopy=False), study.user_attrs, "test", study_name="toy")
+    assert list(matrix.rows)[-2:] == ["toy", "cosent+toy"]
+    shown = ["Without Fine-Tuning", "CoSENT", "Toy", "CoSENT+Toy"]           # the rows with data
+    figures = dict(build_all(matrix.values, matrix.labels()))
+    for name, fig in figures.items():
+        assert_readable(name, fig)
+    dots = figures["mean_over_datasets"].axes[0]                            # one model: a dot plot
+    assert [t.get_text() for t in dots.get_yticklabels()] == shown
+    toy = next(c for c in dots.containers if c.get_label() == "Toy")
+    assert to_hex(toy.lines[0].get_color()) == "#00ced1" and toy.lines[0].get_marker() == "H"
+    assert [t.get_text() for t in figures["heatmap"].axes[0].get_yticklabels()] == shown
+    assert [ax.get_title() for ax in figures["loss_panels"].axes if ax.get_visible()] == shown
+    written = P.plot_matrix(matrix, None, tmp_path, formats=("svg",))
+    assert len(written) == len(P.FIGURES) and "CoSENT+Toy" in (tmp_path / "plots" / "heatmap.svg").read_text()
 
 
 # --------------------------------------------------------------------------- Optuna's plots
@@ -259,7 +319,7 @@ def test_cli_plot_bad_files(tmp_path: Path, capsys) -> None:
 def test_cli_plot_uses_export_labels(tmp_path: Path, capsys) -> None:
     """An export folder re-plots from its matrix.npy alone (labels from matrix.json beside it)."""
     np.save(tmp_path / "matrix.npy", realistic(1, 1, nan_cells=0))
-    (tmp_path / "matrix.json").write_text(json.dumps(labels(MODELS[:1], DATASETS[:1], losses=list(LOSS_ROWS),
+    (tmp_path / "matrix.json").write_text(json.dumps(labels(MODELS[:1], DATASETS[:1], losses=SEED_ROWS,
                                                             split="dev", protocol="standard")))
     out = tmp_path / "again"
     assert main(["plot", "--matrix", str(tmp_path / "matrix.npy"), "--out", str(out)]) == 0

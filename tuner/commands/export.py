@@ -11,8 +11,10 @@ from tuner.commands.common import positive_int
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="write a study's results matrix (.npy/.json), tables and plots",
-        description="Read the study's COMPLETE trials once and write matrix.npy (models x 9 loss rows x datasets, "
-                    "NaN where no complete trial) with matrix.json (labels, metric, split, protocol, trial numbers), "
+        description="Read the study's COMPLETE trials once and write matrix.npy (models x loss rows x datasets, "
+                    "NaN where no complete trial; rows: the seed's 9, then any other combination of losses that were "
+                    "on, cosine-MSE included) with matrix.json (labels, rows rule, metric, split, protocol, trial "
+                    "numbers), "
                     "results.csv, results.md and plots/ (PNG + SVG). For non-grid studies also leaderboard.csv/.md, "
                     "best_finetune.json, best_study.toml and Optuna's plots. Where several trials fill one cell the "
                     "best dev score wins; test scores never choose.")
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key:16s} {path}")
     if result.plots:
         print(f"  {'plots':16s} {len(result.plots)} files in {result.out_dir / 'plots'}")
+    for name, why in result.skipped_files.items():
+        print(f"  not written: {name}: {why}")
     for name, why in result.skipped_plots.items():
         print(f"  skipped optuna plot {name}: {why}")
     return 0

@@ -5,23 +5,23 @@ import argparse
 import json
 from pathlib import Path
 
-from tuner.combos import LOSS_ROWS
 from tuner.errors import TunerError
+from tuner.losses.registry import SEED_ROWS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot", help="re-plot a saved results matrix (.npy) as PNG + SVG",
         description="Draw the figures of a results matrix (models x loss rows x datasets) into OUT/plots/. Labels "
-                    "come from --labels (an export's matrix.json), else from --models/--datasets (a bare .npy in the "
-                    "seed's layout: the 9 loss rows in the seed's order), else from FILE.json / matrix.json beside "
-                    "the matrix.")
+                    "come from --labels (an export's matrix.json, which names its rows), else from --models/--datasets "
+                    f"(a bare .npy in the seed's layout: the seed's {len(SEED_ROWS)} loss rows in its order, or the "
+                    "rows given by --losses), else from FILE.json / matrix.json beside the matrix.")
     p.add_argument("--matrix", required=True, help="the .npy file")
     p.add_argument("--labels", default=None, help="labels JSON (an export's matrix.json)")
     p.add_argument("--models", nargs="+", default=None, help="model names, in matrix order (space or comma separated)")
     p.add_argument("--datasets", nargs="+", default=None, help="dataset names, in matrix order")
     p.add_argument("--losses", nargs="+", default=None,
-                   help=f"loss rows, in matrix order (default: the seed's {len(LOSS_ROWS)} rows)")
+                   help=f"loss rows, in matrix order, e.g. {SEED_ROWS[-1]} (default: the seed's {len(SEED_ROWS)} rows)")
     p.add_argument("--metric", default=None, help="metric named in the titles (default: labels file, else Spearman)")
     p.add_argument("--split", default=None, help="split named in the titles (default: labels file, else test)")
     p.add_argument("--protocol", default=None, help="protocol named in the titles (default: labels file, else seed)")
@@ -61,7 +61,7 @@ def load_matrix(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.exporter.matrix import check_out_dir
+    from tuner.exporter.files import check_out_dir
     from tuner.exporter.plots import check_labels, plot_matrix
 
     path = Path(args.matrix)

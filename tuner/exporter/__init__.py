@@ -20,22 +20,15 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.exporter.matrix import (
-    SPLITS,
-    Matrix,
-    build_matrix,
-    check_out_dir,
-    json_dumps,
-    mask_text,
-    mask_url,
-    metric_title,
-    write_file,
-)
-from tuner.exporter.plots import PALETTE, check_labels, plot_matrix
+from tuner.exporter.files import check_out_dir, json_dumps, mask_text, mask_url, write_file
+from tuner.exporter.matrix import Matrix, build_matrix
+from tuner.exporter.plots import check_labels, plot_matrix
 from tuner.exporter.tables import results_csv, results_frame, results_markdown
+from tuner.exporter.toml import toml_dumps
+from tuner.exporter.trials import SPLITS, metric_title
 
-__all__ = ["ExportResult", "Matrix", "PALETTE", "build_matrix", "check_labels", "export_study", "mask_url",
-           "open_study", "plot_matrix", "results_frame", "results_markdown"]
+__all__ = ["ExportResult", "Matrix", "build_matrix", "check_labels", "export_study", "mask_url", "open_study",
+           "plot_matrix", "results_frame", "results_markdown", "toml_dumps"]
 
 
 @dataclass
@@ -49,6 +42,7 @@ class ExportResult:
     files: dict[str, Path] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
     skipped_plots: dict[str, str] = field(default_factory=dict)
+    skipped_files: dict[str, str] = field(default_factory=dict)    # file -> why it was not written
     storage: Optional[str] = None           # masked
 
     @property
@@ -68,7 +62,7 @@ class ExportResult:
             "complete_trials": m.n_trials, "cells_chosen_by_dev": len(m.choices),
             "skipped_trials": len(m.skipped),
             "files": {k: str(v) for k, v in self.files.items()}, "plots": [str(p) for p in self.plots],
-            "skipped_plots": self.skipped_plots,
+            "skipped_plots": self.skipped_plots, "skipped_files": self.skipped_files,
         }
 
 
@@ -118,15 +112,6 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     """
     import optuna
 
-    from tuner.exporter.leaderboard import (
-        best_finetune,
-        best_study_toml,
-        leaderboard_frame,
-        leaderboard_markdown,
-        optuna_plots,
-        ranked_trials,
-    )
-
     if split not in SPLITS:
         raise TunerError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if isinstance(study, str):
@@ -149,7 +134,6 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
 
     matrix = build_matrix(trials, study_attrs, split, study_name=name)
     result = ExportResult(study=name, out_dir=out, split=split, matrix=matrix, storage=mask_url(storage_url))
-
     buffer = io.BytesIO()
     np.save(buffer, matrix.values.astype(np.float64), allow_pickle=False)
     result.files["matrix"] = write_file(out / "matrix.npy", buffer.getvalue())
@@ -158,24 +142,34 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     result.files["results_md"] = write_file(out / "results.md", results_markdown(matrix))
     if plots:
         result.plots += plot_matrix(matrix.values, matrix.labels(), out)
-
     if not matrix.is_grid:
-        direction = directions[0].name.lower() if directions else "maximize"
-        board = leaderboard_frame(trials, direction, top_k, spec=study_attrs.get("spec"))
-        result.files["leaderboard_csv"] = write_file(out / "leaderboard.csv",
-                                                     board.to_csv(index=False, float_format="%.6g"))
-        result.files["leaderboard_md"] = write_file(out / "leaderboard.md",
-                                                    leaderboard_markdown(board, matrix.metric, name, top_k))
-        ranked = ranked_trials(trials, direction)
-        if ranked:
-            best = ranked[0]
-            result.files["best_finetune"] = write_file(out / "best_finetune.json",
-                                                       json_dumps(best_finetune(best, study_attrs, name)))
-            result.files["best_study"] = write_file(out / "best_study.toml",
-                                                    best_study_toml(best, study_attrs, name))
-        if plots:
-            written, skipped = optuna_plots(trials, directions, out, name,
-                                            target_name=f"mean dev {metric_title(matrix.metric)}")
-            result.plots += written
-            result.skipped_plots.update(skipped)
+        _export_search(result, trials, study_attrs, directions, top_k, plots)
     return result
+
+
+def _export_search(result: ExportResult, trials: list, study_attrs: dict, directions: list, top_k: int,
+                   plots: bool) -> None:
+    """The non-grid extras: leaderboard, the best trial's command and refine study, Optuna's plots."""
+    from tuner.exporter.best import LegacyTrial, best_finetune, best_study_toml
+    from tuner.exporter.leaderboard import leaderboard_frame, leaderboard_markdown, ranked_trials
+    from tuner.exporter.optuna_plots import optuna_plots
+
+    out, name, metric = result.out_dir, result.study, result.matrix.metric
+    direction = directions[0].name.lower() if directions else "maximize"
+    board = leaderboard_frame(trials, direction, top_k)
+    result.files["leaderboard_csv"] = write_file(out / "leaderboard.csv", board.to_csv(index=False, float_format="%.6g"))
+    result.files["leaderboard_md"] = write_file(out / "leaderboard.md", leaderboard_markdown(board, metric, name, top_k))
+    ranked = ranked_trials(trials, direction)
+    if ranked:
+        try:
+            best_json = json_dumps(best_finetune(ranked[0], name))
+            best_toml = best_study_toml(ranked[0], study_attrs, name)
+        except LegacyTrial as exc:
+            result.skipped_files.update({"best_finetune.json": str(exc), "best_study.toml": str(exc)})
+        else:
+            result.files["best_finetune"] = write_file(out / "best_finetune.json", best_json)
+            result.files["best_study"] = write_file(out / "best_study.toml", best_toml)
+    if plots:
+        written, skipped = optuna_plots(trials, directions, out, name, target_name=f"mean dev {metric_title(metric)}")
+        result.plots += written
+        result.skipped_plots.update(skipped)

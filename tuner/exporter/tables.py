@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.combos import ROW_TITLES
-from tuner.exporter.matrix import Matrix, metric_title
+from tuner.exporter.matrix import Matrix
+from tuner.exporter.rows import title as row_title
+from tuner.exporter.trials import metric_title
 
 CSV_COLUMNS = ("model", "loss", "dataset", "dev", "test", "trial", "params")
 
@@ -62,10 +63,12 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
              f"{title} x{scale:g} on the **{matrix.split}** split, protocol **{matrix.protocol}**; "
              f"{matrix.filled}/{matrix.values.size} cells filled from {matrix.n_trials} complete trials. "
              "Where several trials fill a cell the one with the best **dev** score is shown (see matrix.json). "
-             "Best per column in **bold**; `n/a` = no complete trial; † = mean over the available datasets only.",
+             "Best per column in **bold**; `n/a` = no complete trial; † = mean over the available datasets only. "
+             "A row is the set of losses that were on (weight > 0), cosine-MSE included; row order: matrix.json "
+             "`rows_rule`.",
              ""]
     shown = [ri for ri in range(len(matrix.rows)) if np.isfinite(matrix.values[:, ri, :]).any()]
-    hidden = [ROW_TITLES.get(r, r) for ri, r in enumerate(matrix.rows) if ri not in shown]
+    hidden = [row_title(r) for ri, r in enumerate(matrix.rows) if ri not in shown]
     if hidden:
         lines += [f"Loss rows without any result (not in the study, or not run yet), left out below: "
                   f"{', '.join(hidden)}.", ""]
@@ -85,7 +88,7 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
             for ri, row in enumerate(matrix.rows):
                 if ri not in shown:
                     continue
-                cells = [ROW_TITLES.get(row, row)]
+                cells = [row_title(row)]
                 for di in range(block.shape[1]):
                     text = _fmt(block[ri, di], scale)
                     cells.append(f"**{text}**" if ri in col_best[di] else text)
@@ -101,7 +104,7 @@ def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
 
 
 def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[set[int]] | None" = None) -> str:
-    """"Wins (best on a dataset): CoSENT 3/7 (sts12, ...), ..." for one model's (rows, datasets)
+    """"Wins (best on a dataset): <row title> 3/7 (sts12, ...), ..." for one model's (rows, datasets)
     block, most wins first; a tie counts for every tied row. Empty with fewer than two datasets."""
     if len(datasets) < 2:
         return ""
@@ -111,7 +114,7 @@ def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[s
     ranked = sorted(((ri, names) for ri, names in counts.items() if names), key=lambda x: (-len(x[1]), x[0]))
     if not ranked:
         return ""
-    parts = [f"{ROW_TITLES.get(rows[ri], rows[ri])} {len(names)}/{scored} ({', '.join(names)})" for ri, names in ranked]
+    parts = [f"{row_title(rows[ri])} {len(names)}/{scored} ({', '.join(names)})" for ri, names in ranked]
     return "Wins (best on a dataset; ties count for each): " + "; ".join(parts) + "."
 
 
