@@ -487,6 +487,23 @@ def test_best_study_toml_is_a_valid_study_file(tmp_path: Path) -> None:
     assert spec.name == "tpe-best" and spec.sampler == "tpe" and spec.n_trials == 10
 
 
+def test_best_files_of_a_trial_run_with_several_seeds(tmp_path: Path) -> None:
+    """``repeats = 3``: the scores are means over seeds; both files say so and the refine study keeps 3 seeds."""
+    from tuner.exporter.best import best_finetune, best_study_toml
+    from tuner.study import parse_spec
+
+    trial = make_tpe_study(None, n=1).trials[0]
+    by_seed = {"42": {"dev": {"stsb": 0.79}}, "43": {"dev": {"stsb": 0.80}}, "44": {"dev": {"stsb": 0.81}}}
+    trial = optuna.trial.create_trial(params=trial.params, distributions=trial.distributions, value=trial.value,
+                                      user_attrs={**trial.user_attrs, "scores_by_seed": by_seed})
+    best = best_finetune(trial, "tpe")
+    assert best["scores_by_seed"] == by_seed and "means over the seeds" in best["note"]
+    assert "--seed" not in best["argv"]                                   # the first seed, 42, is the default
+    doc = tomllib.loads(best_study_toml(trial, {}, "tpe"))
+    assert doc["repeats"] == 3 and doc["seed"] == 42
+    assert parse_spec(doc).repeats == 3
+
+
 def test_legacy_study_without_configs_gets_no_best_files(tmp_path: Path, capsys, storage: str) -> None:
     """Trials recorded before run configs: matrix, tables and leaderboard, but no rebuilt command."""
     study = optuna.create_study(study_name="old", storage=storage, direction="maximize")

@@ -62,7 +62,16 @@ def best_finetune(trial: Any, study_name: Optional[str] = None) -> dict[str, Any
         "config": config.to_dict(),
         "scores": {split: {d: trial_score(trial, split, d) for d in datasets} for split in SPLITS[::-1]},
         "params": dict(trial.params),
+        **({"scores_by_seed": trial.user_attrs["scores_by_seed"],
+            "note": "scores are the means over the seeds of scores_by_seed; the command runs the first seed "
+                    "(add --seed N for the others)"} if _seeds(trial) > 1 else {}),
     }
+
+
+def _seeds(trial: Any) -> int:
+    """How many seeds the trial's scores average (``repeats`` of its study), from ``scores_by_seed``."""
+    by_seed = trial.user_attrs.get("scores_by_seed")
+    return len(by_seed) if isinstance(by_seed, Mapping) else 1
 
 
 def _fmt_number(value: Optional[float]) -> str:
@@ -110,7 +119,8 @@ def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Opti
         "description": f"Refine trial {trial.number} of study {study_name} (mean dev {value}, losses {config.loss})",
         "task": task, "models": [config.model], "protocol": config.protocol, "sampler": "tpe",
         "pruner": "median" if config.eval_every else "none",   # a pruner needs intermediate dev scores
-        "n_trials": REFINE_TRIALS, "seed": config.seed, "data_dir": config.data_dir,
+        "n_trials": REFINE_TRIALS, "seed": config.seed, "repeats": _seeds(trial) if _seeds(trial) > 1 else None,
+        "data_dir": config.data_dir,
         "data": {"train": list(config.train), "eval": list(config.eval_sets)},
         "budget": _settings(config, "budget"),
         # weights, taus and lr are searched; the other [train] settings are the trial's

@@ -14,8 +14,6 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from tuner.exporter.best import best_finetune, best_study_toml  # noqa: F401 - re-exported (old home)
-from tuner.exporter.optuna_plots import optuna_plots  # noqa: F401 - re-exported (old home)
 from tuner.exporter.rows import title
 from tuner.exporter.toml import toml_dumps  # noqa: F401 - re-exported: tuner.api and tests/_tiny.py import it here
 from tuner.exporter.trials import SPLITS, metric_title, trial_datasets, trial_model, trial_row, trial_score, trial_value

@@ -69,7 +69,3 @@ def style(row: str) -> tuple[str, str]:
         return row_style(row)
     except ValueError:
         return UNKNOWN_STYLE
-
-
-def is_zero_shot(row: str) -> bool:
-    return row == ZERO_SHOT
