@@ -113,8 +113,9 @@ def test_text_output(captured, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--lr", "fast"], "--lr 'fast' is not a number"),
-    (["--batch-size", "1"], "batch_size"),
+    (["--lr", "fast"], "error: --lr 'fast' is not a number"),
+    (["--batch-size", "1"], "error: --batch-size is 1; use 2 or more"),
+    (["--warmup-ratio", "1"], "error: --warmup-ratio is 1.0; use a value in [0, 1)"),
     (["--weights", "cosent=1,bogus=2"], "unknown loss 'bogus'"),
     (["--taus", "cos_mse=2"], "takes no temperature"),
     (["--protocol", "nope"], "protocol"),

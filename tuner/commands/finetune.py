@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import print_json
-from tuner.config import add_arguments, from_arguments
+from tuner.config import ConfigError, RunConfig, add_arguments, from_arguments
+from tuner.errors import TunerError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.api import finetune, load_run_config
 
     base = load_run_config(args.config) if args.config else None
-    config = from_arguments(args, base)
+    config = _config_of(args, base)
     outcome = finetune(config=config, output=args.output, device=args.device, progress=not args.no_progress)
     payload = {"model": outcome.config.model, "metric": outcome.metric, "protocol": outcome.config.protocol,
                "loss": outcome.config.loss, "scores": outcome.scores, "dev_mean": outcome.dev_score,
@@ -53,3 +54,17 @@ def run(args: argparse.Namespace) -> int:
     if outcome.output:
         print(f"saved to {outcome.output}")
     return 0
+
+
+def _config_of(args: argparse.Namespace, base: "RunConfig | None") -> RunConfig:
+    """The flags over ``base``; a bad value is reported by its flag (``--batch-size is 1; ...``)."""
+    try:
+        return from_arguments(args, base)
+    except ConfigError as exc:
+        name = exc.key.split(".")[0]
+        flag = "--" + name.replace("_", "-")
+        if name not in vars(args):
+            raise
+        if exc.problem.startswith(flag):
+            raise TunerError(exc.problem) from None
+        raise TunerError(f"{flag} {exc.problem}" if exc.problem.startswith("is ") else f"{flag}: {exc.problem}") from None
