@@ -201,3 +201,15 @@ def test_mpnet_without_parts_offline_says_what_to_install(monkeypatch, tmp_path)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     # with the hub reachable and no part installed, the hub id is loaded as for any other model
     assert resolve_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_assembled_folder_is_used_after_the_parts_are_uninstalled(fake, monkeypatch):
+    from tuner.models import resolve_model
+
+    spec, _, cache = fake
+    monkeypatch.setenv("TUNER_CACHE", str(cache))
+    monkeypatch.setattr(bundled, "BUNDLED_MODELS", (spec,))
+    folder = ensure_bundle(spec)
+    monkeypatch.setattr(bundled, "locate_part", lambda part: None)
+    assert bundled.cached_folder(spec) == folder
+    assert resolve_model("fake-model") == str(folder)

@@ -185,11 +185,21 @@ def bundled_folder(name: str, cache_dir: "str | os.PathLike | None" = None) -> P
     return ensure_bundle(spec, cache_dir)
 
 
+def _target(spec: BundledModel, cache_dir: "str | os.PathLike | None") -> Path:
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    return root / "models" / spec.cache_name
+
+
+def cached_folder(spec: BundledModel, cache_dir: "str | os.PathLike | None" = None) -> Path | None:
+    """The already assembled folder of ``spec`` in the cache, or None (nothing is built)."""
+    target = _target(spec, cache_dir)
+    return target if _is_complete(spec, target) else None
+
+
 def ensure_bundle(spec: BundledModel, cache_dir: "str | os.PathLike | None" = None) -> Path:
     """Assemble ``spec`` into ``cache_dir`` (default :func:`cache_root`) unless it is already there."""
-    models = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    models = models / "models"
-    target = models / spec.cache_name
+    target = _target(spec, cache_dir)
+    models = target.parent
     if _is_complete(spec, target):
         return target
     try:

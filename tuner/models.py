@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuner.bundled import any_part_installed, ensure_bundle, find_bundled
+from tuner.bundled import any_part_installed, cached_folder, ensure_bundle, find_bundled
 from tuner.errors import TunerError
 from tuner.pooling import Pooling, parse_pooling, pool
 
@@ -67,6 +67,9 @@ def resolve_model(name: "str | os.PathLike") -> str:
             return str(bundled)
     split_zip = find_bundled(text)
     if split_zip is not None:
+        cached = cached_folder(split_zip)
+        if cached is not None:  # assembled earlier (even if the parts were uninstalled since)
+            return str(cached)
         if any_part_installed(split_zip) or _hub_offline():
             return str(ensure_bundle(split_zip))  # one-line TunerError naming what to install
         return text  # no part installed and the hub may be reachable: load it from there
