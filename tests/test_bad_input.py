@@ -60,7 +60,7 @@ CATALOGUE = [
     ("loss-unknown", lambda t, m, d, s: ["finetune", "--model", str(m), "--data-dir", str(d), "--train", "stsb", "--weights", "focal=1"], "unknown loss"),
     ("weights-syntax", lambda t, m, d, s: ["finetune", "--model", str(m), "--data-dir", str(d), "--train", "stsb", "--weights", "cosent"], "NAME=VALUE"),
     ("lr-zero", lambda t, m, d, s: ["finetune", "--model", str(m), "--data-dir", str(d), "--train", "stsb", "--lr", "0"], "lr"),
-    ("batch-one", lambda t, m, d, s: ["finetune", "--model", str(m), "--data-dir", str(d), "--train", "stsb", "--batch-size", "1"], "batch size"),
+    ("batch-one", lambda t, m, d, s: ["finetune", "--model", str(m), "--data-dir", str(d), "--train", "stsb", "--batch-size", "1"], "--batch-size is 1"),
     ("pooling-unknown", lambda t, m, d, s: ["evaluate", "--model", str(m), "--data-dir", str(d), "--datasets", "stsb", "--pooling", "median"], "pooling"),
     ("dataset-unknown", lambda t, m, d, s: ["evaluate", "--model", str(m), "--data-dir", str(d), "--datasets", "stsx"], "unknown dataset"),
     ("split-unknown", lambda t, m, d, s: ["evaluate", "--model", str(m), "--data-dir", str(d), "--datasets", "sts12", "--split", "train"], "split"),
