@@ -388,8 +388,11 @@ class StudyService:
         if self.spec.is_grid and trials is not None:
             names = list(self.spec.cells()[0]) if self.spec.cells() else []
             taken = {self._cell_key_of(t, names) for t in trials if t.state in (TS.COMPLETE, TS.PRUNED, TS.RUNNING)}
-        for t in sorted(storage.get_all_trials(study._study_id, deepcopy=False, states=(TS.WAITING,)),
-                        key=lambda t: t.number):
+        # The trials just scanned under this lock say which are WAITING (no second read of the whole
+        # queue: a pop costs one scan); WAITING -> RUNNING below is a compare-and-set regardless.
+        waiting = ([t for t in trials if t.state == TS.WAITING] if trials is not None else
+                   storage.get_all_trials(study._study_id, deepcopy=False, states=(TS.WAITING,)))
+        for t in sorted(waiting, key=lambda t: t.number):
             try:
                 if taken and self._cell_key_of(t, names) in taken:
                     storage.set_trial_user_attr(t._trial_id, "failure",
