@@ -651,3 +651,19 @@ def test_wins_line_counts_best_rows_and_ties() -> None:
     assert line == ("Wins (best on a dataset; ties count for each): Without Fine-Tuning 2/3 (b, c); "
                     "CoSENT 2/3 (a, b).")
     assert wins_line(block[:, :1], rows, ("a",)) == ""
+
+
+def test_best_command_scores_full_splits_while_config_keeps_the_trial_eval_budget(tmp_path: Path) -> None:
+    """A study's max_eval_examples is a per-trial budget: the re-run command scores full dev/test."""
+    study = optuna.create_study(direction="maximize")
+    config = RunConfig(train=["stsb"], weights={"cosent": 1.0}, max_train_examples=1200, max_eval_examples=750)
+    trial = study.ask()
+    for key, value in {"config": config.to_dict(), "loss": config.loss, "scores.dev.stsb": 0.8,
+                       "scores.test.stsb": 0.7}.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, 0.8)
+    export_study(study, tmp_path, plots=False)
+    best = json.loads((tmp_path / "best_finetune.json").read_text())
+    assert best["config"]["max_eval_examples"] == 750
+    assert "--max-eval-examples" not in best["argv"] and "--max-train-examples" in best["argv"]
+    assert best["command_scores"] == "the full dev and test splits (the trial scored 750-pair samples)"

@@ -14,11 +14,12 @@ alone or in a padded batch, with right or left padding.
 """
 from __future__ import annotations
 
-from typing import Union
-
-import torch
+from typing import TYPE_CHECKING, Union
 
 from tuner.errors import TunerError
+
+if TYPE_CHECKING:  # torch is imported where pooling runs, so parse_pooling stays torch-free
+    import torch
 
 Pooling = Union[str, int]
 POOLING_NAMES = ("cls", "cls_avg", "avg", "max", "last")
@@ -43,7 +44,7 @@ def parse_pooling(value: "str | int") -> Pooling:
         ) from None
 
 
-def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _masked_mean(hidden: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
     m = mask.unsqueeze(-1).to(hidden.dtype)
     counts = m.sum(dim=1).clamp(min=1.0)
     return (hidden * m).sum(dim=1) / counts
@@ -51,6 +52,8 @@ def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _real_token_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(first, last) index of real tokens per row; correct for right and left padding."""
+    import torch
+
     t = mask.shape[1]
     positions = torch.arange(t, device=mask.device).unsqueeze(0).expand_as(mask)
     real = mask.bool()
@@ -61,6 +64,8 @@ def _real_token_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """Pool ``hidden`` [B, T, d] under ``mask`` [B, T] (1 = real token) with ``pooling``."""
+    import torch
+
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     if pooling == "avg":
         return _masked_mean(hidden, mask)

@@ -50,8 +50,13 @@ def recorded_config(trial: Any) -> RunConfig:
 
 
 def best_finetune(trial: Any, study_name: Optional[str] = None) -> dict[str, Any]:
-    """``best_finetune.json``: the trial's recorded run config as a ``python -m tuner finetune`` command."""
-    config = recorded_config(trial)
+    """``best_finetune.json``: the trial's recorded run config as a ``python -m tuner finetune`` command.
+
+    The command trains exactly as the trial did but scores the full dev and test splits: a
+    study's ``max_eval_examples`` is a per-trial evaluation budget, not part of the recipe, and
+    the number to report is the full test score (``config`` keeps the trial's own value)."""
+    recorded = recorded_config(trial)
+    config = recorded.replace(max_eval_examples=None)
     datasets = trial_datasets(trial)
     return {
         "study": study_name, "trial": trial.number, "objective": trial_value(trial),
@@ -59,7 +64,9 @@ def best_finetune(trial: Any, study_name: Optional[str] = None) -> dict[str, Any
         "loss": config.loss, "loss_title": title(config.loss), "losses": list(config.losses),
         "command": config.command(),
         "argv": ["python", "-m", "tuner", "finetune", *config.to_argv()],
-        "config": config.to_dict(),
+        "config": recorded.to_dict(),
+        "command_scores": "the full dev and test splits" + (
+            f" (the trial scored {recorded.max_eval_examples}-pair samples)" if recorded.max_eval_examples else ""),
         "scores": {split: {d: trial_score(trial, split, d) for d in datasets} for split in SPLITS[::-1]},
         "params": dict(trial.params),
         **({"scores_by_seed": trial.user_attrs["scores_by_seed"],

@@ -12,18 +12,28 @@ float32 scalar:
 ``tuner.losses.registry`` is the one list of losses (names, titles, aliases, default
 temperatures, plot styles, functions). ``CombinedLoss`` weights them and works on the zigzag layout ``[a0, b0, a1, b1, ...]``.
 """
-from tuner.losses.angle import angle_loss, pairwise_angle_sim
-from tuner.losses.combined import CombinedLoss
-from tuner.losses.cosent import cosent_loss, ranking_loss
-from tuner.losses.cosine_mse import cosine_mse_loss
+from typing import Any
+
 from tuner.losses.registry import LOSSES, LossSpec, register_loss
-from tuner.losses.in_batch_negatives import (
-    ANGLE_INT_CAST_THRESHOLD,
-    DEFAULT_POSITIVE_THRESHOLD,
-    POSITIVE_RULES,
-    in_batch_negatives_loss,
-    positive_mask,
-)
+
+# Torch is imported when a loss function is first used, not by ``import tuner.losses.registry``
+# (the study parser, RunConfig and the exporter need the registry, never torch).
+_LAZY = {
+    "angle_loss": "angle", "pairwise_angle_sim": "angle", "CombinedLoss": "combined",
+    "cosent_loss": "cosent", "ranking_loss": "cosent", "cosine_mse_loss": "cosine_mse",
+    "ANGLE_INT_CAST_THRESHOLD": "in_batch_negatives", "DEFAULT_POSITIVE_THRESHOLD": "in_batch_negatives",
+    "POSITIVE_RULES": "in_batch_negatives", "in_batch_negatives_loss": "in_batch_negatives",
+    "positive_mask": "in_batch_negatives",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"tuner.losses.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tuner.losses' has no attribute {name!r}")
+
 
 __all__ = [
     "ANGLE_INT_CAST_THRESHOLD",
