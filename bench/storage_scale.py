@@ -75,6 +75,11 @@ def study_file(folder: Path, name: str, sampler: str, cells: int) -> Path:
     return path
 
 
+def study_size(n: int, window: float) -> int:
+    """Grid cells (TPE n_trials) of a run: a little more than N workers finish in the window."""
+    return int(n * window / statistics.mean(TRIAL_S) * 1.3) + 16
+
+
 # ------------------------------------------------------------------ one worker (forked child)
 class Recorder:
     """Durations of storage calls by kind that started inside the measured window, kept in this worker
@@ -275,7 +280,7 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
     from tuner.study import cell_key, load_spec
 
     name = f"scale-{backend}-{sampler}-{n}-{uuid.uuid4().hex[:6]}"
-    cells = int(n * window / statistics.mean(TRIAL_S) * 1.3) + 16  # a little more than N workers finish in the window
+    cells = study_size(n, window)
     path = study_file(folder, name, sampler, cells)
     spec = load_spec(path)
     load_before = os.getloadavg()[0]
@@ -387,7 +392,7 @@ def summarise(backend: str, sampler: str, n: int, window: float, start_at: float
         "backend": backend, "sampler": sampler, "workers": n, "window_s": window,
         "trials_per_s": round(in_window / window, 3), "ideal_trials_per_s": round(ideal, 3),
         "efficiency": round(in_window / window / ideal, 3),
-        "complete_total": complete, "told_complete": len(told),
+        "complete_total": complete, "told_complete": len(told), "study_trials": len(trials),
         "duplicates": told_twice + grid_dups, "lost": lost + left_running,
         "latency": {k: lat(k) for k in ("next", "lock_wait", "lock_hold", "tell", "db.report", "db.user_attr",
                                           "db.heartbeat", "db.set_state", "db.get_all_trials", "db.create_trial")},
@@ -432,6 +437,34 @@ def knee(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
+def projection(rows: list[dict], workers: int = 1000, minutes: tuple = (1, 5, 30)) -> list[dict]:
+    """The arithmetic for ``workers`` GPU workers with trials of ``minutes``, from the measured per-trial
+    storage calls, the study-lock hold per step (per trial in the study: the step scans the study)
+    and the connections per worker, of each backend's grid rows at their largest N."""
+    out = []
+    for backend in sorted({r["backend"] for r in rows}):
+        grid = [r for r in rows if r["backend"] == backend and r["sampler"] == "grid" and r["told_complete"]]
+        if not grid:
+            continue
+        r = max(grid, key=lambda r: r["workers"])
+        hold_ms = r["latency"]["lock_hold"]["p50_ms"] or 0.0
+        hold_per_trial_ms = hold_ms / max(1, r.get("study_trials") or study_size(r["workers"], r["window_s"]))
+        conns_per_worker = (r["server_connections_max"] or 0) / r["workers"]
+        for m in minutes:
+            trials_per_s = workers / (m * 60)
+            grid_trials = workers * 3  # a grid at least 3 cells per worker (one study of 1,000 GPUs)
+            hold = hold_per_trial_ms * grid_trials
+            out.append({
+                "backend": backend, "from_row_workers": r["workers"], "workers": workers, "trial_minutes": m,
+                "trials_per_s": round(trials_per_s, 2),
+                "storage_calls_per_s": round(trials_per_s * r["storage_calls_per_trial"], 1),
+                "lock_hold_ms_per_step": round(hold, 1), "study_trials": grid_trials,
+                "lock_busy_share": round(trials_per_s * hold / 1000, 3),
+                "server_connections": round(conns_per_worker * workers) if backend != "proxy" else r["server_connections_max"],
+            })
+    return out
+
+
 def markdown(payload: dict) -> str:
     lines = [f"# Storage scale ({payload['machine']})", "",
              f"Written by `{payload['command']}` on {payload['date']}. Synthetic trials of "
@@ -454,6 +487,16 @@ def markdown(payload: dict) -> str:
     lines += ["", "## Knee per backend", ""]
     for key, k in payload["knee"].items():
         lines.append(f"- **{key}**: up to N={k['knee_workers']} ({k['trials_per_s_at_knee']} trials/s); {k['why']}")
+    if payload.get("projection"):
+        lines += ["", "## Projection: 1,000 workers (arithmetic from the rows above)", "",
+                  "Lock hold per step scales with the trials in the study (the step scans them); the study is taken "
+                  "as 3 trials per worker. Connections: measured per worker x 1,000 (direct), or the proxy's own.", "",
+                  "| backend | from N | trial min | trials/s | storage calls/s | lock hold ms/step | lock busy | "
+                  "server connections |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for p in payload["projection"]:
+            lines.append(f"| {p['backend']} | {p['from_row_workers']} | {p['trial_minutes']} | {p['trials_per_s']} | "
+                         f"{p['storage_calls_per_s']} | {p['lock_hold_ms_per_step']} | {p['lock_busy_share']:.0%} | "
+                         f"{p['server_connections']} |")
     if payload.get("stopped"):
         lines += ["", f"Stopped early: {payload['stopped']}"]
     return "\n".join(lines) + "\n"
@@ -468,9 +511,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--proxy-threads", type=int, default=32)
     ap.add_argument("--max-memory-share", type=float, default=0.4,
                     help="skip an N whose workers would need more than this share of MemAvailable")
+    ap.add_argument("--render", default=None, metavar="JSON",
+                    help="only rewrite the markdown (and knee/projection) of an earlier run's JSON")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "storage_scale"),
                     help="writes OUT.json and OUT.md")
     args = ap.parse_args(argv)
+    if args.render:
+        payload = json.loads(Path(args.render).read_text())
+        payload["knee"], payload["projection"] = knee(payload["rows"]), projection(payload["rows"])
+        Path(args.render).write_text(json.dumps(payload, indent=1) + "\n")
+        Path(args.render).with_suffix(".md").write_text(markdown(payload))
+        print(markdown(payload))
+        return 0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in ("postgresql", "mariadb", "proxy")]
     try:
@@ -512,6 +564,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "command": "python bench/storage_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "window_s": args.window, "trial_s": TRIAL_S, "steps": STEPS, "rows": rows, "knee": knee(rows),
+               "projection": projection(rows),
                "stopped": stopped}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

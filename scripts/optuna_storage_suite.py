@@ -3,9 +3,10 @@
     python scripts/optuna_storage_suite.py [OPTUNA_VERSION] [-- extra pytest args]
 
 Downloads Optuna's sdist (``pip download``: PyPI only) into a temp folder and runs its
-``tests/storages_tests`` with the "sqlite" and "cached_sqlite" storages built by
-:func:`tuner.storage.open_storage` (tuner's retrying ``TunerRDBStorage`` with WAL, busy timeout and
-BEGIN IMMEDIATE) instead of a plain ``RDBStorage``. Prints pytest's summary; exit code is pytest's.
+``tests/storages_tests`` with the "sqlite" and "cached_sqlite" storages built as
+:func:`tuner.storage.open_storage` builds them (tuner's retrying ``TunerRDBStorage`` with WAL, busy
+timeout and BEGIN IMMEDIATE) instead of a plain ``RDBStorage``. Needs ``fakeredis`` (Optuna's
+testing module imports it): ``pip install fakeredis``. Prints pytest's summary; exit code is pytest's.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = r'''
 import optuna
 import optuna.testing.storages as ts
-from tuner.storage import open_storage
+from tuner.rdb_storage import TunerRDBStorage, sqlite_engine_kwargs
 
 _enter = ts.StorageSupplier.__enter__
 
@@ -27,12 +28,10 @@ def _enter_tuner(self):
     if self.storage_specifier not in ("sqlite", "cached_sqlite"):
         return _enter(self)
     self.tempfile = ts.NamedTemporaryFilePool().tempfile()
-    args = dict(self.extra_args)
-    handle = open_storage(f"sqlite:///{self.tempfile.name}", heartbeat_interval=args.pop("heartbeat_interval", None),
-                          grace_period=args.pop("grace_period", None))
-    storage = handle.storage
-    for key, value in args.items():  # e.g. failed_trial_callback / heartbeat_stale_trial_callback
-        setattr(storage, key, value)
+    # what tuner.storage.open_storage builds for an SQLite file (WAL, busy timeout, BEGIN IMMEDIATE,
+    # retried calls), with the test's own arguments (heartbeat_interval, grace_period, callbacks)
+    storage = TunerRDBStorage(f"sqlite:///{self.tempfile.name}", engine_kwargs=sqlite_engine_kwargs(self.tempfile.name),
+                              **self.extra_args)
     self.storage = optuna.storages._CachedStorage(storage) if "cached" in self.storage_specifier else storage
     return self.storage
 

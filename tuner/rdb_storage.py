@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from optuna.exceptions import ExperimentalWarning
@@ -34,6 +35,7 @@ RETRIED_METHODS = (
 )
 
 
+@dataclass(frozen=True)
 class SQLiteConnect:
     """``creator`` for SQLAlchemy: a tuned ``sqlite3`` connection (picklable, unlike a closure).
 
@@ -41,11 +43,11 @@ class SQLiteConnect:
     "begin" event emits ``BEGIN IMMEDIATE`` (SQLAlchemy pysqlite docs, "Serializable isolation"),
     so optuna's read-then-write steps are atomic between processes. An in-memory database has one
     connection shared by the threads of one process (StaticPool) and stays in autocommit mode:
-    a ``BEGIN`` there would collide with another thread's open transaction.
+    a ``BEGIN`` there would collide with another thread's open transaction. A frozen dataclass:
+    compared by value, so an unpickled storage's ``engine_kwargs`` equal the original's.
     """
 
-    def __init__(self, database: str) -> None:
-        self.database = database
+    database: str
 
     @property
     def in_memory(self) -> bool:
@@ -83,16 +85,16 @@ def _install_begin_immediate(engine: Any) -> None:
 
 
 class TunerRDBStorage(RDBStorage):
-    """``RDBStorage`` whose calls are retried on lock errors and lost connections."""
+    """``RDBStorage`` whose calls are retried on lock errors and lost connections.
+
+    Built directly it warns like ``RDBStorage`` (heartbeats are "experimental" in Optuna);
+    :func:`open_tuner_rdb` - what :func:`tuner.storage.open_storage` uses - silences that one warning.
+    """
 
     def __init__(self, url: str, engine_kwargs: Optional[dict[str, Any]] = None, *,
                  heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None, **kwargs: Any) -> None:
-        with warnings.catch_warnings():
-            # Optuna marks heartbeat_interval/grace_period "experimental"; tuner relies on them.
-            warnings.filterwarnings("ignore", category=ExperimentalWarning,
-                                    message=r".*(heartbeat_interval|grace_period).*")
-            super().__init__(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                             grace_period=grace_period, **kwargs)
+        super().__init__(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                         grace_period=grace_period, **kwargs)
         self._setup_engine()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -106,6 +108,16 @@ class TunerRDBStorage(RDBStorage):
 
     def _describe(self) -> str:
         return mask_url(self.engine.url.render_as_string(hide_password=True))
+
+
+def open_tuner_rdb(url: str, engine_kwargs: dict[str, Any], heartbeat_interval: Optional[int],
+                   grace_period: Optional[int]) -> TunerRDBStorage:
+    """A :class:`TunerRDBStorage`, without Optuna's ExperimentalWarning for the heartbeat arguments
+    (tuner relies on heartbeats; the filter applies to this call only)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning, message=r".*(heartbeat_interval|grace_period).*")
+        return TunerRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                               grace_period=grace_period)
 
 
 for _name in RETRIED_METHODS:

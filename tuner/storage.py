@@ -393,7 +393,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
 
         storage = open_grpc_storage(resolved, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
         return StorageHandle(resolved, storage, heartbeat_interval, grace_period)
-    from tuner.rdb_storage import TunerRDBStorage, sqlite_engine_kwargs
+    from tuner.rdb_storage import open_tuner_rdb, sqlite_engine_kwargs
 
     engine_kwargs: dict[str, Any]
     if dialect == "sqlite":
@@ -414,8 +414,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
         engine_kwargs.update(engine_options or {})
 
     def build() -> Any:
-        return TunerRDBStorage(resolved, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
+        return open_tuner_rdb(resolved, engine_kwargs, heartbeat_interval, grace_period)
 
     try:
         if dialect == "sqlite":
