@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import add_data_dir, format_table, positive_int, print_json
+from tuner.data.splits import PROTOCOLS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated built-in names (sts12..sts16, stsb, sickr, mr, cr, mpqa, subj) or file paths")
     p.add_argument("--pooling", default=None, help="cls, cls_avg, avg, max, last or a token index (default: the model's)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
-    p.add_argument("--protocol", default=None, choices=("seed", "standard"),
-                   help="score a protocol split instead of the full official split")
+    p.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="score a protocol split instead of the full official split (disjoint: no test/dev "
+                        "sentence in any training row; see 'tuner splits')")
     p.add_argument("--classification-protocol", default=None, choices=("seed", "senteval"),
-                   help="seed: LR fit on the protocol's train split; senteval: 10-fold CV (default without --protocol)")
+                   help="seed: LR fit on the protocol's train split; senteval: SentEval's 10-fold CV with inner 10-fold "
+                        "choice of C (default without --protocol)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--max-seq-length", type=positive_int, default=128)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
