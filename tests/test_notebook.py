@@ -18,3 +18,4 @@ def test_quickstart_notebook_executes(tmp_path, minilm_path, shared_data):
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows a plot inline"
     text = "".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "matrix shape" in text
+    assert "| test" in text, "the best trial is re-run from its best_finetune.json"
