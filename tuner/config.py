@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from tuner.errors import TunerError
-from tuner.losses.registry import LOSSES, canonical_loss, default_taus, parse_loss_values, row_of_weights
+from tuner.losses.registry import (FALLBACK_LOSS, LOSSES, canonical_loss, default_taus, parse_loss_values,
+                                   row_of_weights)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TASKS = ("sts", "classification")
@@ -101,7 +102,7 @@ class RunConfig:
     def losses(self) -> tuple[str, ...]:
         """The losses that are on, in registry order (cosine-MSE alone when every weight is 0)."""
         on = tuple(n for n in LOSSES if self.weights.get(n, 0.0) > 0)
-        return on or ("cos_mse",)
+        return on or (FALLBACK_LOSS,)
 
     @property
     def loss(self) -> str:
@@ -112,7 +113,7 @@ class RunConfig:
     def active_weights(self) -> dict[str, float]:
         """The weights that train: the losses that are on (``{"cos_mse": 1.0}`` when all are 0)."""
         on = {n: float(self.weights[n]) for n in LOSSES if self.weights.get(n, 0.0) > 0}
-        return on or {"cos_mse": 1.0}
+        return on or {FALLBACK_LOSS: 1.0}
 
     @property
     def eval_sets(self) -> list[str]:

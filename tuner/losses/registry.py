@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 ZERO_SHOT = "zero_shot"
 ZERO_SHOT_TITLE = "Without Fine-Tuning"
+#: What trains when every weight is 0 (the seed's default run: plain cosine similarity).
+FALLBACK_LOSS = "cos_mse"
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def parse_combo(text: str) -> tuple[str, ...]:
 def row_of_weights(weights: Mapping[str, float]) -> str:
     """The row a weight vector belongs to: the losses with weight > 0 (cosine-MSE when none)."""
     on = [n for n, w in weights.items() if float(w) > 0]
-    return combo_key(on) if on else "cos_mse"
+    return combo_key(on) if on else FALLBACK_LOSS
 
 
 def weights_of_row(row: str, weight: float = 1.0) -> dict[str, float]:
