@@ -145,17 +145,23 @@ def instrument(handle: Any, service: Any, rec: Recorder) -> None:
     service._finish = finish
 
 
-def worker_main(url: str, study_path: Path, index: int, start_at: float, end_at: float, out: Path) -> int:
+def worker_main(url: str, study_path: Path, index: int, go: Path, window: float, out: Path) -> int:
     from tuner.service import StudyService, worker_label
     from tuner.storage import open_storage
     from tuner.study import load_spec
 
-    rec = Recorder(start_at, end_at)
+    rec = Recorder(0.0, 0.0)
     code = 1
     try:
         spec = load_spec(study_path)
         handle = open_storage(url, heartbeat_interval=10, grace_period=30)
         service = StudyService(spec, handle)
+        service.load()  # connected and the study read: ready
+        out.with_suffix(".ready").touch()
+        while not go.exists():
+            time.sleep(0.05)
+        start_at = float(go.read_text() or 0)
+        rec.start_at, rec.end_at = start_at, start_at + window
         instrument(handle, service, rec)
         rng = random.Random(index * 7919 + os.getpid())
         time.sleep(max(0.0, start_at - time.time()))
@@ -291,8 +297,8 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
         finally:
             admin.close()
         baseline = server_connections(db_url) or 0
-        start_at = time.time() + 3.0 + n * 0.02
         outs = [folder / f"{name}-w{i}.json" for i in range(n)]
+        go = folder / f"{name}.go"
         pids = []
         for i in range(n):
             pid = os.fork()
@@ -303,10 +309,17 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
                 os.dup2(log, 2)
                 code = 1
                 try:
-                    code = worker_main(url, path, i, start_at, start_at + window, outs[i])
+                    code = worker_main(url, path, i, go, window, outs[i])
                 finally:
                     os._exit(code if isinstance(code, int) else 1)
             pids.append(pid)
+        ready_by = time.time() + 600  # every worker connected before the clock starts
+        while time.time() < ready_by and sum(p.with_suffix(".ready").exists() for p in outs) < n:
+            time.sleep(0.2)
+        setup_s = round(time.time() - (ready_by - 600), 1)
+        start_at = time.time() + 1.0
+        go.with_suffix(".tmp").write_text(str(start_at))
+        go.with_suffix(".tmp").rename(go)  # whole, at once
         time.sleep(max(0.0, start_at - time.time()))
         busy0, total0 = cpu_times()
         conns: list[int] = []
@@ -345,10 +358,12 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
                for p in outs]
     errors = [p.with_suffix(".err").read_text() for p in outs if p.with_suffix(".err").exists()]
     for p in outs:
-        for q in (p, p.with_suffix(".err"), p.with_suffix(".log")):
+        for q in (p, p.with_suffix(".err"), p.with_suffix(".log"), p.with_suffix(".ready")):
             with_suppress(q.unlink)
-    return summarise(backend, sampler, n, window, start_at, trials, results, errors, codes, conns, mem,
-                     (busy1 - busy0) / max(1e-9, total1 - total0), load_before, spec, cell_key)
+    row = summarise(backend, sampler, n, window, start_at, trials, results, errors, codes, conns, mem,
+                    (busy1 - busy0) / max(1e-9, total1 - total0), load_before, spec, cell_key)
+    row["workers_ready_s"] = setup_s
+    return row
 
 
 def with_suppress(fn: Callable[[], Any]) -> None:
@@ -507,9 +522,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--backends", default="postgresql,mariadb,proxy")
     ap.add_argument("--workers", default="8,32,64,128")
     ap.add_argument("--samplers", default="grid,tpe")
+    ap.add_argument("--tpe-workers", default=None, help="N values for the TPE rows (default: --workers)")
     ap.add_argument("--window", type=float, default=30.0, help="seconds of measured work per row")
     ap.add_argument("--proxy-threads", type=int, default=32)
-    ap.add_argument("--max-memory-share", type=float, default=0.4,
+    ap.add_argument("--max-memory-share", type=float, default=0.5,
                     help="skip an N whose workers would need more than this share of MemAvailable")
     ap.add_argument("--render", default=None, metavar="JSON",
                     help="only rewrite the markdown (and knee/projection) of an earlier run's JSON")
@@ -551,11 +567,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 break
             for backend in backends:
                 for sampler in [s.strip() for s in args.samplers.split(",") if s.strip()]:
+                    if sampler == "tpe" and args.tpe_workers and str(n) not in args.tpe_workers.split(","):
+                        continue
                     row = run_one(backend, sampler, n, args.window, Path(tmp), args.proxy_threads)
                     rows.append(row)
-                    if row["rss_mb_per_worker"]:
-                        per_worker_mb = max(per_worker_mb if len(rows) > 1 else 0, row["pss_mb_per_worker"] * 1.5,
-                                            row["rss_mb_per_worker"] * 0.5)
+                    if row["pss_mb_per_worker"]:  # the forked workers' real cost (shared pages counted once)
+                        measured = [r["pss_mb_per_worker"] for r in rows if r["pss_mb_per_worker"]]
+                        per_worker_mb = max(measured) * 1.3
                     print(json.dumps({k: row[k] for k in ("backend", "sampler", "workers", "trials_per_s",
                                                           "efficiency", "duplicates", "lost", "cpu_busy",
                                                           "lock_busy_share", "server_connections_max",

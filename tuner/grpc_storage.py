@@ -123,10 +123,13 @@ class TunerGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         the proxy holds the database's lock for it). Renewed while held; see :mod:`tuner.proxy_server`."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + timeout
+        delay = 0.01
         while not self._try_lock(name, token):
             if time.monotonic() > deadline:
                 raise TunerError(f"timed out after {timeout:.0f}s waiting for lock '{name}' on {self.url()}")
-            time.sleep(random.uniform(0.01, 0.05))
+            # back off (with jitter) so hundreds of waiting clients do not flood the proxy with tries
+            time.sleep(random.uniform(0.5, 1.0) * delay)
+            delay = min(0.25, delay * 1.5)
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(name, token, stop), daemon=True,
                                    name=f"lock-renew-{name}")

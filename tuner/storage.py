@@ -488,6 +488,42 @@ def _file_lock(folder: Optional[Path], name: str, timeout: float) -> Iterator[No
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+PG_LOCK_SLICE_S = 5.0
+
+
+def _pg_wait_for_lock(conn: Any, params: dict, deadline: float) -> None:
+    """Wait for ``pg_advisory_lock`` *in the server* (no polling: hundreds of waiting workers cost no
+    CPU and no queries), in slices of ``lock_timeout`` so the deadline is kept; ``lock_timeout`` is reset
+    afterwards, since the connection goes back to the pool that Optuna's queries use."""
+    from sqlalchemy import text
+
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            conn.execute(text(f"SET lock_timeout = {max(1, int(min(left, PG_LOCK_SLICE_S) * 1000))}"))
+            try:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), params)
+                return
+            except Exception as exc:  # noqa: BLE001 - only the slice running out is expected
+                if "lock timeout" not in str(exc).lower():
+                    raise
+    finally:
+        conn.execute(text("RESET lock_timeout"))
+
+
+def _holds(conn: Any, dialect: str, params: dict) -> bool:
+    """Whether this connection holds the lock (after a wait that may have ended at the deadline)."""
+    from sqlalchemy import text
+
+    if dialect == "postgresql":
+        return bool(conn.execute(text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND "
+                                      "pid = pg_backend_pid() AND granted AND "
+                                      "((classid::bigint << 32) | objid::bigint) = :k)"), params).scalar())
+    return conn.execute(text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()"), params).scalar() in (True, 1)
+
+
 @contextlib.contextmanager
 def named_lock(handle: StorageHandle, name: str, timeout: float = 600.0) -> Iterator[None]:
     """Exclusive lock ``name`` across every process using this storage (all machines)."""
@@ -515,11 +551,14 @@ def named_lock(handle: StorageHandle, name: str, timeout: float = 600.0) -> Iter
         raw = engine.connect()
         try:
             conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-            while conn.execute(text(take), params).scalar() not in (True, 1):
-                if time.monotonic() > deadline:
-                    raise TunerError(f"timed out after {timeout:.0f}s waiting for lock '{name}' on {handle.masked}")
-                if dialect == "postgresql":
-                    time.sleep(0.05)  # GET_LOCK waits up to 1 s itself
+            if dialect == "postgresql" and timeout > 0:
+                _pg_wait_for_lock(conn, params, deadline)
+            else:  # GET_LOCK waits up to 1 s in the server per try; timeout 0: one try
+                while conn.execute(text(take), params).scalar() not in (True, 1):
+                    if time.monotonic() > deadline:
+                        break
+            if time.monotonic() > deadline and not _holds(conn, dialect, params):
+                raise TunerError(f"timed out after {timeout:.0f}s waiting for lock '{name}' on {handle.masked}")
             return raw, conn
         except BaseException:
             with contextlib.suppress(Exception):
