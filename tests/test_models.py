@@ -139,3 +139,30 @@ def test_bundled_minilm_loads_and_saves_quietly(minilm_path, tmp_path):
     assert tuner_part.strip() == "", tuner_part[-2000:]
     for word in NOISE:
         assert word not in others, (word, others[-2000:])
+
+
+@pytest.mark.real
+def test_notebook_shows_no_library_noise(minilm_path, tmp_path):
+    """The quickstart's symptom in a Jupyter kernel: tqdm's 'IProgress not found' warning and the LOAD REPORT."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import pandas as pd, tuner\n"
+        "df = pd.DataFrame({'sentence1': ['a man plays a guitar', 'a dog runs', 'a cat sleeps'],\n"
+        "                   'sentence2': ['a person plays music', 'a dog is running', 'a car drives'],\n"
+        "                   'score': [4.0, 4.5, 0.5]})",
+        "scores = tuner.evaluate('all-MiniLM-L6-v2', df)",
+        f"enc = tuner.load_encoder('all-MiniLM-L6-v2')\n"
+        f"from tuner.models import save_encoder\n"
+        f"out = save_encoder(enc, {str(tmp_path / 'saved')!r}, {{'max_seq_length': 64}})\n"
+        f"print('saved')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"], outputs
+    streams = [o for o in outputs if o.get("output_type") == "stream"]
+    assert [o["text"] for o in streams] == ["saved\n"], streams  # nothing on stderr, no warning
