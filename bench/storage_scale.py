@@ -455,13 +455,14 @@ def knee(rows: list[dict]) -> dict[str, Any]:
 def projection(rows: list[dict], workers: int = 1000, minutes: tuple = (1, 5, 30)) -> list[dict]:
     """The arithmetic for ``workers`` GPU workers with trials of ``minutes``, from the measured per-trial
     storage calls, the study-lock hold per step (per trial in the study: the step scans the study)
-    and the connections per worker, of each backend's grid rows at their largest N."""
+    and the connections per worker, of each backend's grid row at its smallest N (the least CPU-starved
+    on a small machine)."""
     out = []
     for backend in sorted({r["backend"] for r in rows}):
         grid = [r for r in rows if r["backend"] == backend and r["sampler"] == "grid" and r["told_complete"]]
         if not grid:
             continue
-        r = max(grid, key=lambda r: r["workers"])
+        r = min(grid, key=lambda r: r["workers"])
         hold_ms = r["latency"]["lock_hold"]["p50_ms"] or 0.0
         hold_per_trial_ms = hold_ms / max(1, r.get("study_trials") or study_size(r["workers"], r["window_s"]))
         conns_per_worker = (r["server_connections_max"] or 0) / r["workers"]
@@ -473,6 +474,7 @@ def projection(rows: list[dict], workers: int = 1000, minutes: tuple = (1, 5, 30
                 "backend": backend, "from_row_workers": r["workers"], "workers": workers, "trial_minutes": m,
                 "trials_per_s": round(trials_per_s, 2),
                 "storage_calls_per_s": round(trials_per_s * r["storage_calls_per_trial"], 1),
+                "heartbeats_per_s": round(workers / 10, 1),  # --heartbeat-interval 10 (the default)
                 "lock_hold_ms_per_step": round(hold, 1), "study_trials": grid_trials,
                 "lock_busy_share": round(trials_per_s * hold / 1000, 3),
                 "server_connections": round(conns_per_worker * workers) if backend != "proxy" else r["server_connections_max"],
@@ -506,15 +508,28 @@ def markdown(payload: dict) -> str:
         lines += ["", "## Projection: 1,000 workers (arithmetic from the rows above)", "",
                   "Lock hold per step scales with the trials in the study (the step scans them); the study is taken "
                   "as 3 trials per worker. Connections: measured per worker x 1,000 (direct), or the proxy's own.", "",
-                  "| backend | from N | trial min | trials/s | storage calls/s | lock hold ms/step | lock busy | "
-                  "server connections |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| backend | from N | trial min | trials/s | storage calls/s | heartbeats/s | lock hold ms/step | "
+                  "lock busy | server connections |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in payload["projection"]:
             lines.append(f"| {p['backend']} | {p['from_row_workers']} | {p['trial_minutes']} | {p['trials_per_s']} | "
-                         f"{p['storage_calls_per_s']} | {p['lock_hold_ms_per_step']} | {p['lock_busy_share']:.0%} | "
+                         f"{p['storage_calls_per_s']} | {p['heartbeats_per_s']} | {p['lock_hold_ms_per_step']} | {p['lock_busy_share']:.0%} | "
                          f"{p['server_connections']} |")
     if payload.get("stopped"):
         lines += ["", f"Stopped early: {payload['stopped']}"]
     return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, rows: list[dict], args: argparse.Namespace, argv: Optional[list[str]],
+                  stopped: Optional[str]) -> dict:
+    payload = {"machine": f"{os.cpu_count()} CPUs, {round(mem_available_mb() / 1024)} GiB available at the end",
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "command": "python bench/storage_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "window_s": args.window, "trial_s": TRIAL_S, "steps": STEPS, "rows": rows, "knee": knee(rows),
+               "projection": projection(rows), "stopped": stopped}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(payload))
+    return payload
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -574,20 +589,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     if row["pss_mb_per_worker"]:  # the forked workers' real cost (shared pages counted once)
                         measured = [r["pss_mb_per_worker"] for r in rows if r["pss_mb_per_worker"]]
                         per_worker_mb = max(measured) * 1.3
+                    write_results(Path(args.out), rows, args, argv, None)  # kept if the run is cut short
                     print(json.dumps({k: row[k] for k in ("backend", "sampler", "workers", "trials_per_s",
                                                           "efficiency", "duplicates", "lost", "cpu_busy",
                                                           "lock_busy_share", "server_connections_max",
                                                           "worker_errors")}), flush=True)
-    payload = {"machine": f"{os.cpu_count()} CPUs, {round(mem_available_mb() / 1024)} GiB available at the end",
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "command": "python bench/storage_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "window_s": args.window, "trial_s": TRIAL_S, "steps": STEPS, "rows": rows, "knee": knee(rows),
-               "projection": projection(rows),
-               "stopped": stopped}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(payload))
+    payload = write_results(Path(args.out), rows, args, argv, stopped)
     print(markdown(payload))
     return 0 if all(r["duplicates"] == 0 and r["lost"] == 0 for r in rows) else 1
 

@@ -18,7 +18,7 @@ def test_32_workers_on_postgresql_and_proxy_no_duplicates_no_lost_trials(tmp_pat
     require_server(PG_URL)
     out = tmp_path / "scale"
     result = subprocess.run([sys.executable, str(REPO / "bench" / "storage_scale.py"), "--backends", "postgresql,proxy",
-                             "--workers", "32", "--samplers", "grid", "--window", "15", "--out", str(out)],
+                             "--workers", "32", "--samplers", "grid", "--window", "10", "--out", str(out)],
                             cwd=tmp_path, env=env_with_repo(), capture_output=True, text=True, timeout=600)
     assert out.with_suffix(".json").exists(), result.stderr[-3000:]
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
