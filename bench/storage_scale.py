@@ -280,7 +280,26 @@ def backend_url(backend: str, threads: int) -> Iterator[tuple[str, str]]:
             proc.kill()
 
 
-def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, threads: int) -> dict[str, Any]:
+def complete_count(url: str, name: str) -> int:
+    """COMPLETE trials of study ``name`` (Optuna's schema, read with SQL: no storage object in the parent)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from tuner.storage import resolve_url
+
+    engine = create_engine(resolve_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+                                         "WHERE s.study_name = :n AND t.state = 'COMPLETE'"), {"n": name}).scalar())
+    except Exception:  # noqa: BLE001
+        return 0
+    finally:
+        engine.dispose()
+
+
+def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, threads: int,
+            until_complete: int = 0, max_window: float = 300.0) -> dict[str, Any]:
     from tuner.service import StudyService
     from tuner.storage import delete_study, open_storage
     from tuner.study import cell_key, load_spec
@@ -325,7 +344,9 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
         conns: list[int] = []
         mem: list[tuple[float, float]] = []
         end = start_at + window
-        while time.time() < end:
+        # --until-complete K: keep going past the window until K trials are COMPLETE (a slow machine)
+        while time.time() < end or (until_complete and time.time() < start_at + max_window
+                                    and complete_count(db_url, name) < until_complete):
             sample = server_connections(db_url)
             if sample is not None:
                 conns.append(sample - baseline)
@@ -333,6 +354,7 @@ def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, thr
                 mem = [memory_of(pid) for pid in pids]
             time.sleep(1.0)
         busy1, total1 = cpu_times()
+        window = max(window, time.time() - start_at)  # the window really measured
         for pid in pids:
             with_suppress(lambda: os.kill(pid, signal.SIGTERM))
         deadline = time.time() + 90
@@ -540,6 +562,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--tpe-workers", default=None, help="N values for the TPE rows (default: --workers)")
     ap.add_argument("--window", type=float, default=30.0, help="seconds of measured work per row")
     ap.add_argument("--proxy-threads", type=int, default=32)
+    ap.add_argument("--until-complete", type=int, default=0, metavar="K",
+                    help="extend a row's window (up to 300 s) until K trials are COMPLETE; latencies stay those "
+                         "of the first --window seconds")
     ap.add_argument("--max-memory-share", type=float, default=0.5,
                     help="skip an N whose workers would need more than this share of MemAvailable")
     ap.add_argument("--render", default=None, metavar="JSON",
@@ -584,7 +609,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for sampler in [s.strip() for s in args.samplers.split(",") if s.strip()]:
                     if sampler == "tpe" and args.tpe_workers and str(n) not in args.tpe_workers.split(","):
                         continue
-                    row = run_one(backend, sampler, n, args.window, Path(tmp), args.proxy_threads)
+                    row = run_one(backend, sampler, n, args.window, Path(tmp), args.proxy_threads, args.until_complete)
                     rows.append(row)
                     if row["pss_mb_per_worker"]:  # the forked workers' real cost (shared pages counted once)
                         measured = [r["pss_mb_per_worker"] for r in rows if r["pss_mb_per_worker"]]

@@ -105,3 +105,19 @@ def test_heartbeat_experimental_warning_is_silenced_only_where_raised(tmp_path):
             optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'w2.db'}", heartbeat_interval=1)
     assert [str(w.message) for w in seen] == ["a warning of the caller's own"]  # none from open_storage
     assert warnings.filters == before  # no global filter left behind
+
+
+def test_sqlite_in_memory_is_refused_in_one_line_where_processes_must_share_it(tmp_path):
+    import subprocess
+    import sys
+
+    from _tiny import env_with_repo
+
+    study = write_grid_study(tmp_path, unique("memcli"), None, tmp_path, losses=("cos_mse",), datasets=("stsb",),
+                             models=["fake"])
+    result = subprocess.run([sys.executable, "-m", "tuner", "optimize", "--study", str(study), "--storage",
+                             "sqlite:///:memory:"], cwd=tmp_path, env=env_with_repo(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "lives inside one process" in lines[0] and "sqlite:///FILE.db" in lines[0], lines

@@ -131,7 +131,7 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     """
     from tuner.artifacts import resolve_artifacts_dir
     from tuner.service import StudyService
-    from tuner.storage import ENV_STORAGE, open_storage, resolve_url
+    from tuner.storage import ENV_STORAGE, open_storage, require_shared, resolve_url
     from tuner.workers import plan_workers, run_workers
 
     # 1. everything the user gave is checked before the storage is touched
@@ -140,6 +140,7 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     if path != spec.path:
         spec = as_spec(path)
     url = resolve_url(storage)
+    require_shared(url)  # sqlite:///:memory: is one per process
     plans = plan_workers(workers, gpus)
     interval = default_heartbeat_interval() if heartbeat_interval is None else int(heartbeat_interval)
     grace = default_grace_period() if grace_period is None else int(grace_period)

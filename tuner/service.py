@@ -5,7 +5,8 @@ Exactly once for grid studies
 Optuna's ``GridSampler`` can hand the same cell to two workers, so grid studies do not use it.
 Instead every step that decides what runs next happens under one study-wide lock
 (:func:`tuner.storage.named_lock`: ``pg_advisory_lock`` / MySQL ``GET_LOCK`` / ``flock`` beside the
-SQLite file), held only for milliseconds:
+SQLite file / for ``grpc://``, a lease that ``tuner storage-proxy`` holds on the database's lock,
+:mod:`tuner.proxy_server`), held only for milliseconds:
 
 1. fail stale trials (a worker stopped heartbeating for longer than the grace period: killed,
    machine gone) with a ``failure`` reason;

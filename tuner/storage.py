@@ -13,8 +13,12 @@
   WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE`` so optuna's
   read-then-write steps (popping a WAITING trial) are atomic between local processes.
 - :func:`named_lock`: a lock shared by every process of a study, on every machine:
-  ``pg_advisory_lock`` on PostgreSQL, ``GET_LOCK`` on MySQL/MariaDB, ``flock`` on a file beside
-  an SQLite database. The service takes it to enqueue grid cells and pop trials.
+  ``pg_advisory_lock`` on PostgreSQL (waited for in the server, not polled), ``GET_LOCK`` on
+  MySQL/MariaDB, ``flock`` on a file beside an SQLite database, and for ``grpc://`` a lease the
+  storage proxy holds on the database's lock (:mod:`tuner.proxy_server`). The service takes it
+  to enqueue grid cells and pop trials.
+- ``grpc://host:port``: a client of ``python -m tuner storage-proxy`` (:mod:`tuner.grpc_storage`),
+  accepted wherever a storage URL is; the storage classes themselves are in :mod:`tuner.rdb_storage`.
 """
 from __future__ import annotations
 
@@ -118,6 +122,14 @@ def parse_grpc_url(url: str, origin: str = "--storage") -> tuple[str, int]:
         raise TunerError(f"storage '{mask_url(url)}' ({origin}): write grpc://HOST:PORT for a tuner storage-proxy, "
                          "e.g. grpc://127.0.0.1:13000")
     return host, int(port)
+
+
+def require_shared(url: str, why: str = "optimize starts worker processes") -> None:
+    """One-line error for ``sqlite:///:memory:`` where several processes must share the storage
+    (each process would get its own empty database); in one process it works."""
+    if dialect_of(url) == "sqlite" and sqlite_path(url) is None:
+        raise TunerError(f"storage {url} lives inside one process and {why}; use sqlite:///FILE.db, or serve it "
+                         "to them with python -m tuner storage-proxy --storage sqlite:///:memory:")
 
 
 def dialect_of(url: str) -> str:
