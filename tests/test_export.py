@@ -664,6 +664,6 @@ def test_best_command_scores_full_splits_while_config_keeps_the_trial_eval_budge
     study.tell(trial, 0.8)
     export_study(study, tmp_path, plots=False)
     best = json.loads((tmp_path / "best_finetune.json").read_text())
-    assert best["config"]["max_eval_examples"] == 750
+    assert best["config"]["max_eval_examples"] is None and best["trial_max_eval_examples"] == 750
     assert "--max-eval-examples" not in best["argv"] and "--max-train-examples" in best["argv"]
     assert best["command_scores"] == "the full dev and test splits (the trial scored 750-pair samples)"

@@ -54,7 +54,8 @@ def best_finetune(trial: Any, study_name: Optional[str] = None) -> dict[str, Any
 
     The command trains exactly as the trial did but scores the full dev and test splits: a
     study's ``max_eval_examples`` is a per-trial evaluation budget, not part of the recipe, and
-    the number to report is the full test score (``config`` keeps the trial's own value)."""
+    the number to report is the full test score. ``config`` is what the command runs (so
+    ``finetune --config best_finetune.json`` runs the same), ``trial_max_eval_examples`` the trial's own sample."""
     recorded = recorded_config(trial)
     config = recorded.replace(max_eval_examples=None)
     datasets = trial_datasets(trial)
@@ -64,7 +65,8 @@ def best_finetune(trial: Any, study_name: Optional[str] = None) -> dict[str, Any
         "loss": config.loss, "loss_title": title(config.loss), "losses": list(config.losses),
         "command": config.command(),
         "argv": ["python", "-m", "tuner", "finetune", *config.to_argv()],
-        "config": recorded.to_dict(),
+        "config": config.to_dict(),
+        "trial_max_eval_examples": recorded.max_eval_examples,
         "command_scores": "the full dev and test splits" + (
             f" (the trial scored {recorded.max_eval_examples}-pair samples)" if recorded.max_eval_examples else ""),
         "scores": {split: {d: trial_score(trial, split, d) for d in datasets} for split in SPLITS[::-1]},
