@@ -27,7 +27,12 @@ REASON_MARK = "Long because:"
 
 #: Modules that other engineers are shrinking while this test is written: skipped (with who and
 #: why) instead of failing. Remove an entry as soon as its module passes.
-OWNED_ELSEWHERE: dict[str, str] = {}
+OWNED_ELSEWHERE: dict[str, str] = {
+    "tuner/data/readers.py": "413 lines; owned by the data engineer (issue #12 split pending)",
+    "tuner/service.py": "557 lines; owned by the service engineer, being split (issue #12)",
+    "tuner/storage.py": "604 lines; owned by the storage engineer, being split (issue #12)",
+    "tuner/train.py": "finetune() is 100 lines; owned by the lead (issue #12 split pending)",
+}
 
 
 @dataclass(repr=False)
