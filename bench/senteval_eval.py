@@ -6,8 +6,23 @@ Per set, ours:
     padded per batch; token-id cache cleared first, so tokenisation is included);
   * LR seed: the seed protocol (``protocol_splits(ds, "seed")``: fit
     ``LogisticRegression(max_iter=10000)`` on train, accuracy on test) -- ``logistic_regression_seed``;
-  * LR senteval: SentEval's 10-fold CV with inner 5-fold choice of C -- ``logistic_regression_senteval``
-    (the expensive one: 350 fits per set; ``--protocols seed`` skips it).
+  * LR senteval: SentEval's protocol exactly (outer 10 folds, inner 10 folds, C in 2^-2..2^3) --
+    ``senteval_cv`` (610 logistic-regression optima per set; ``--protocols seed`` skips it).
+
+``--cv-only`` times only the SentEval cross-validation, on embeddings encoded once (and cached as
+.npy under ``--cache`` when given), for ``--variants``:
+  * ``exact``: ``tuner.evaluate.senteval_cv`` (warm-started Newton path; ``--n-jobs`` outer folds
+    in parallel, BLAS held to one thread per fold);
+  * ``before``: the variant this replaced (GridSearchCV, inner 5 folds, C in 2^-2..2^4,
+    ``LogisticRegression(max_iter=2000)``), one BLAS thread;
+  * ``literal``: SentEval's own loop as it runs with today's scikit-learn (``LogisticRegression(C,
+    random_state=1111)`` with sklearn's defaults: lbfgs, tol 1e-4, max_iter 100; same order and
+    folds as ``exact``): shows how far lbfgs' early stop moves SentEval's figure from the optimum's.
+Each row has wall seconds, this process's CPU seconds (the steadier figure on a shared machine)
+and the 1-minute load average at the end.
+
+    python bench/senteval_eval.py --cv-only --sets cr,mr --variants exact --cache /tmp/emb
+    python bench/senteval_eval.py --cv-only --sets cr --variants exact,before,literal --cache /tmp/emb
 
 The seed's way: each sentence tokenised and run through the model alone (batch of 1, no padding,
 ``torch.no_grad``). To keep the run bounded it is timed on a seeded sample of
@@ -44,6 +59,103 @@ def one_at_a_time(enc, texts: list[str], max_seq_length: int) -> Clock:
     return clock
 
 
+def previous_variant(x: np.ndarray, y: np.ndarray) -> float:
+    """The pre-issue-13 'senteval' protocol, kept here only to time it: inner 5-fold GridSearchCV."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    scores = []
+    for tr, te in StratifiedKFold(n_splits=10, shuffle=True, random_state=1111).split(x, y):
+        search = GridSearchCV(LogisticRegression(max_iter=2000, random_state=1111), {"C": [2.0**t for t in range(-2, 5)]},
+                              cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=1111), scoring="accuracy")
+        search.fit(x[tr], y[tr])
+        scores.append(search.score(x[te], y[te]))
+    return float(np.mean(scores))
+
+
+def senteval_literal(x: np.ndarray, y: np.ndarray, sentences: list[str]) -> dict:
+    """SentEval's InnerKFoldClassifier loop with sklearn's default LogisticRegression (lbfgs, tol 1e-4,
+    max_iter 100), i.e. what SentEval computes today; same row order, folds, grid and rounding."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from tuner.evaluate import SENTEVAL_CS, senteval_order
+
+    order = senteval_order(sentences, y)
+    x, y = x[order], y[order]
+    dev, test, chosen, unconverged = [], [], [], 0
+    for tr, te in StratifiedKFold(n_splits=10, shuffle=True, random_state=1111).split(x, y):
+        scores = []
+        for c in SENTEVAL_CS:
+            accs = []
+            for a, b in StratifiedKFold(n_splits=10, shuffle=True, random_state=1111).split(x[tr], y[tr]):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
+                    clf = LogisticRegression(C=c, random_state=1111).fit(x[tr][a], y[tr][a])
+                unconverged += sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+                accs.append(clf.score(x[tr][b], y[tr][b]))
+            scores.append(round(100 * float(np.mean(accs)), 2))
+        best = int(np.argmax(scores))
+        chosen.append(SENTEVAL_CS[best])
+        dev.append(scores[best])
+        clf = LogisticRegression(C=SENTEVAL_CS[best], random_state=1111).fit(x[tr], y[tr])
+        test.append(round(100 * clf.score(x[te], y[te]), 2))
+    return {"acc": round(float(np.mean(test)), 2), "devacc": round(float(np.mean(dev)), 2), "C": chosen,
+            "fold_acc": test, "unconverged_fits": unconverged}
+
+
+def cv_only(args) -> int:
+    """``--cv-only``: time SentEval's cross-validation variants on embeddings encoded once."""
+    import os
+    from pathlib import Path
+
+    from threadpoolctl import threadpool_limits
+
+    from tuner.data import load_dataset
+    from tuner.evaluate import encode, senteval_cv
+    from tuner.models import load_encoder
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    enc = None
+    for name in args.sets.split(","):
+        frame = load_dataset(name).official()
+        texts = frame["sentence"].astype(str).tolist()
+        labels = frame["label"].to_numpy()
+        cached = Path(args.cache) / f"{name}.npy" if args.cache else None
+        if cached is not None and cached.is_file():
+            emb = np.load(cached)
+        else:
+            if enc is None:
+                enc = load_encoder(model_path(args.model), device=args.device)
+            emb = encode(enc, texts, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, emb)
+        if len(emb) != len(texts):
+            raise SystemExit(f"error: cached embeddings {cached} have {len(emb)} rows, {name} has {len(texts)}")
+        for variant in variants:
+            with Clock() as clock:
+                if variant == "exact":
+                    out = senteval_cv(emb, labels, sentences=texts, n_jobs=args.n_jobs)
+                    result = {k: out[k] for k in ("acc", "devacc", "C", "fold_acc")}
+                elif variant == "before":
+                    with threadpool_limits(limits=1, user_api="blas"):
+                        result = {"acc": round(100 * previous_variant(emb, labels), 2)}
+                elif variant == "literal":
+                    with threadpool_limits(limits=1, user_api="blas"):
+                        result = senteval_literal(emb, labels, texts)
+                else:
+                    raise SystemExit(f"error: unknown variant '{variant}'; use exact, before, literal")
+            emit(bench="senteval_cv", set=name, sentences=len(texts), variant=variant, wall_s=clock.wall,
+                 cpu_s=clock.cpu, n_jobs=args.n_jobs if variant == "exact" else 1,
+                 cpu_note="this process only" if variant == "exact" and args.n_jobs != 1 else "all threads",
+                 load_1min=os.getloadavg()[0], **result)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -58,14 +170,21 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--cv-only", action="store_true", help="time only SentEval's CV (see --variants)")
+    ap.add_argument("--variants", default="exact", help="with --cv-only: exact, before, literal (comma-separated)")
+    ap.add_argument("--n-jobs", type=int, default=1, help="outer folds in parallel for the exact CV")
+    ap.add_argument("--cache", default=None, help="with --cv-only: folder for the embeddings (.npy), reused")
     args = ap.parse_args(argv)
+    if args.cv_only:
+        set_threads(args.threads)
+        return cv_only(args)
     if args.smoke:
         args.limit, args.protocols, args.one_at_a_time_sample, args.repeats = 300, "seed", 40, 1
     set_threads(args.threads)
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
 
     from tuner.data import load_dataset, protocol_splits
-    from tuner.evaluate import encode, logistic_regression_seed, logistic_regression_senteval
+    from tuner.evaluate import encode, logistic_regression_seed, senteval_cv
     from tuner.models import load_encoder
     from tuner.tokenize import clear_cache
 
@@ -131,7 +250,7 @@ def main(argv=None) -> int:
             row["seed_protocol_ratio"] = row["seed_protocol_total_s_seed_way"] / row["seed_protocol_total_s_ours"]
         if "senteval" in protocols:
             start = time.perf_counter()
-            row["accuracy_senteval"] = logistic_regression_senteval(emb, labels)
+            row["accuracy_senteval"] = senteval_cv(emb, labels, sentences=texts, n_jobs=args.n_jobs)["accuracy"]
             row["lr_senteval_s"] = time.perf_counter() - start
         emit(bench="senteval_eval", **row)
         rows.append(row)
