@@ -31,7 +31,6 @@ OWNED_ELSEWHERE: dict[str, str] = {
     "tuner/data/readers.py": "413 lines; owned by the data engineer (issue #12 split pending)",
     "tuner/service.py": "557 lines; owned by the service engineer, being split (issue #12)",
     "tuner/storage.py": "604 lines; owned by the storage engineer, being split (issue #12)",
-    "tuner/train.py": "finetune() is 100 lines; owned by the lead (issue #12 split pending)",
 }
 
 

@@ -262,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> 
         flag = "--" + f.name.replace("_", "-")
         value = getattr(default, f.name)
         shown = _fmt_default(value)
-        help_text = f"{f.metadata['help']} (default: {shown})"
+        help_text = f.metadata["help"] if "(default" in f.metadata["help"] else f"{f.metadata['help']} (default: {shown})"
         if isinstance(value, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)

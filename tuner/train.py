@@ -112,6 +112,45 @@ def _adamw(params: list[dict[str, Any]], lr: float, device: torch.device) -> tor
     return torch.optim.AdamW(params, lr=lr)
 
 
+def _tokenized_pairs(tok: Any, data: PairData, max_seq_length: int) -> tuple[list, list, np.ndarray]:
+    """Token ids of both sides (tokenised once; classification pairs a sentence with itself) and
+    each pair's longer length, for length-grouped batches."""
+    ids1 = tokenize(tok, data.text1, max_seq_length)
+    same = data.text2 is data.text1 or data.text2 == data.text1
+    ids2 = ids1 if same else tokenize(tok, data.text2, max_seq_length)
+    lengths = np.fromiter((max(len(a), len(b)) for a, b in zip(ids1, ids2)), dtype=np.int64, count=len(ids1))
+    return ids1, ids2, lengths
+
+
+def _param_groups(encoder: Encoder, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weights, none on biases and norms."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+    named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
+    return [{"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0}]
+
+
+def _zigzag_batch(batch: np.ndarray, ids1: list, ids2: list, pad_id: int, padding_side: str,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[a0, b0, a1, b1, ...]`` token ids and mask, padded to the batch's longest, on ``device``."""
+    zigzag = [x for i in batch for x in (ids1[i], ids2[i])]
+    input_ids, mask = pad_batch(zigzag, pad_id, padding_side)
+    if device.type == "cuda":  # pinned host memory: the copy overlaps the previous step's compute
+        input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+        return input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+    return input_ids.to(device), mask.to(device)
+
+
+def _free_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Free the AdamW moments now, by reference count: the optimizer sits in a reference cycle (its
+    step hooks), so without this they would wait for a full gc.collect(), which costs ~0.1-0.4 s per
+    trial in a process holding torch + transformers + pandas."""
+    optimizer.zero_grad(set_to_none=True)
+    optimizer.state.clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def finetune(encoder: Encoder, data: PairData, config: RunConfig,
              on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
     """Fine-tune ``encoder`` in place on ``data``. ``on_eval(step)`` is called every
@@ -128,9 +167,7 @@ def finetune(encoder: Encoder, data: PairData, config: RunConfig,
     device = encoder.device
     precision = resolve_precision(config.precision, device)
     tok = encoder.tokenizer
-    ids1 = tokenize(tok, data.text1, config.max_seq_length)
-    ids2 = ids1 if data.text2 is data.text1 or data.text2 == data.text1 else tokenize(tok, data.text2, config.max_seq_length)
-    lengths = np.fromiter((max(len(a), len(b)) for a, b in zip(ids1, ids2)), dtype=np.int64, count=len(ids1))
+    ids1, ids2, lengths = _tokenized_pairs(tok, data, config.max_seq_length)
     pad_id = pad_id_of(tok)
     padding_side = getattr(tok, "padding_side", "right")
     labels_all = torch.from_numpy(np.asarray(data.labels, dtype=np.float32))
@@ -143,14 +180,7 @@ def finetune(encoder: Encoder, data: PairData, config: RunConfig,
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     loss_fn = CombinedLoss.from_config(config)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
-    params = [
-        {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and not any(k in n for k in no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in encoder.named_parameters() if p.requires_grad and any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = _adamw(params, config.lr, device)
+    optimizer = _adamw(_param_groups(encoder, config.weight_decay), config.lr, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -167,12 +197,7 @@ def finetune(encoder: Encoder, data: PairData, config: RunConfig,
             for batch in epoch_batches():
                 if step >= total_steps:
                     break
-                zigzag = [x for i in batch for x in (ids1[i], ids2[i])]
-                input_ids, mask = pad_batch(zigzag, pad_id, padding_side)
-                if non_blocking:
-                    input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
-                input_ids = input_ids.to(device, non_blocking=non_blocking)
-                mask = mask.to(device, non_blocking=non_blocking)
+                input_ids, mask = _zigzag_batch(batch, ids1, ids2, pad_id, padding_side, device)
                 labels = labels_all[batch].to(device, non_blocking=non_blocking)
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     embeddings = encoder(input_ids, mask)
@@ -201,14 +226,8 @@ def finetune(encoder: Encoder, data: PairData, config: RunConfig,
     finally:
         bar.close()
         encoder.eval()
-        optimizer.zero_grad(set_to_none=True)
-        # Free the AdamW moments now, by reference count: the optimizer sits in a reference cycle
-        # (its step hooks), so without this they would wait for a full gc.collect(), which costs
-        # ~0.1-0.4 s per trial in a process holding torch + transformers + pandas.
-        optimizer.state.clear()
+        _free_optimizer(optimizer, device)
         del optimizer, scheduler, scaler
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     wall = time.perf_counter() - start
     return TrainResult(steps=step, examples=examples, wall_s=wall, pairs_per_s=examples / max(wall, 1e-9),
                        losses=losses, loss_parts=parts, precision=precision)
