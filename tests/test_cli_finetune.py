@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from tuner.cli import build_parser, main
@@ -156,3 +157,25 @@ def test_finetune_tiny_model_json_records_full_config(tiny_model_dir, tiny_data_
     from tuner.api import load_run_config
 
     assert load_run_config(tmp_path / "m" / "tuner.json") == ran
+
+
+def test_finetune_several_seeds_reports_each_and_their_interval(tiny_model_dir, tiny_data_dir, capsys):
+    argv = ["finetune", "--model", str(tiny_model_dir), "--train", "stsb", "--weights", "cosent=1",
+            "--max-steps", "2", "--batch-size", "8", "--max-seq-length", "16", "--lr", "1e-3",
+            "--data-dir", str(tiny_data_dir), "--device", "cpu", "--no-progress", "--json", "--seeds", "1,2,3"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert payload["seeds"] == [1, 2, 3] and set(payload["scores_by_seed"]) == {"1", "2", "3"}
+    tests = [payload["scores_by_seed"][s]["test"]["stsb"] for s in ("1", "2", "3")]
+    summary = payload["summary"]["test"]["stsb"]
+    assert summary["n"] == 3 and summary["mean"] == pytest.approx(sum(tests) / 3)
+    assert summary["std"] == pytest.approx(float(np.std(tests, ddof=1)))
+    if summary["std"] > 0:
+        assert summary["ci_low"] < summary["mean"] < summary["ci_high"]
+
+
+@pytest.mark.parametrize("seeds,fragment", [("a,b", "is not a comma-separated list"), ("1,1", "different seeds")])
+def test_bad_seeds_are_one_line(seeds, fragment, capsys):
+    assert main(["finetune", "--seeds", seeds]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and fragment in err

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON run config to start from: best_finetune.json of an export, tuner.json beside a saved "
                         "model, or a RunConfig dict (its 'config' object when it has one)")
     add_arguments(p)
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="run once per seed (e.g. 42,43,44) and report each seed's scores and their mean, std and "
+                        "95%% interval; overrides --seed")
     p.add_argument("--output", default=None,
                    help="folder to save the fine-tuned model (transformers + sentence-transformers + tuner.json)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -36,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     base = load_run_config(args.config) if args.config else None
     config = _config_of(args, base)
+    if args.seeds is not None:
+        return _run_seeds(args, config)
     outcome = finetune(config=config, output=args.output, device=args.device, progress=not args.no_progress)
     payload = {"model": outcome.config.model, "metric": outcome.metric, "protocol": outcome.config.protocol,
                "loss": outcome.config.loss, "scores": outcome.scores, "dev_mean": outcome.dev_score,
@@ -53,6 +58,49 @@ def run(args: argparse.Namespace) -> int:
           f"{outcome.train.wall_s:.1f}s")
     if outcome.output:
         print(f"saved to {outcome.output}")
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise TunerError(f"--seeds '{text}' is not a comma-separated list of integers, e.g. 42,43,44") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise TunerError(f"--seeds '{text}' must list one or more different seeds, e.g. 42,43,44")
+    return seeds
+
+
+def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
+    """One run per seed; per split and dataset the mean, std and 95% interval over the seeds."""
+    from tuner.api import finetune
+    from tuner.stats import seed_summary
+
+    seeds = _parse_seeds(args.seeds)
+    if args.output:
+        raise TunerError("--output saves one model; use it without --seeds (or with --seed)")
+    runs = {}
+    for seed in seeds:
+        outcome = finetune(config=config.replace(seed=seed), device=args.device, progress=not args.no_progress)
+        runs[seed] = outcome
+        if not args.json:
+            shown = ", ".join(f"{split} {name} {v * 100:.2f}" for split, per in outcome.scores.items()
+                              for name, v in per.items())
+            print(f"seed {seed}: {shown}", flush=True)
+    first = runs[seeds[0]]
+    summary = {split: {name: seed_summary([runs[s].scores[split][name] for s in seeds]) for name in per}
+               for split, per in first.scores.items()}
+    if args.json:
+        print_json({"model": first.config.model, "metric": first.metric, "loss": first.config.loss, "seeds": seeds,
+                    "scores_by_seed": {str(s): runs[s].scores for s in seeds}, "summary": summary,
+                    "config": config.to_dict(), "command": config.command() + f" --seeds {args.seeds}"})
+        return 0
+    for split, per in summary.items():
+        for name, st in per.items():
+            low, high = st["ci_low"], st["ci_high"]
+            interval = f" 95% CI [{low * 100:.2f}, {high * 100:.2f}]" if low is not None else ""
+            std = f" ± {st['std'] * 100:.2f}" if st.get("std") is not None else ""
+            print(f"{split:5s} {name:12s} {first.metric} mean {st['mean'] * 100:.2f}{std}{interval} over {len(seeds)} seeds")
     return 0
 
 
