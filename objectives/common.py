@@ -120,9 +120,13 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
     from tuner.engine import score_eval_sets
     from tuner.models import load_encoder
 
+    from tuner.exporter.items import gold_key, overlap_key, zero_shot_items_key
+
     splits = ("dev", "test")
     names = [ds.name for ds, _ in data.eval]
-    wanted = [zero_shot_key(model, n, s) for n in names for s in splits]
+    wanted = [key(model, n, s) for n in names for s in splits for key in (zero_shot_key, zero_shot_items_key)]
+    wanted += [overlap_key(n) for n in names]
+    wanted += [gold_key(ds.name, s) for ds, _ in data.eval if ds.task == "sts" for s in splits]
     if all(k in study.user_attrs for k in wanted):
         return
     spec = ctx.spec
@@ -131,14 +135,56 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
         if all(k in attrs for k in wanted):
             return
         encoder = load_encoder(config.model, pooling=spec.zero_shot_pooling(), device=ctx.device)
-        scores, _ = score_eval_sets(encoder, data, splits, max_seq_length=config.max_seq_length, seed=config.seed)
+        scores, details = score_eval_sets(encoder, data, splits, max_seq_length=config.max_seq_length,
+                                          seed=config.seed)
         for split in splits:
             for name, value in scores[split].items():
                 key = zero_shot_key(model, name, split)
                 if key not in attrs:
                     study.set_user_attr(key, float(value))
+        _record_study_items(study, attrs, model, details)
+        _record_overlap(study, attrs, config, data)
         del encoder
         gc.collect()
+
+
+def _record_study_items(study: Any, attrs: dict, model: str, details: dict) -> None:
+    """Once per study: zero-shot per-item outputs and the STS gold scores (docs/trial-record.md)."""
+    from tuner.exporter.items import encode_items, gold_key, item_values, zero_shot_items_key
+
+    for split, per_dataset in details.items():
+        for name, result in per_dataset.items():
+            found = item_values(result)
+            wanted = {zero_shot_items_key(model, name, split): found}
+            if "gold" in result:
+                wanted[gold_key(name, split)] = ("gold", result["gold"])
+            for key, kind_values in wanted.items():
+                if kind_values is None or key in attrs:
+                    continue
+                try:
+                    study.set_user_attr(key, encode_items(kind_values[1], kind_values[0]))
+                except ValueError as exc:  # over the attr size limit: the export falls back, never the run
+                    _log.warning("not recorded: %s: %s", key, exc)
+
+
+def _record_overlap(study: Any, attrs: dict, config: RunConfig, data: Any) -> None:
+    """Once per study and dataset: how much of the scored dev/test rows the protocol's train split holds."""
+    from tuner.data import protocol_splits
+    from tuner.data.overlap import splits_overlap
+    from tuner.engine import SPLIT_SEED
+    from tuner.exporter.items import overlap_key
+
+    for ds, parts in data.eval:
+        key = overlap_key(ds.name)
+        if key in attrs:
+            continue
+        train = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"]
+        held = {k: v for k, v in parts.items() if k in ("dev", "test")}
+        report = splits_overlap({"train": train, **held}, ds.task)
+        study.set_user_attr(key, {"dataset": ds.name, "task": ds.task, "protocol": config.protocol,
+                                  "seed": SPLIT_SEED, "train_rows": "the protocol's whole train split "
+                                  "(a run trains on a sample of it); dev/test: the rows the trials score",
+                                  **report})
 
 
 def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: str) -> float:
@@ -251,10 +297,31 @@ def _record_scores(trial: Any, outcomes: list) -> float:
             trial.set_user_attr(f"scores.{split}.{name}", float(np.mean(values)))
     if len(outcomes) > 1:
         trial.set_user_attr("scores_by_seed", {str(o.config.seed): o.scores for o in outcomes})
+    _record_items(trial, outcomes)
     trial.set_user_attr("pooling", str(first.config.pooling))
     trial.set_user_attr("config", first.config.to_dict())
     trial.set_user_attr("train_pairs_per_s", round(float(np.mean([o.train.pairs_per_s for o in outcomes])), 2))
     return float(np.mean([o.dev_score for o in outcomes]))
+
+
+def _record_items(trial: Any, outcomes: list) -> None:
+    """``items.<split>.<dataset>``: per-item outputs (the mean over the trial's seeds), for the export's bootstrap."""
+    import numpy as np
+
+    from tuner.exporter.items import encode_items, item_values, items_key
+
+    seeds = [o.config.seed for o in outcomes]
+    for split, per_dataset in outcomes[0].details.items():
+        for name, result in per_dataset.items():
+            found = [item_values(o.details.get(split, {}).get(name, {})) for o in outcomes]
+            if any(f is None for f in found):
+                continue
+            try:
+                record = encode_items(np.mean([f[1] for f in found], axis=0), found[0][0], seeds)
+            except ValueError as exc:
+                _log.warning("not recorded: %s: %s", items_key(split, name), exc)
+                continue
+            trial.set_user_attr(items_key(split, name), record)
 
 
 def _upload(trial: Any, ctx: WorkerContext, model: str, outcome: Any) -> None:

@@ -192,7 +192,11 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
 def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] = ("dev", "test"), *,
                     batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
                     max_eval_examples: Optional[int] = None) -> tuple[dict[str, dict[str, float]], dict]:
-    """Score every eval set on ``splits``; returns ({split: {dataset: score}}, details)."""
+    """Score every eval set on ``splits``; returns ({split: {dataset: score}}, details).
+
+    ``details[split][dataset]`` is the evaluator's result plus the per-item outputs, in the rows'
+    order (fixed by :data:`SPLIT_SEED`, so the same for every run of a study): STS ``"similarities"``
+    and ``"gold"``, classification ``"correct"`` (0/1 per row)."""
     scores: dict[str, dict[str, float]] = {s: {} for s in splits}
     details: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     for ds, parts in data.eval:
@@ -201,9 +205,11 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
         if ds.task == "classification":
             # Encode the (large) train split once for all scored splits.
             results = evaluate_classification_splits(encoder, frames, parts["train"], batch_size=batch_size,
-                                                     max_seq_length=max_seq_length, seed=seed)
+                                                     max_seq_length=max_seq_length, seed=seed, return_items=True)
         else:
-            results = {split: evaluate_sts(encoder, frame, batch_size, max_seq_length) for split, frame in frames.items()}
+            results = {split: {**evaluate_sts(encoder, frame, batch_size, max_seq_length, return_items=True),
+                               "gold": frame["score"].to_numpy(dtype=np.float64)}
+                       for split, frame in frames.items()}
         for split, result in results.items():
             scores[split][ds.name] = result[METRIC[ds.task]]
             details[split][ds.name] = result

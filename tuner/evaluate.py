@@ -78,8 +78,12 @@ def sts_correlations(similarities: np.ndarray, gold: np.ndarray) -> dict[str, fl
             "pearson": float(pearsonr(similarities, gold).statistic)}
 
 
-def evaluate_sts(encoder: Encoder, df: pd.DataFrame, batch_size: int = 64, max_seq_length: int = 128) -> dict[str, float]:
-    """Spearman/Pearson of cosine similarity on an STS frame (sentence1, sentence2, score)."""
+def evaluate_sts(encoder: Encoder, df: pd.DataFrame, batch_size: int = 64, max_seq_length: int = 128, *,
+                 return_items: bool = False) -> dict[str, float]:
+    """Spearman/Pearson of cosine similarity on an STS frame (sentence1, sentence2, score).
+
+    ``return_items`` adds ``"similarities"``: each pair's cosine similarity, in row order (for a
+    paired bootstrap over test pairs)."""
     s1 = df["sentence1"].astype(str).tolist()
     s2 = df["sentence2"].astype(str).tolist()
     # Encode the union once: STS sets repeat sentences across pairs.
@@ -87,7 +91,10 @@ def evaluate_sts(encoder: Encoder, df: pd.DataFrame, batch_size: int = 64, max_s
     emb = encode(encoder, unique, batch_size, max_seq_length)
     index = {t: i for i, t in enumerate(unique)}
     sims = cosine_rows(emb[[index[t] for t in s1]], emb[[index[t] for t in s2]])
-    return {**sts_correlations(sims, df["score"].to_numpy(dtype=np.float64)), "n": len(df)}
+    out = {**sts_correlations(sims, df["score"].to_numpy(dtype=np.float64)), "n": len(df)}
+    if return_items:
+        out["similarities"] = np.asarray(sims, dtype=np.float64)
+    return out
 
 
 def logistic_regression_seed(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -326,8 +333,11 @@ def evaluate_classification(encoder: Encoder, test: pd.DataFrame, train: "pd.Dat
 
 def evaluate_classification_splits(encoder: Encoder, frames: "dict[str, pd.DataFrame]", train: pd.DataFrame,
                                    batch_size: int = 64, max_seq_length: int = 128,
-                                   seed: int = 42) -> dict[str, dict[str, float]]:
+                                   seed: int = 42, *, return_items: bool = False) -> dict[str, dict[str, float]]:
     """The ``seed`` protocol on several splits (e.g. dev and test) that share one train split.
+
+    ``return_items`` adds ``"correct"`` per frame: 1/0 per row, whether the logistic regression
+    got it right (its mean is the accuracy); the classifier is then fit once for all frames.
 
     Same result as ``evaluate_classification(encoder, frame, train, protocol="seed")`` per frame,
     but the train split is encoded once instead of once per frame (it is usually the largest
@@ -344,6 +354,14 @@ def evaluate_classification_splits(encoder: Encoder, frames: "dict[str, pd.DataF
     emb = encode(encoder, texts, batch_size, max_seq_length)
     train_x, train_y = emb[:len(train_texts)], train["label"].to_numpy()
     out = {}
+    if return_items:
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(max_iter=10000, random_state=seed).fit(train_x, train_y)
+        for name, (lo, hi) in zip(names, bounds):
+            correct = (clf.predict(emb[lo:hi]) == frames[name]["label"].to_numpy()).astype(np.int8)
+            out[name] = {"accuracy": float(correct.mean()), "n": len(frames[name]), "correct": correct}
+        return out
     for name, (lo, hi) in zip(names, bounds):
         frame = frames[name]
         out[name] = {"accuracy": logistic_regression_seed(train_x, train_y, emb[lo:hi], frame["label"].to_numpy(),

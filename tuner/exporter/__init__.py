@@ -125,7 +125,8 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     name = study.study_name
 
     # The one read: every file below is built from this snapshot.
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    every = study.get_trials(deepcopy=False)     # all states: the Optuna plots keep the study's trial numbers
+    trials = [t for t in every if t.state == optuna.trial.TrialState.COMPLETE]
     study_attrs = dict(study.user_attrs)
     directions = list(study.directions)
     if not trials:
@@ -141,14 +142,14 @@ def export_study(study: Union[Any, str], out_dir: Union[str, Path], split: str =
     result.files["results_csv"] = write_file(out / "results.csv", results_csv(matrix))
     result.files["results_md"] = write_file(out / "results.md", results_markdown(matrix))
     if plots:
-        result.plots += plot_matrix(matrix.values, matrix.labels(), out)
+        result.plots += plot_matrix(matrix, matrix.labels(), out)
     if not matrix.is_grid:
-        _export_search(result, trials, study_attrs, directions, top_k, plots)
+        _export_search(result, trials, study_attrs, directions, top_k, plots, every)
     return result
 
 
 def _export_search(result: ExportResult, trials: list, study_attrs: dict, directions: list, top_k: int,
-                   plots: bool) -> None:
+                   plots: bool, every: Optional[list] = None) -> None:
     """The non-grid extras: leaderboard, the best trial's command and refine study, Optuna's plots."""
     from tuner.exporter.best import LegacyTrial, best_finetune, best_study_toml
     from tuner.exporter.leaderboard import leaderboard_frame, leaderboard_markdown, ranked_trials
@@ -170,6 +171,7 @@ def _export_search(result: ExportResult, trials: list, study_attrs: dict, direct
             result.files["best_finetune"] = write_file(out / "best_finetune.json", best_json)
             result.files["best_study"] = write_file(out / "best_study.toml", best_toml)
     if plots:
-        written, skipped = optuna_plots(trials, directions, out, name, target_name=f"mean dev {metric_title(metric)}")
+        written, skipped = optuna_plots(every if every is not None else trials, directions, out, name,
+                                        target_name=f"mean dev {metric_title(metric)}")
         result.plots += written
         result.skipped_plots.update(skipped)

@@ -36,6 +36,15 @@ def _legend_labels(values: np.ndarray, rows: list[str]) -> list[str]:
     return [title(rows[ri]) for ri in rows_with_data(values, rows)]
 
 
+def _errors(lab: Mapping[str, Any], keep: list[int], rows: list[str], where: tuple) -> "dict[str, np.ndarray] | None":
+    """Per row, the std over seeds of the cells at ``where`` = (model index or slice, dataset index or slice)."""
+    std = lab.get("errors")
+    if std is None or not np.isfinite(std).any():
+        return None
+    mi, di = where
+    return {rows[ri]: np.atleast_1d(std[mi, ri, di]) for ri in keep}
+
+
 def mean_over_datasets(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> Figure:
     rows, models = lab["losses"], short_names(lab["models"])
     keep = rows_with_data(values, rows)
@@ -88,7 +97,7 @@ def dataset_panels(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> 
     for di, ax in enumerate(axes):
         draw_lines(ax, models, [(rows[ri], values[:, ri, di]) for ri in keep], rotate,
                    value_label=metric_title(lab["metric"]), first_col=di % ncols == 0,
-                   show_x=bottom_of_column(di, len(datasets), ncols))
+                   show_x=bottom_of_column(di, len(datasets), ncols), errors=_errors(lab, keep, rows, (slice(None), di)))
         ax.set_title(datasets[di])
     fig.suptitle(f"Per dataset: every loss across models\n{subtitle(lab)}")
     if many:
@@ -128,7 +137,7 @@ def model_panels(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> Fi
     for mi, ax in enumerate(axes):
         draw_lines(ax, datasets, [(rows[ri], values[mi, ri, :]) for ri in keep], rotate,
                    value_label=metric_title(lab["metric"]), first_col=mi % ncols == 0,
-                   show_x=bottom_of_column(mi, len(models), ncols))
+                   show_x=bottom_of_column(mi, len(models), ncols), errors=_errors(lab, keep, rows, (mi, slice(None))))
         ax.set_title(models[mi])
     fig.suptitle(f"Per model: every loss across datasets\n{subtitle(lab)}")
     if many:
@@ -154,13 +163,16 @@ def heatmap(values: np.ndarray, lab: Mapping[str, Any], scale: float) -> Figure:
     rotate = needs_rotation(columns, 0.62 * len(columns))
     image = None
     for mi in range(len(models)):
-        image = _heatmap_panel(axes[mi], full[mi], rows, columns, len(datasets), (vmin, vmax), rotate)
+        marks = lab.get("marks")
+        image = _heatmap_panel(axes[mi], full[mi], rows, columns, len(datasets), (vmin, vmax), rotate,
+                               None if marks is None else np.asarray(marks)[mi][keep])
         axes[mi].set_title(models[mi])
     if image is not None:
         nrows = math.ceil(len(models) / (1 if len(models) <= 3 else 2))
         fig.colorbar(image, ax=axes[:len(models)], shrink=min(1.0, 6.0 / max(height, 1.0)) if nrows > 2 else 0.9,
                      label=f"{metric_title(lab['metric'])} x100", pad=0.02)
-    fig.suptitle(f"Results matrix (bold: best per column; n/a: no complete trial)\n{subtitle(lab)}")
+    what = "best per column and cells not significantly below it" if lab.get("marks") is not None else "best per column"
+    fig.suptitle(f"Results matrix (bold: {what}; n/a: no complete trial)\n{subtitle(lab)}")
     if hidden:
         note = f"Not shown, no results for any model: {', '.join(hidden)}"
         fig.supxlabel("\n".join(textwrap.wrap(note, width=max(40, int(fig.get_figwidth() * 12)))), fontsize=9,
@@ -184,7 +196,7 @@ def _heatmap_figure(n_models: int, n_rows: int, columns: list[str]) -> tuple[Fig
 
 
 def _heatmap_panel(ax: Any, block: np.ndarray, rows: list[str], columns: list[str], n_data: int,
-                   limits: tuple[float, float], rotate: bool) -> Any:
+                   limits: tuple[float, float], rotate: bool, marks: "np.ndarray | None" = None) -> Any:
     """One model's heatmap: ``block`` is (rows, datasets + mean)."""
     vmin, vmax = limits
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#e6e6e6")
@@ -192,6 +204,8 @@ def _heatmap_panel(ax: Any, block: np.ndarray, rows: list[str], columns: list[st
                       interpolation="nearest")
     fontsize = 8.5 if len(columns) <= 10 else 7.5
     best = {c: np.nanmax(block[:, c]) for c in range(block.shape[1]) if np.isfinite(block[:, c]).any()}
+    bold = (lambda ri, c: bool(marks[ri, c]) if c < marks.shape[1] else block[ri, c] == best.get(c)) \
+        if marks is not None else (lambda ri, c: block[ri, c] == best.get(c))
     for ri in range(len(rows)):
         for c in range(block.shape[1]):
             value = block[ri, c]
@@ -201,7 +215,7 @@ def _heatmap_panel(ax: Any, block: np.ndarray, rows: list[str], columns: list[st
             level = (value - vmin) / (vmax - vmin)
             ax.text(c, ri, f"{value:.1f}", ha="center", va="center", fontsize=fontsize,
                     color="black" if level > 0.55 else "white",
-                    fontweight="bold" if value == best.get(c) else "normal")
+                    fontweight="bold" if bold(ri, c) else "normal")
     ax.axvline(n_data - 0.5, color="white", lw=3)
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels(columns, rotation=35 if rotate else 0, ha="right" if rotate else "center",

@@ -35,8 +35,12 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from tuner.errors import TunerError
+from tuner.stats import seed_summary
+from tuner.exporter.cells import config_items, group_configs
 from tuner.exporter.files import library_versions, mask_url
+from tuner.exporter.items import decode_items, gold_key, overlap_key, zero_shot_items_key
 from tuner.exporter.rows import ZERO_SHOT, matrix_rows, rows_rule, title
+from tuner.exporter.significance import cells_json, significance_of
 from tuner.exporter.trials import (
     SPLITS,
     axis_order,
@@ -50,6 +54,9 @@ from tuner.exporter.trials import (
     trial_score,
 )
 
+SEEDS_RULE = ("a configuration run with several seeds (grid cells that differ only in the param seed, or a trial's "
+              "scores_by_seed) fills its cell with the mean over the seeds; cells_detail gives n_seeds, the sample "
+              "std and a two-sided 95% Student-t interval (tuner.stats.seed_summary) and the trials behind it")
 MAX_LISTED_CANDIDATES = 5  # per cell in matrix.json (best dev first); n_candidates gives the full count
 SELECTION_RULE = ("when several complete trials fill one (model, loss, dataset) cell, the trial with the highest "
                   "dev score scores.dev.<dataset> is kept (ties: lowest trial number); a trial without that attr is "
@@ -81,6 +88,13 @@ class Matrix:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)   # cells ranked by trial value
     skipped: list[dict[str, Any]] = field(default_factory=list)      # trials that fit no cell
     run_versions: list[dict[str, Any]] = field(default_factory=list)
+    n_seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # seeds behind each cell
+    std: np.ndarray = field(default_factory=lambda: np.zeros(0))                     # std over seeds, NaN if < 2
+    seeds: dict[Cell, dict[str, Any]] = field(default_factory=dict)   # trials, seeds, seed_summary per cell
+    items: dict[Cell, tuple] = field(default_factory=dict)            # (n, idx, per-item values) per cell
+    gold: dict[str, tuple] = field(default_factory=dict)              # dataset -> (n, idx, gold scores), STS
+    overlap: dict[str, Any] = field(default_factory=dict)             # dataset -> recorded overlap figures
+    significance: Any = None                                          # tuner.exporter.significance.Significance
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -124,6 +138,13 @@ class Matrix:
             "selection": {"by": "dev", "rule": SELECTION_RULE, "cells_with_several_trials": self.choices,
                           "cells_ranked_by_trial_value": self.fallbacks},
             "skipped_trials": self.skipped,
+            "seeds_rule": SEEDS_RULE,
+            "cells_detail": cells_json(self),
+            "significance": self.significance.to_json() if self.significance is not None else None,
+            "overlap": {name: self.overlap.get(name) for name in self.datasets},
+            "overlap_note": "per dataset, study attr overlap.<dataset>: the share of the scored dev/test rows "
+                            "whose sentences occur in the protocol's train split (null: not recorded, a study "
+                            "run before it was)",
             "versions": library_versions(),
             "run_versions": self.run_versions,
         }
@@ -156,8 +177,17 @@ def build_matrix(trials: Iterable[Any], study_attrs: Optional[Mapping[str, Any]]
                     datasets=tuple(data_axis), split=split, metric=study_metric(trials, attrs),
                     protocol=study_protocol(trials, attrs), study_name=study_name,
                     is_grid=is_grid_study(trials, attrs), n_trials=len(trials), skipped=skipped)
+    matrix.n_seeds = np.zeros(shape, dtype=np.int64)
+    matrix.std = np.full(shape, np.nan)
     chosen = _fill_trial_cells(matrix, placed)
     _fill_zero_shot(matrix, attrs)
+    for name in matrix.datasets:
+        found = decode_items(attrs.get(gold_key(name, split)))
+        if found is not None:
+            matrix.gold[name] = found
+        if isinstance(attrs.get(overlap_key(name)), Mapping):
+            matrix.overlap[name] = dict(attrs[overlap_key(name)])
+    matrix.significance = significance_of(matrix)
     seen: set[str] = set()
     for trial in chosen:
         versions = trial.user_attrs.get("versions")
@@ -210,25 +240,41 @@ def _fill_trial_cells(matrix: Matrix, placed: Sequence[Placed]) -> list[Any]:
     chosen: list[Any] = []
     for (mi, ri, di), cands in sorted(candidates.items()):
         name = matrix.datasets[di]
-        ranked = sorted(cands, key=lambda t: (-_dev_key(t, name, names_of[t.number])[0], t.number))
-        best, names = ranked[0], names_of[ranked[0].number]
-        _, source = _dev_key(best, name, names)
-        matrix.values[mi, ri, di] = _cell_value(best, split, name, names)
-        matrix.dev[mi, ri, di] = _nan_if_none(_cell_value(best, "dev", name, names))
-        matrix.test[mi, ri, di] = _nan_if_none(trial_score(best, "test", name))
-        matrix.trials[mi, ri, di] = best.number
-        matrix.params[(mi, ri, di)] = dict(best.params)
-        chosen.append(best)
+        fallback = {t.number: _cell_value(t, "dev", name, names_of[t.number]) for t in cands}
+        configs = group_configs(cands, name, fallback)
+        ranked = sorted(configs, key=lambda c: (-_config_dev(c), c.trials[0].number))
+        best = ranked[0]
+        first = best.trials[0]
+        source = _dev_key(first, name, names_of[first.number])[1]
+        summary = seed_summary([v for v in best.scores[split] if v is not None])
+        matrix.values[mi, ri, di] = summary["mean"]
+        matrix.dev[mi, ri, di] = _nan_if_none(best.mean("dev"))
+        matrix.test[mi, ri, di] = _nan_if_none(best.mean("test"))
+        matrix.trials[mi, ri, di] = first.number
+        matrix.n_seeds[mi, ri, di] = summary["n"]
+        matrix.std[mi, ri, di] = _nan_if_none(summary["std"])
+        matrix.seeds[(mi, ri, di)] = {"trials": best.numbers, "seeds": best.seeds, "summary": summary}
+        matrix.params[(mi, ri, di)] = {k: v for k, v in first.params.items() if k != "seed"}
+        found = config_items(best, split, name)
+        if found is not None:
+            matrix.items[(mi, ri, di)] = found
+        chosen += best.trials
         cell = {"model": matrix.models[mi], "loss": matrix.rows[ri], "dataset": name}
         if len(ranked) > 1:
-            top = [{"trial": t.number, "dev": _round(_dev_key(t, name, names_of[t.number])[0])}
-                   for t in ranked[:MAX_LISTED_CANDIDATES]]
-            matrix.choices.append({**cell, "chosen": best.number, "by": source, "n_candidates": len(ranked),
-                                   "candidates": top})
+            top = [{"trial": c.trials[0].number, "trials": c.numbers, "dev": _round(_config_dev(c))}
+                   for c in ranked[:MAX_LISTED_CANDIDATES]]
+            matrix.choices.append({**cell, "chosen": first.number, "chosen_trials": best.numbers, "by": source,
+                                   "n_candidates": len(ranked), "candidates": top})
         if source != f"scores.dev.{name}":
-            matrix.fallbacks.append({**cell, "trial": best.number, "by": source,
-                                     "why": f"trial {best.number} has no scores.dev.{name} user attr"})
+            matrix.fallbacks.append({**cell, "trial": first.number, "by": source,
+                                     "why": f"trial {first.number} has no scores.dev.{name} user attr"})
     return chosen
+
+
+def _config_dev(config: Any) -> float:
+    """A configuration's ranking score: its mean dev score over seeds (never test)."""
+    value = config.mean("dev")
+    return value if value is not None else -math.inf
 
 
 def _fill_zero_shot(matrix: Matrix, attrs: Mapping[str, Any]) -> None:
@@ -243,7 +289,13 @@ def _fill_zero_shot(matrix: Matrix, attrs: Mapping[str, Any]) -> None:
             matrix.dev[mi, zero, di] = _nan_if_none(by_split["dev"])
             matrix.test[mi, zero, di] = _nan_if_none(by_split["test"])
             matrix.trials[mi, zero, di] = -1
+            matrix.n_seeds[mi, zero, di] = 1
             matrix.params.pop((mi, zero, di), None)
+            found = decode_items(attrs.get(zero_shot_items_key(model, name, matrix.split)))
+            if found is not None:
+                matrix.items[(mi, zero, di)] = found
+            else:
+                matrix.items.pop((mi, zero, di), None)
 
 
 def _cell_value(trial: Any, split: str, dataset: str, names: Sequence[str]) -> Optional[float]:

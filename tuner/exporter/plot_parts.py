@@ -147,10 +147,13 @@ def bottom_of_column(index: int, n_panels: int, ncols: int) -> bool:
 def draw_lines(ax: Any, xlabels: Sequence[str], series: Sequence[tuple[str, np.ndarray]], rotate: bool, *,
                value_label: str, x_name: Optional[str] = None, first_col: bool = True, show_x: bool = True,
                bands: Optional[Mapping[str, np.ndarray]] = None,
-               reference: Optional[tuple[str, np.ndarray]] = None) -> None:
-    """One line per row over categorical x; a dot plot (rows on y, scores on x) when there is one x."""
+               reference: Optional[tuple[str, np.ndarray]] = None,
+               errors: Optional[Mapping[str, np.ndarray]] = None) -> None:
+    """One line per row over categorical x; a dot plot (rows on y, scores on x) when there is one x.
+
+    ``errors``: per row, the std over seeds of each point (NaN: one seed), drawn as error bars."""
     if len(xlabels) == 1:
-        draw_dots(ax, series, bands, reference, row_labels=first_col and len(series) > 1)
+        draw_dots(ax, series, errors if errors else bands, reference, row_labels=first_col and len(series) > 1)
         if show_x:
             ax.set_xlabel(f"{value_label} · {xlabels[0]}")
         return
@@ -164,6 +167,11 @@ def draw_lines(ax: Any, xlabels: Sequence[str], series: Sequence[tuple[str, np.n
                 ls="--" if row == ZERO_SHOT else "-", label=title(row), zorder=3)
         if bands is not None and row in bands:
             _band(ax, x, y, bands[row], row_colour(row))
+        if errors is not None and row in errors:
+            ok = np.isfinite(y) & np.isfinite(errors[row])
+            if ok.any():
+                ax.errorbar(x[ok], y[ok], yerr=errors[row][ok], fmt="none", ecolor=row_colour(row), capsize=3,
+                            zorder=3)
     ax.set_xticks(x)
     ax.set_xlim(-0.5, len(xlabels) - 0.5)
     if show_x:

@@ -69,22 +69,33 @@ def check_labels(matrix: np.ndarray, labels: Mapping[str, Any], source: str = "t
 
 
 def plot_matrix(matrix: Any, labels: Optional[Mapping[str, Any]], out_dir: Path | str,
-                formats: Sequence[str] = FORMATS) -> list[Path]:
+                formats: Sequence[str] = FORMATS, *, errors: Optional[np.ndarray] = None,
+                marks: Optional[np.ndarray] = None) -> list[Path]:
     """Write every figure of :data:`FIGURES` as PNG and SVG into ``<out_dir>/plots/``; returns the paths.
 
     ``matrix`` is an array ``(models, rows, datasets)`` (or a :class:`tuner.exporter.matrix.Matrix`,
     whose labels are used when ``labels`` is None); ``labels`` holds ``models``, ``losses`` (the row
     labels; default: the seed's rows), ``datasets`` and, for the titles, ``metric``, ``split``,
-    ``protocol`` and ``study``.
+    ``protocol`` and ``study``. ``errors`` (std over seeds per cell, NaN for one seed) adds error
+    bars; ``marks`` (bool per cell) picks the heatmap's bold cells (default: the column maximum).
     """
     if hasattr(matrix, "values") and hasattr(matrix, "labels") and callable(matrix.labels):
         labels = labels if labels is not None else matrix.labels()
+        if errors is None and getattr(matrix, "std", np.zeros(0)).shape == matrix.values.shape:
+            errors = matrix.std
+        sig = getattr(matrix, "significance", None)
+        if marks is None and sig is not None and any(sig.tested.values()):
+            marks = sig.marks
         matrix = matrix.values
     values = np.asarray(matrix, dtype=float) if np.asarray(matrix).dtype != object else np.asarray(matrix)
     lab = check_labels(values, labels or {})
     values = values.astype(float)
     scale = scale_of(values)
     shown = values * scale
+    if errors is not None:
+        lab["errors"] = np.asarray(errors, dtype=float) * scale     # std over seeds: error bars
+    if marks is not None:
+        lab["marks"] = np.asarray(marks, dtype=bool)               # bold cells of the heatmap
     plot_dir = Path(out_dir) / "plots"
     written: list[Path] = []
     with matplotlib.rc_context(RC):

@@ -10,9 +10,11 @@ import pandas as pd
 
 from tuner.exporter.matrix import Matrix
 from tuner.exporter.rows import title as row_title
+from tuner.data.overlap import headline
 from tuner.exporter.trials import metric_title
 
-CSV_COLUMNS = ("model", "loss", "dataset", "dev", "test", "trial", "params")
+CSV_COLUMNS = ("model", "loss", "dataset", "dev", "test", "trial", "params", "n_seeds", "std", "ci_low", "ci_high",
+               "trials", "marked", "diff_vs_best", "p_vs_best", "diff_vs_zero_shot", "p_vs_zero_shot")
 
 
 def results_frame(matrix: Matrix) -> pd.DataFrame:
@@ -32,10 +34,31 @@ def results_frame(matrix: Matrix) -> pd.DataFrame:
                     "dev": _float(matrix.dev[mi, ri, di]), "test": _float(matrix.test[mi, ri, di]),
                     "trial": number if number >= 0 else None,
                     "params": json.dumps(params, sort_keys=True, default=str) if params is not None else "",
+                    **_cell_stats(matrix, (mi, ri, di)),
                 })
     frame = pd.DataFrame.from_records(records, columns=list(CSV_COLUMNS))
     frame["trial"] = frame["trial"].astype("Int64")
+    frame["n_seeds"] = frame["n_seeds"].astype("Int64")
     return frame
+
+
+def _cell_stats(matrix: Matrix, cell: tuple[int, int, int]) -> dict[str, Any]:
+    """The seed spread and the bootstrap results of one cell (empty where they do not apply)."""
+    summary = matrix.seeds.get(cell, {}).get("summary", {})
+    sig = matrix.significance
+    filled = math.isfinite(float(matrix.values[cell]))
+    best = sig.vs_best.get(cell, {}) if sig is not None else {}
+    zero = sig.vs_zero_shot.get(cell, {}) if sig is not None else {}
+    return {"n_seeds": int(matrix.n_seeds[cell]) if filled else None, "std": _float(matrix.std[cell]),
+            "ci_low": _num(summary.get("ci_low")), "ci_high": _num(summary.get("ci_high")),
+            "trials": " ".join(str(t) for t in matrix.seeds.get(cell, {}).get("trials", [])),
+            "marked": bool(sig.marks[cell]) if sig is not None and filled else None,
+            "diff_vs_best": _num(best.get("difference")), "p_vs_best": _num(best.get("p_a_not_better")),
+            "diff_vs_zero_shot": _num(zero.get("difference")), "p_vs_zero_shot": _num(zero.get("p_a_not_better"))}
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else _float(value)
 
 
 def results_csv(matrix: Matrix) -> str:
@@ -52,70 +75,116 @@ def _fmt(value: float, scale: float) -> str:
 
 
 def results_markdown(matrix: Matrix, scale: float = 100.0) -> str:
-    """One table per model: loss rows x datasets plus a mean column; the best cell of each column in bold.
+    """One table per model: loss rows x datasets plus a mean column, marked cells in bold.
 
-    Cells without a complete trial read ``n/a``; a mean over fewer than all datasets carries a ``†``
-    (and is not compared with complete means when choosing the bold one). Loss rows without any result
-    for any model are left out and named above the tables.
+    A column's marked cells are its best and every cell not significantly below it (paired bootstrap
+    over the test items, :mod:`tuner.exporter.significance`); columns without per-item records mark
+    the exact maximum. The mean column marks its exact maximum (no item-level test across datasets).
+    Cells with several seeds read ``mean ± std``. Cells without a complete trial read ``n/a``; a mean
+    over fewer than all datasets carries a ``†`` (and is not compared with complete means). Loss rows
+    without any result for any model are left out and named above the tables.
     """
-    title = metric_title(matrix.metric)
-    lines = [f"# Results{f' of study `{matrix.study_name}`' if matrix.study_name else ''}", "",
-             f"{title} x{scale:g} on the **{matrix.split}** split, protocol **{matrix.protocol}**; "
-             f"{matrix.filled}/{matrix.values.size} cells filled from {matrix.n_trials} complete trials. "
-             "Where several trials fill a cell the one with the best **dev** score is shown (see matrix.json). "
-             "Best per column in **bold**; `n/a` = no complete trial; † = mean over the available datasets only. "
-             "A row is the set of losses that were on (weight > 0), cosine-MSE included; row order: matrix.json "
-             "`rows_rule`.",
-             ""]
+    lines = _preamble(matrix, scale)
     shown = [ri for ri in range(len(matrix.rows)) if np.isfinite(matrix.values[:, ri, :]).any()]
     hidden = [row_title(r) for ri, r in enumerate(matrix.rows) if ri not in shown]
     if hidden:
         lines += [f"Loss rows without any result (not in the study, or not run yet), left out below: "
                   f"{', '.join(hidden)}.", ""]
-    with np.errstate(all="ignore"):
-        for mi, model in enumerate(matrix.models):
-            block = matrix.values[mi]                                     # (rows, datasets)
-            counts = np.isfinite(block).sum(axis=1)
-            means = np.where(counts > 0, np.nansum(block, axis=1) / np.maximum(counts, 1), np.nan)
-            complete = counts == block.shape[1]
-            lines += [f"## {model}", ""]
-            header = ["Loss", *matrix.datasets, "Mean"]
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "---|" + "---:|" * (len(header) - 1))
-            col_best = [_best(block[:, di]) for di in range(block.shape[1])]
-            mean_pool = np.where(complete, means, np.nan) if complete.any() else means
-            mean_best = _best(mean_pool)
-            for ri, row in enumerate(matrix.rows):
-                if ri not in shown:
-                    continue
-                cells = [row_title(row)]
-                for di in range(block.shape[1]):
-                    text = _fmt(block[ri, di], scale)
-                    cells.append(f"**{text}**" if ri in col_best[di] else text)
-                text = _fmt(means[ri], scale)
-                text = f"**{text}**" if ri in mean_best else text
-                cells.append(text + ("" if complete[ri] or not math.isfinite(means[ri]) else " †"))
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
-            wins = wins_line(block, matrix.rows, matrix.datasets, col_best)
-            if wins:
-                lines += [wins, ""]
+    for mi, model in enumerate(matrix.models):
+        lines += [f"## {model}", "", *_model_table(matrix, mi, shown, scale), ""]
+        wins = _model_wins(matrix, mi)
+        if wins:
+            lines += [wins, ""]
     return "\n".join(lines)
 
 
-def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[set[int]] | None" = None) -> str:
+def _preamble(matrix: Matrix, scale: float) -> list[str]:
+    sig = matrix.significance
+    tested = sig is not None and sig.tested and all(sig.tested.values())
+    rule = ("**Bold**: the best cell of each column and every cell not significantly below it (paired bootstrap "
+            "over the test items, one-sided p < 0.05; matrix.json `significance`)" if tested else
+            "**Bold**: the best cell of each column" + (" (a significance test where per-item outputs were "
+                                                         "recorded; not for every column: see matrix.json "
+                                                         "`significance`)" if sig is not None and any(sig.tested.values())
+                                                         else " (no per-item outputs recorded, so no significance "
+                                                              "test: a study run before they were)"))
+    lines = [f"# Results{f' of study `{matrix.study_name}`' if matrix.study_name else ''}", "",
+             f"{metric_title(matrix.metric)} x{scale:g} on the **{matrix.split}** split, protocol "
+             f"**{matrix.protocol}**; {matrix.filled}/{matrix.values.size} cells filled from {matrix.n_trials} "
+             "complete trials. Where several configurations fill a cell the one with the best (mean) **dev** score "
+             "is shown; several seeds of one configuration are averaged, `mean ± std` over seeds (see matrix.json). "
+             f"{rule}; `n/a` = no complete trial; † = mean over the available datasets only. "
+             "A row is the set of losses that were on (weight > 0), cosine-MSE included; row order: matrix.json "
+             "`rows_rule`.", ""]
+    overlap = [f"- {name}: {headline(matrix.overlap[name])}" for name in matrix.datasets if name in matrix.overlap]
+    if overlap:
+        lines += [f"Train/test overlap under protocol {matrix.protocol} (scored test rows whose sentences occur in "
+                  "the protocol's train split):", "", *overlap, ""]
+    return lines
+
+
+def _model_table(matrix: Matrix, mi: int, shown: list[int], scale: float) -> list[str]:
+    block = matrix.values[mi]                                     # (rows, datasets)
+    with np.errstate(all="ignore"):
+        counts = np.isfinite(block).sum(axis=1)
+        means = np.where(counts > 0, np.nansum(block, axis=1) / np.maximum(counts, 1), np.nan)
+    complete = counts == block.shape[1]
+    header = ["Loss", *matrix.datasets, "Mean"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    marked = _marked(matrix, mi)
+    mean_best = _best(np.where(complete, means, np.nan) if complete.any() else means)
+    for ri in shown:
+        cells = [row_title(matrix.rows[ri])]
+        for di in range(block.shape[1]):
+            text = _fmt(block[ri, di], scale)
+            if matrix.n_seeds.size and matrix.n_seeds[mi, ri, di] > 1 and math.isfinite(matrix.std[mi, ri, di]):
+                text += f" ± {matrix.std[mi, ri, di] * scale:.2f}"
+            cells.append(f"**{text}**" if ri in marked[di] else text)
+        text = _fmt(means[ri], scale)
+        text = f"**{text}**" if ri in mean_best else text
+        cells.append(text + ("" if complete[ri] or not math.isfinite(means[ri]) else " †"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _marked(matrix: Matrix, mi: int) -> list[set[int]]:
+    """Per dataset, the rows to mark in bold (significance marks, else the exact maximum)."""
+    sig = matrix.significance
+    if sig is None:
+        return [_best(matrix.values[mi, :, di]) for di in range(len(matrix.datasets))]
+    return [{int(r) for r in np.flatnonzero(sig.marks[mi, :, di])} for di in range(len(matrix.datasets))]
+
+
+def _model_wins(matrix: Matrix, mi: int) -> str:
+    sig = matrix.significance
+    if sig is None or not any(sig.tested.get((mi, di), False) for di in range(len(matrix.datasets))):
+        return wins_line(matrix.values[mi], matrix.rows, matrix.datasets)
+    winners = [set(sig.wins.get((mi, di), [])) for di in range(len(matrix.datasets))]
+    scored = sum(1 for di in range(len(matrix.datasets)) if (mi, di) in sig.tested)
+    exact = [matrix.datasets[di] for di in range(len(matrix.datasets)) if sig.tested.get((mi, di)) is False]
+    return wins_line(matrix.values[mi], matrix.rows, matrix.datasets, winners, significant=True, scored=scored,
+                     untested=exact)
+
+
+def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[set[int]] | None" = None, *,
+              significant: bool = False, scored: "int | None" = None, untested: "list[str] | None" = None) -> str:
     """"Wins (best on a dataset): <row title> 3/7 (sts12, ...), ..." for one model's (rows, datasets)
-    block, most wins first; a tie counts for every tied row. Empty with fewer than two datasets."""
+    block, most wins first; a tie counts for every tied row. Empty with fewer than two datasets.
+
+    ``significant``: ``col_best`` holds per dataset the row that is significantly above every other
+    (or nothing), and the line says so; ``untested`` names datasets where the exact best counted."""
     if len(datasets) < 2:
         return ""
     col_best = col_best if col_best is not None else [_best(block[:, di]) for di in range(block.shape[1])]
-    scored = sum(1 for best in col_best if best)
+    scored = scored if scored is not None else sum(1 for di in range(block.shape[1]) if np.isfinite(block[:, di]).any())
     counts = {ri: [datasets[di] for di, best in enumerate(col_best) if ri in best] for ri in range(len(rows))}
     ranked = sorted(((ri, names) for ri, names in counts.items() if names), key=lambda x: (-len(x[1]), x[0]))
-    if not ranked:
-        return ""
     parts = [f"{row_title(rows[ri])} {len(names)}/{scored} ({', '.join(names)})" for ri, names in ranked]
-    return "Wins (best on a dataset; ties count for each): " + "; ".join(parts) + "."
+    if not significant:
+        return "Wins (best on a dataset; ties count for each): " + "; ".join(parts) + "." if parts else ""
+    note = f" (no test on {', '.join(untested)}: there the exact best counts)" if untested else ""
+    head = "Significant wins (best row significantly above every other row, paired bootstrap p < 0.05)" + note
+    return f"{head}: " + ("; ".join(parts) if parts else f"none on {scored} datasets") + "."
 
 
 def _best(column: np.ndarray) -> set[int]:
