@@ -55,7 +55,7 @@ def mark_unfinished(ax: Any, trials: Sequence[Any]) -> None:
         ax.scatter([n for n, _ in with_value], [v for _, v in with_value], marker="x", color="#888888",
                    label="pruned (last reported value)", zorder=4)
     ticks = {"pruned, nothing reported": [t.number for t in pruned if not t.intermediate_values],
-             "failed or not finished": [t.number for t in trials if t.state == state.FAIL]}
+             "failed or not finished": [t.number for t in trials if t.state not in (state.COMPLETE, state.PRUNED)]}
     for (label, numbers), colour in zip(ticks.items(), ("#888888", "#d62728")):
         if numbers:
             ax.scatter(numbers, [0.02] * len(numbers), marker="|", s=120, color=colour, label=label,

@@ -1,0 +1,189 @@
+"""Export with seed repeats, per-item records and significance marks (synthetic in-memory studies).
+
+Expected numbers are written out by hand: the mean/std/t-interval of three seeds, which cells are
+bold, which wins count, and the trial numbers on the Optuna history plot.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pytest  # noqa: E402
+from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
+
+from tuner.exporter import build_matrix, export_study  # noqa: E402
+from tuner.exporter.items import MAX_ATTR_BYTES, decode_items, encode_items  # noqa: E402
+from tuner.exporter.optuna_plots import history_axes  # noqa: E402
+
+MODEL = "tiny"
+DATASETS = ["stsb", "sickr"]
+N_ITEMS = 60
+GOLD = {name: np.random.default_rng(i).uniform(0, 5, N_ITEMS).round(2) for i, name in enumerate(DATASETS)}
+
+
+def noisy(dataset: str, sd: float, seed: int) -> np.ndarray:
+    """Per-pair 'similarities': gold plus noise (small sd: a good system, large: a poor one)."""
+    return GOLD[dataset] + np.random.default_rng(1000 + seed).normal(0, sd, N_ITEMS)
+
+
+def cell_trial(loss: str, dataset: str, seed: int, dev: float, test: float, items: np.ndarray,
+               pooling: str = "avg") -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=dev,
+        params={"model": MODEL, "loss": loss, "dataset": dataset, "pooling": pooling, "seed": seed},
+        distributions={"model": CategoricalDistribution([MODEL]),
+                       "loss": CategoricalDistribution(["cos_mse", "cosent", "angle"]),
+                       "dataset": CategoricalDistribution(DATASETS), "pooling": CategoricalDistribution(["avg", "cls"]),
+                       "seed": CategoricalDistribution([0, 1, 2])},
+        user_attrs={"model": MODEL, "loss": loss, "metric": "spearman", "protocol": "seed",
+                    f"scores.dev.{dataset}": dev, f"scores.test.{dataset}": test,
+                    f"items.test.{dataset}": encode_items(items, "similarity")})
+
+
+def repeats_study() -> optuna.Study:
+    """A grid with repeats = 3 on two datasets.
+
+    stsb: CoSENT (items near gold) is clearly best. sickr: cos_mse and Angle have identical items
+    (both bold, no win). A second CoSENT configuration (cls pooling) has the single best dev seed
+    (0.90) but the lower mean dev (0.8333 < 0.86): the cell keeps the avg configuration's mean.
+    """
+    study = optuna.create_study(direction="maximize")
+    for key, value in {"sampler": "grid", "metric": "spearman", "protocol": "seed", "task": "sts"}.items():
+        study.set_user_attr(key, value)
+    for name, zero_test, zero_sd in (("stsb", 0.60, 2.5), ("sickr", 0.55, 3.0)):
+        study.set_user_attr(f"zero_shot.{MODEL}.{name}.test", zero_test)
+        study.set_user_attr(f"zero_shot.{MODEL}.{name}.dev", zero_test)
+        study.set_user_attr(f"zero_shot_items.{MODEL}.{name}.test", encode_items(noisy(name, zero_sd, 99), "similarity"))
+        study.set_user_attr(f"gold.{name}.test", encode_items(GOLD[name], "gold"))
+    study.set_user_attr("overlap.stsb", {"dataset": "stsb", "task": "sts", "test": {
+        "n": 60, "any_in_train": 0.25, "both_in_train": 0.1, "pair_in_train": 0.0}})
+    trials = []
+    for seed, (dev, test) in enumerate([(0.85, 0.80), (0.86, 0.82), (0.87, 0.84)]):
+        trials.append(cell_trial("cosent", "stsb", seed, dev, test, noisy("stsb", 0.1, seed)))
+    for seed, (dev, test) in enumerate([(0.90, 0.95), (0.80, 0.95), (0.80, 0.95)]):
+        trials.append(cell_trial("cosent", "stsb", seed, dev, test, noisy("stsb", 0.1, seed), pooling="cls"))
+    for seed, test in enumerate([0.69, 0.70, 0.71]):
+        trials.append(cell_trial("cos_mse", "stsb", seed, test, test, noisy("stsb", 2.5, 10 + seed)))
+    for seed, test in enumerate([0.50, 0.52, 0.54]):
+        trials.append(cell_trial("angle", "stsb", seed, test, test, noisy("stsb", 4.0, 20 + seed)))
+    for seed, test in enumerate([0.60, 0.61, 0.62]):
+        trials.append(cell_trial("cosent", "sickr", seed, test, test, noisy("sickr", 3.0, 30 + seed)))
+    for seed, test in enumerate([0.74, 0.75, 0.76]):                  # cos_mse and angle: the same items
+        trials.append(cell_trial("cos_mse", "sickr", seed, test, test, noisy("sickr", 0.8, 40 + seed)))
+    for seed, test in enumerate([0.75, 0.75, 0.75]):
+        trials.append(cell_trial("angle", "sickr", seed, test, test, noisy("sickr", 0.8, 40 + seed)))
+    for trial in trials:
+        study.add_trial(trial)
+    return study
+
+
+def test_repeats_mean_std_and_t_interval_by_hand(tmp_path: Path) -> None:
+    study = repeats_study()
+    export_study(study, tmp_path, plots=False)
+    values = np.load(tmp_path / "matrix.npy")
+    cosent, cos_mse, angle = 2, 1, 4                      # the seed's row order
+    assert values[0, cosent, 0] == pytest.approx(0.82)    # mean of 0.80, 0.82, 0.84 (not the lucky cls seed's 0.95)
+    assert values[0, cos_mse, 1] == pytest.approx(0.75) and values[0, angle, 0] == pytest.approx(0.52)
+    meta = json.loads((tmp_path / "matrix.json").read_text())
+    cell = next(c for c in meta["cells_detail"] if c["loss"] == "cosent" and c["dataset"] == "stsb")
+    assert cell["n_seeds"] == 3 and cell["trials"] == [0, 1, 2] and cell["seeds"] == [0, 1, 2]
+    assert cell["std"] == pytest.approx(0.02, abs=1e-9)
+    # t(0.975, df=2) = 4.302653; half width = 4.302653 * 0.02 / sqrt(3) = 0.049683
+    assert cell["ci95"] == pytest.approx([0.770317, 0.869683], abs=2e-6)
+    same = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "sickr")
+    assert same["std"] == 0.0 and same["ci95"] == [0.75, 0.75]
+    zero = next(c for c in meta["cells_detail"] if c["loss"] == "zero_shot" and c["dataset"] == "stsb")
+    assert zero["n_seeds"] == 1 and zero["std"] is None and zero["ci95"] is None
+    choice = next(c for c in meta["selection"]["cells_with_several_trials"] if c["loss"] == "cosent")
+    assert choice["chosen_trials"] == [0, 1, 2] and choice["candidates"][1]["trials"] == [3, 4, 5]
+    assert meta["overlap"]["stsb"]["test"]["any_in_train"] == 0.25 and meta["overlap"]["sickr"] is None
+
+
+def test_clear_winner_is_the_only_bold_and_identical_rows_tie(tmp_path: Path) -> None:
+    export_study(repeats_study(), tmp_path, plots=False)
+    md = (tmp_path / "results.md").read_text()
+    assert "| Without Fine-Tuning | 60.00 | 55.00 | 57.50 |" in md
+    assert "| Default Cosine Similarity | 70.00 ± 1.00 | **75.00 ± 1.00** | **72.50** |" in md
+    assert "| CoSENT | **82.00 ± 2.00** | 61.00 ± 1.00 | 71.50 |" in md
+    assert "| Angle | 52.00 ± 2.00 | **75.00 ± 0.00** | 63.50 |" in md
+    assert ("Significant wins (best row significantly above every other row, paired bootstrap p < 0.05): "
+            "CoSENT 1/2 (stsb).") in md
+    assert "- stsb: test 60 pairs: 25.0% share a sentence with train, 10.0% both sentences, 0.0% identical pairs" in md
+    meta = json.loads((tmp_path / "matrix.json").read_text())
+    assert meta["significance"]["all_tested"] is True and meta["significance"]["n_resamples"] == 2000
+    tie = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "sickr")
+    other = next(c for c in meta["cells_detail"] if c["loss"] == "cos_mse" and c["dataset"] == "sickr")
+    tested = tie if "vs_best" in tie else other              # whichever of the two is not the best
+    assert tested["vs_best"]["difference"] == 0.0 and tested["vs_best"]["p_first_not_better"] == 1.0
+    assert tie["marked"] is True and other["marked"] is True
+    poor = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "stsb")
+    assert poor["marked"] is False and poor["vs_best"]["p_first_not_better"] == 0.0
+    csv = (tmp_path / "results.csv").read_text()
+    assert "p_vs_best" in csv.splitlines()[0]
+
+
+def test_without_items_the_single_winner_rule_is_kept_and_said() -> None:
+    study = repeats_study()
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        trial.user_attrs.pop("items.test.stsb", None)
+    m = build_matrix(trials, study.user_attrs, "test")
+    sig = m.significance.to_json()
+    assert sig["all_tested"] is False
+    stsb = next(c for c in sig["columns"] if c["dataset"] == "stsb")
+    assert stsb["tested"] is False and "no per-item outputs" in stsb["why_not"]
+    assert m.significance.marks[0, :, 0].tolist() == [False, False, True, False, False, False, False, False, False]
+
+
+def test_items_record_is_subsampled_the_same_way_and_fits_mysql_text() -> None:
+    big = np.linspace(-1.0, 1.0, 10_000)
+    a, b = encode_items(big, "similarity"), encode_items(big[::-1], "similarity")
+    assert a["n"] == 10_000 and len(a["values"]) == 3000 and a["sample_seed"] == 0
+    assert a["idx"] == b["idx"] and len(json.dumps(a)) < MAX_ATTR_BYTES
+    small = encode_items([1, 0, 1], "correct")
+    assert small == {"kind": "correct", "n": 3, "idx": None, "sample_seed": None, "values": [1, 0, 1]}
+    n, idx, values = decode_items(encode_items([0.123456789, 0.5], "similarity"))
+    assert (n, idx, values.tolist()) == (2, None, [0.12346, 0.5])
+
+
+def test_history_plot_keeps_the_study_trial_numbers() -> None:
+    import matplotlib.pyplot as plt
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": FloatDistribution(0, 1)}
+    state = optuna.trial.TrialState
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.1}, distributions=dist, value=0.1))         # 0
+    study.add_trial(optuna.trial.create_trial(state=state.PRUNED, params={"x": 0.2}, distributions=dist,
+                                              intermediate_values={0: 0.05}))                         # 1
+    study.add_trial(optuna.trial.create_trial(state=state.FAIL, params={"x": 0.3}, distributions=dist))   # 2
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.4}, distributions=dist, value=0.4))         # 3
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=dist, value=0.3))         # 4
+    study.ask()                                                                                          # 5 running
+    ax = history_axes(study.get_trials(deepcopy=False), study.directions)
+    try:
+        by_label = {c.get_label(): c.get_offsets()[:, 0].tolist() for c in ax.collections}
+        assert by_label["Objective Value"] == [0, 3, 4]
+        assert by_label["pruned (last reported value)"] == [1]
+        assert by_label["failed or not finished"] == [2, 5]
+        best = next(line for line in ax.get_lines() if line.get_label() == "Best Value")
+        assert best.get_xdata().tolist() == [0, 1, 2, 3, 4, 5]     # Optuna's best-so-far line, at every number
+    finally:
+        plt.close(ax.figure)
+
+
+def test_export_optuna_history_png_from_every_state(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": FloatDistribution(0, 1)}
+    for i in range(4):
+        state = optuna.trial.TrialState.PRUNED if i == 1 else optuna.trial.TrialState.COMPLETE
+        study.add_trial(optuna.trial.create_trial(
+            state=state, params={"x": i / 4}, distributions=dist, value=None if i == 1 else i / 4,
+            user_attrs={"loss": "cosent", "model": MODEL, "scores.dev.stsb": i / 4, "scores.test.stsb": i / 4}))
+    result = export_study(study, tmp_path)
+    assert (tmp_path / "plots" / "optuna_optimization_history.png").exists(), result.skipped_plots
