@@ -187,3 +187,59 @@ def test_export_optuna_history_png_from_every_state(tmp_path: Path) -> None:
             user_attrs={"loss": "cosent", "model": MODEL, "scores.dev.stsb": i / 4, "scores.test.stsb": i / 4}))
     result = export_study(study, tmp_path)
     assert (tmp_path / "plots" / "optuna_optimization_history.png").exists(), result.skipped_plots
+
+
+@pytest.mark.slow
+def test_tiny_grid_with_repeats_end_to_end(tmp_path: Path, tiny_model_dir: Path, tiny_data_dir: Path) -> None:
+    """The real objective on the tiny BERT: a 1-cell grid with repeats = 2 records per-item outputs,
+    gold, zero-shot items and overlap; the export averages the two seeds and runs the bootstrap."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _tiny import unique, write_grid_study
+
+    from tuner.cli import main
+
+    name = unique("repeats")
+    study_file = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cosent",),
+                                  datasets=("stsb",), extra="repeats = 2")
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    assert main(["optimize", "--study", str(study_file), "--storage", url, "--workers", "1"]) == 0
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert sorted(t.params["seed"] for t in trials) == [42, 43]
+    items = [decode_items(t.user_attrs["items.test.stsb"]) for t in trials]
+    assert items[0][0] == items[1][0] and items[0][1] == items[1][1] is None     # same items, all of them
+    gold = decode_items(study.user_attrs["gold.stsb.test"])
+    assert gold[0] == items[0][0] == len(items[0][2])
+    zero = decode_items(study.user_attrs[f"zero_shot_items.{tiny_model_dir}.stsb.test"])
+    assert zero[0] == gold[0]
+    assert study.user_attrs["overlap.stsb"]["protocol"] == "seed" and "test" in study.user_attrs["overlap.stsb"]
+    out = tmp_path / "export"
+    assert main(["export", "--study", name, "--storage", url, "--out", str(out)]) == 0
+    meta = json.loads((out / "matrix.json").read_text())
+    cell = next(c for c in meta["cells_detail"] if c["loss"] == "cosent")
+    assert cell["n_seeds"] == 2 and sorted(cell["seeds"]) == [42, 43] and cell["has_items"] is True
+    scores = sorted(t.user_attrs["scores.test.stsb"] for t in trials)
+    assert cell["mean"] == pytest.approx(sum(scores) / 2, abs=1e-6)
+    assert meta["significance"]["all_tested"] is True and "vs_zero_shot" in cell
+    assert "stsb: test" in (out / "results.md").read_text()
+
+
+def test_error_bars_where_a_cell_has_several_seeds() -> None:
+    from tuner.exporter.figures import BUILDERS
+
+    values = np.full((2, 9, 1), np.nan)
+    values[:, 0, 0] = [60.0, 50.0]              # zero-shot: one run, no bar
+    values[:, 2, 0] = [82.0, 70.0]              # cosent: 3 seeds on model 0, 1 on model 1
+    errors = np.full((2, 9, 1), np.nan)
+    errors[0, 2, 0] = 2.0
+    lab = {"models": ["a", "b"], "losses": ["zero_shot", "cos_mse", "cosent", "ibn", "angle", "cosent+ibn",
+                                            "cosent+angle", "ibn+angle", "cosent+ibn+angle"],
+           "datasets": ["stsb"], "metric": "spearman", "split": "test", "protocol": "seed", "study": None,
+           "errors": errors}
+    fig = BUILDERS["dataset_panels"](values, lab, 100.0)
+    bars = [c for ax in fig.axes for c in ax.containers]
+    assert len(bars) == 1
+    segments = bars[0].lines[2][0].get_segments()
+    assert [s.tolist() for s in segments] == [[[0.0, 80.0], [0.0, 84.0]]]     # model a, 82 +- 2
