@@ -24,9 +24,17 @@ def test_zero_shot_stsb_matches_sentence_transformers(minilm_path, shared_data):
     assert ours.loc[0, "score"] > 0.8
 
 
-def test_short_real_finetune_moves_the_score(minilm_path, shared_data):
+def test_short_real_finetune_moves_the_score(minilm_path, shared_data, tmp_path):
+    zero_shot = evaluate_model("all-MiniLM-L6-v2", "stsb", data_dir=shared_data, device="cpu",
+                               max_seq_length=64).loc[0, "score"]
     config = RunConfig(model="all-MiniLM-L6-v2", train=["stsb"], data_dir=str(shared_data), weights={"cosent": 1},
-                       batch_size=16, max_steps=8, lr=2e-5, max_seq_length=64, max_train_examples=128)
-    outcome = run_finetune(config, device="cpu", progress=False)
-    assert 0.5 < outcome.scores["test"]["stsb"] < 0.95
+                       batch_size=16, max_steps=8, lr=1e-4, max_seq_length=64, max_train_examples=128)
+    outcome = run_finetune(config, device="cpu", progress=False, output=tmp_path / "m")
+    tuned = outcome.scores["test"]["stsb"]  # the standard protocol's test split = the official test file
     assert np.isfinite(outcome.train.losses).all()
+    # a real change: 8 CoSENT steps at lr 1e-4 on 128 pairs moved STS-B test Spearman 0.8203 -> 0.8182
+    # when written; the evaluation itself is deterministic to ~1e-6, so 1e-3 is no noise
+    assert abs(tuned - zero_shot) > 1e-3, (tuned, zero_shot)
+    # the saved model, loaded back from disk, reproduces the score
+    again = evaluate_model(str(tmp_path / "m"), "stsb", data_dir=shared_data, device="cpu", max_seq_length=64)
+    assert again.loc[0, "score"] == pytest.approx(tuned, abs=1e-5)
