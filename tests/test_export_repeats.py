@@ -243,3 +243,30 @@ def test_error_bars_where_a_cell_has_several_seeds() -> None:
     assert len(bars) == 1
     segments = bars[0].lines[2][0].get_segments()
     assert [s.tolist() for s in segments] == [[[0.0, 80.0], [0.0, 84.0]]]     # model a, 82 +- 2
+
+
+def test_score_eval_sets_returns_items_that_match_the_scores(tiny_model_dir: Path, tiny_data_dir: Path) -> None:
+    """STS similarities give back the recorded Spearman; classification 0/1 correctness gives back the
+    accuracy of the unchanged seed protocol (the refit-per-split path)."""
+    from scipy.stats import spearmanr
+
+    from tuner.config import RunConfig
+    from tuner.engine import prepare_data, score_eval_sets
+    from tuner.evaluate import evaluate_classification
+    from tuner.models import load_encoder
+
+    encoder = load_encoder(str(tiny_model_dir), pooling="cls")
+    sts = prepare_data(RunConfig(model=str(tiny_model_dir), train=["stsb"], task="sts", protocol="seed",
+                                 data_dir=str(tiny_data_dir), batch_size=8))
+    scores, details = score_eval_sets(encoder, sts, ("test",), max_seq_length=32)
+    item = details["test"]["stsb"]
+    assert spearmanr(item["similarities"], item["gold"]).statistic == pytest.approx(scores["test"]["stsb"])
+    cls = prepare_data(RunConfig(model=str(tiny_model_dir), train=["mr"], task="classification", protocol="seed",
+                                 data_dir=str(tiny_data_dir), batch_size=8))
+    scores, details = score_eval_sets(encoder, cls, ("dev", "test"), max_seq_length=32)
+    parts = cls.eval[0][1]
+    for split in ("dev", "test"):
+        correct = details[split]["mr"]["correct"]
+        assert set(np.unique(correct)) <= {0, 1} and len(correct) == len(parts[split])
+        reference = evaluate_classification(encoder, parts[split], parts["train"], protocol="seed", max_seq_length=32)
+        assert float(np.mean(correct)) == pytest.approx(reference["accuracy"]) == scores[split]["mr"]
