@@ -162,9 +162,11 @@ def _record_study_items(study: Any, attrs: dict, model: str, details: dict) -> N
                 if kind_values is None or key in attrs:
                     continue
                 try:
-                    study.set_user_attr(key, encode_items(kind_values[1], kind_values[0]))
+                    record = encode_items(kind_values[1], kind_values[0])
                 except ValueError as exc:  # over the attr size limit: the export falls back, never the run
                     _log.warning("not recorded: %s: %s", key, exc)
+                    record = {"error": str(exc)}   # present, so later trials do not redo the zero-shot pass
+                study.set_user_attr(key, record)
 
 
 def _record_overlap(study: Any, attrs: dict, config: RunConfig, data: Any) -> None:
@@ -178,9 +180,13 @@ def _record_overlap(study: Any, attrs: dict, config: RunConfig, data: Any) -> No
         key = overlap_key(ds.name)
         if key in attrs:
             continue
-        train = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"]
-        held = {k: v for k, v in parts.items() if k in ("dev", "test")}
-        report = splits_overlap({"train": train, **held}, ds.task)
+        try:
+            train = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"]
+            held = {k: v for k, v in parts.items() if k in ("dev", "test")}
+            report = splits_overlap({"train": train, **held}, ds.task)
+        except Exception as exc:  # noqa: BLE001 - a report, never a reason to fail the trial
+            _log.warning("overlap of %s not measured: %s", ds.name, exc)
+            report = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         study.set_user_attr(key, {"dataset": ds.name, "task": ds.task, "protocol": config.protocol,
                                   "seed": SPLIT_SEED, "train_rows": "the protocol's whole train split "
                                   "(a run trains on a sample of it); dev/test: the rows the trials score",

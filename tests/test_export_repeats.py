@@ -270,3 +270,22 @@ def test_score_eval_sets_returns_items_that_match_the_scores(tiny_model_dir: Pat
         assert set(np.unique(correct)) <= {0, 1} and len(correct) == len(parts[split])
         reference = evaluate_classification(encoder, parts[split], parts["train"], protocol="seed", max_seq_length=32)
         assert float(np.mean(correct)) == pytest.approx(reference["accuracy"]) == scores[split]["mr"]
+
+
+def test_tpe_trial_scores_by_seed_fill_one_cell_with_mean_std_and_interval() -> None:
+    study = optuna.create_study(direction="maximize")
+    by_seed = {"42": {"dev": {"stsb": 0.80}, "test": {"stsb": 0.70}},
+               "43": {"dev": {"stsb": 0.82}, "test": {"stsb": 0.74}}}
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.81,
+        user_attrs={"loss": "cosent", "model": MODEL, "scores.dev.stsb": 0.81, "scores.test.stsb": 0.72,
+                    "scores_by_seed": by_seed, "overlap.stsb": {"error": "x"}}))
+    m = build_matrix(study.get_trials(deepcopy=False), {"overlap.stsb": {"error": "no data"}}, "test")
+    cell = (0, 2, 0)
+    assert m.values[cell] == pytest.approx(0.72) and m.n_seeds[cell] == 2
+    assert m.std[cell] == pytest.approx(0.0282843, abs=1e-7)            # |0.74 - 0.70| / sqrt(2)
+    summary = m.seeds[cell]["summary"]                                 # t(0.975, 1) = 12.706205; x 0.02
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((0.465876, 0.974124), abs=2e-6)
+    from tuner.exporter.tables import results_markdown
+
+    assert "- stsb: not measured (no data)" in results_markdown(m)

@@ -116,11 +116,20 @@ def _preamble(matrix: Matrix, scale: float) -> list[str]:
              f"{rule}; `n/a` = no complete trial; † = mean over the available datasets only. "
              "A row is the set of losses that were on (weight > 0), cosine-MSE included; row order: matrix.json "
              "`rows_rule`.", ""]
-    overlap = [f"- {name}: {headline(matrix.overlap[name])}" for name in matrix.datasets if name in matrix.overlap]
+    overlap = [f"- {name}: {_overlap_line(matrix.overlap[name])}" for name in matrix.datasets if name in matrix.overlap]
     if overlap:
         lines += [f"Train/test overlap under protocol {matrix.protocol} (scored test rows whose sentences occur in "
                   "the protocol's train split):", "", *overlap, ""]
     return lines
+
+
+def _overlap_line(report: dict) -> str:
+    if "error" in report:
+        return f"not measured ({report['error']})"
+    try:
+        return headline(report)
+    except (KeyError, TypeError, ValueError):
+        return "recorded in an unknown form (see matrix.json)"
 
 
 def _model_table(matrix: Matrix, mi: int, shown: list[int], scale: float) -> list[str]:
