@@ -289,3 +289,18 @@ def test_tpe_trial_scores_by_seed_fill_one_cell_with_mean_std_and_interval() -> 
     from tuner.exporter.tables import results_markdown
 
     assert "- stsb: not measured (no data)" in results_markdown(m)
+
+
+def test_column_replicates_give_paired_bootstraps_result() -> None:
+    """The per-column shortcut reproduces tuner.stats.paired_bootstrap for every pair."""
+    from tuner.exporter.significance import _from_replicates, spearman_replicates
+    from tuner.stats import paired_bootstrap
+
+    gold = GOLD["stsb"]
+    items = {0: noisy("stsb", 1.0, 1), 1: noisy("stsb", 1.5, 2), 2: noisy("stsb", 1.5, 2)}
+    reps = spearman_replicates(items, gold, 500)
+    for a, b in ((0, 1), (1, 0), (1, 2)):
+        ours = _from_replicates(items[a], items[b], gold, reps[a], reps[b], 500)
+        ref = paired_bootstrap(items[a], items[b], gold, n_resamples=500, seed=0)
+        for key in ("difference", "ci_low", "ci_high", "p_a_not_better", "p_two_sided"):
+            assert ours[key] == pytest.approx(ref[key], abs=1e-12), key

@@ -88,6 +88,52 @@ def bootstrap(a: np.ndarray, b: np.ndarray, gold: Optional[np.ndarray], metric: 
                             n_resamples=n_resamples, seed=seed)
 
 
+def _rank_centred(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    r = rankdata(a, axis=1)
+    return r - r.mean(axis=1, keepdims=True)
+
+
+def spearman_replicates(items: dict[int, np.ndarray], gold: np.ndarray, n_resamples: int = N_BOOTSTRAP,
+                        seed: int = BOOTSTRAP_SEED) -> dict[int, np.ndarray]:
+    """Per row, its Spearman correlation with gold in each bootstrap replicate ([n_resamples]).
+
+    The replicates are :func:`tuner.stats.paired_bootstrap`'s (same generator, seed and batches of
+    250), so the difference of two rows' replicates is exactly what ``paired_bootstrap`` resamples;
+    drawing them once per column ranks gold and each row once instead of once per comparison."""
+    n = len(gold)
+    rng = np.random.default_rng(seed)
+    out: dict[int, list[np.ndarray]] = {r: [] for r in items}
+    for start in range(0, n_resamples, 250):
+        idx = rng.integers(0, n, size=(min(250, n_resamples - start), n))
+        rg = _rank_centred(gold[idx])
+        gg = (rg * rg).sum(axis=1)
+        for r, values in items.items():
+            ra = _rank_centred(values[idx])
+            denom = np.sqrt((ra * ra).sum(axis=1) * gg)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[r].append(np.where(denom > 0, (ra * rg).sum(axis=1) / denom, np.nan))
+    return {r: np.concatenate(v) for r, v in out.items()}
+
+
+def _from_replicates(a: np.ndarray, b: np.ndarray, gold: np.ndarray, ra: np.ndarray, rb: np.ndarray,
+                     n_resamples: int) -> dict[str, Any]:
+    """paired_bootstrap's result for Spearman from precomputed replicates."""
+    from scipy.stats import spearmanr
+
+    d = ra - rb
+    valid = d[np.isfinite(d)]
+    lo, hi = np.quantile(valid, [0.025, 0.975]) if len(valid) else (math.nan, math.nan)
+    p_not_better = float(np.mean(valid <= 0)) if len(valid) else math.nan
+    p_not_worse = float(np.mean(valid >= 0)) if len(valid) else math.nan
+    sa, sb = float(spearmanr(a, gold).statistic), float(spearmanr(b, gold).statistic)
+    return {"metric": "spearman", "n": len(a), "a": sa, "b": sb, "difference": sa - sb, "ci_low": float(lo),
+            "ci_high": float(hi), "confidence": 0.95, "p_a_not_better": p_not_better,
+            "p_two_sided": min(1.0, 2.0 * min(p_not_better, p_not_worse)), "n_resamples": n_resamples,
+            "invalid_resamples": int(len(d) - len(valid)), "seed": BOOTSTRAP_SEED}
+
+
 def _column_items(matrix: Any, mi: int, di: int, rows: list[int]) -> tuple[Optional[dict], Optional[np.ndarray], str]:
     """({row: values}, gold, why-not) for one column; None when a filled row lacks comparable items."""
     name = matrix.datasets[di]
@@ -133,13 +179,19 @@ def significance_of(matrix: Any, n_resamples: int = N_BOOTSTRAP) -> Significance
             sig.tested[(mi, di)] = True
             sig.marks[mi, best, di] = True
             below_all = True
+            reps = spearman_replicates(items, gold, n_resamples) if matrix.metric == "spearman" else None
+
+            def test(a: int, b: int) -> dict[str, Any]:
+                if reps is None:
+                    return bootstrap(items[a], items[b], gold, matrix.metric, n_resamples=n_resamples)
+                return _from_replicates(items[a], items[b], gold, reps[a], reps[b], n_resamples)
+
             for ri in rows:
                 if zero is not None and ri != zero and zero in items:
-                    sig.vs_zero_shot[(mi, ri, di)] = bootstrap(items[ri], items[zero], gold, matrix.metric,
-                                                               n_resamples=n_resamples)
+                    sig.vs_zero_shot[(mi, ri, di)] = test(ri, zero)
                 if ri == best:
                     continue
-                result = bootstrap(items[best], items[ri], gold, matrix.metric, n_resamples=n_resamples)
+                result = test(best, ri)
                 p = result["p_a_not_better"]
                 below = p is not None and p < ALPHA
                 sig.vs_best[(mi, ri, di)] = {**result, "alpha": ALPHA, "below": bool(below)}
