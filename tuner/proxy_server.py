@@ -22,7 +22,7 @@ themselves. Two other designs were rejected:
 - a lock only in the proxy's memory: two proxies on one database, or a proxy client next to a
   direct ``postgresql://`` worker, would not exclude each other.
 
-So ``TryLock`` takes the *database's* lock (:func:`tuner.storage.named_lock`, the same one direct
+So ``TryLock`` takes the *database's* lock (:func:`tuner.locks.named_lock`, the same one direct
 workers take) inside the proxy and keeps it for the client under a lease: the client renews it
 every ``lease/3`` seconds while its step runs (milliseconds, normally) and releases it with
 ``Unlock``. A client that dies or is cut off stops renewing and the lease expires after
@@ -47,7 +47,8 @@ import grpc
 
 from tuner.errors import TunerError
 from tuner.grpc_storage import METHODS, SERVICE, dumps, loads
-from tuner.storage import StorageHandle, call_with_retry, named_lock, open_storage
+from tuner.locks import named_lock
+from tuner.storage import StorageHandle, call_with_retry, open_storage
 
 DEFAULT_PORT = 13000
 DEFAULT_THREADS = 32

@@ -4,7 +4,7 @@ Exactly once for grid studies
 -----------------------------
 Optuna's ``GridSampler`` can hand the same cell to two workers, so grid studies do not use it.
 Instead every step that decides what runs next happens under one study-wide lock
-(:func:`tuner.storage.named_lock`: ``pg_advisory_lock`` / MySQL ``GET_LOCK`` / ``flock`` beside the
+(:func:`tuner.locks.named_lock`: ``pg_advisory_lock`` / MySQL ``GET_LOCK`` / ``flock`` beside the
 SQLite file / for ``grpc://``, a lease that ``tuner storage-proxy`` holds on the database's lock,
 :mod:`tuner.proxy_server`), held only for milliseconds:
 
