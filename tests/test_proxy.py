@@ -48,6 +48,15 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             proc.wait()
 
 
+def drop_study(url: str, name: str) -> None:
+    """Delete a test's study from the server (cleanup, also after a failure)."""
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        delete_study(handle, name)
+    finally:
+        handle.close()
+
+
 def trials_of(url: str, name: str) -> list:
     handle = open_storage(url, heartbeat_interval=None, grace_period=None)
     try:
@@ -165,9 +174,7 @@ def test_proxy_four_workers_grid_exactly_once(tmp_path, tiny_data_dir, pg_proxy)
         assert_exactly_once(trials, 16)
         assert len(trials) == 16 and len({t.user_attrs["worker"] for t in trials}) >= 3
     finally:
-        handle = open_storage(PG_URL, heartbeat_interval=None, grace_period=None)
-        delete_study(handle, name)
-        handle.close()
+        drop_study(PG_URL, name)
 
 
 @pytest.mark.db
@@ -198,9 +205,7 @@ def test_proxy_killed_and_restarted_mid_study(tmp_path, tiny_data_dir):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-        handle = open_storage(PG_URL, heartbeat_interval=None, grace_period=None)
-        delete_study(handle, name)
-        handle.close()
+        drop_study(PG_URL, name)
 
 
 @pytest.mark.db
