@@ -12,7 +12,9 @@ retried (:func:`tuner.storage.call_with_retry`).
 """
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -103,6 +105,7 @@ class TunerRDBStorage(RDBStorage):
 
     def _setup_engine(self) -> None:
         creator = (self.engine_kwargs or {}).get("creator")
+        self._in_memory = isinstance(creator, SQLiteConnect) and creator.in_memory
         if isinstance(creator, SQLiteConnect) and not creator.in_memory:
             _install_begin_immediate(self.engine)
 
@@ -120,7 +123,23 @@ def open_tuner_rdb(url: str, engine_kwargs: dict[str, Any], heartbeat_interval: 
                                grace_period=grace_period)
 
 
+# One in-memory database is one sqlite3 connection in autocommit mode, shared by the threads of the
+# process (StaticPool): optuna's read-then-write steps (a new trial's number, a state change) are
+# not atomic there unless the calls take turns. File and server databases use transactions instead.
+_IN_MEMORY_TURNS = threading.RLock()
+
+
+def _taking_turns_in_memory(method: Any) -> Any:
+    @functools.wraps(method)
+    def call(self: TunerRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self, "_in_memory", False):
+            return method(self, *args, **kwargs)
+        with _IN_MEMORY_TURNS:
+            return method(self, *args, **kwargs)
+    return call
+
+
 for _name in RETRIED_METHODS:
     _base = getattr(RDBStorage, _name, None)
     if _base is not None:
-        setattr(TunerRDBStorage, _name, retrying_method(_base))
+        setattr(TunerRDBStorage, _name, _taking_turns_in_memory(retrying_method(_base)))
