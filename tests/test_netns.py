@@ -79,13 +79,16 @@ def optimize(host, study: Path, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
+def finish(proc: subprocess.Popen, host, timeout: float = 400) -> tuple[int, str]:
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"optimize did not finish in {timeout}s: {err[-3000:]}")
+        host.power_off()  # its workers too (they run in their own sessions and hold the pipe open)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            err = "(no output: the process did not exit after SIGKILL)"
+        raise AssertionError(f"optimize on {host.name} did not finish in {timeout}s: {err[-3000:]}")
     return proc.returncode, err
 
 
@@ -117,7 +120,7 @@ def study_for(tmp_path: Path, model: Path, data: Path, prefix: str, epochs: int,
 def test_two_hosts_share_one_grid_exactly_once(network, tmp_path, tiny_model_dir, tiny_data_dir):
     name, study = study_for(tmp_path, tiny_model_dir, tiny_data_dir, "hosts", epochs=1)
     procs = [optimize(h, study, tmp_path / h.name) for h in network.hosts]
-    results = [finish(p) for p in procs]
+    results = [finish(p, h) for p, h in zip(procs, network.hosts)]
     assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
     per_host = assert_exactly_once(trials(network, name), 8)
     print(f"\n[netns] shared grid: 8 cells, each COMPLETE once; cells per host {dict(per_host)}")
@@ -140,7 +143,7 @@ def _vanish(network, tmp_path, tiny_model_dir, tiny_data_dir, how: str) -> None:
                   if r["state"] == "RUNNING" and r["worker"].startswith(lost_host.name + ":"))
     if how == "partition":
         lost_host.link(up=False)
-        code, err = finish(procs[lost_host.name], timeout=300)
+        code, err = finish(procs[lost_host.name], lost_host, timeout=300)
         assert code != 0 and "Traceback" not in err, err[-3000:]
         stops = [line for line in err.splitlines() if line.startswith("error:")]
         assert stops and "lost the connection to" in stops[0] and "run the same command again" in stops[0], err[-3000:]
@@ -149,7 +152,7 @@ def _vanish(network, tmp_path, tiny_model_dir, tiny_data_dir, how: str) -> None:
         killed = lost_host.power_off()
         procs[lost_host.name].wait(timeout=30)
         outcome = f"{lost_host.name} powered off ({killed} processes SIGKILLed)"
-    code, err = finish(procs[other.name])
+    code, err = finish(procs[other.name], other)
     assert code == 0, err[-3000:]
     rows = trials(network, name)
     per_host = assert_exactly_once(rows, 4)
@@ -160,7 +163,7 @@ def _vanish(network, tmp_path, tiny_model_dir, tiny_data_dir, how: str) -> None:
 
     if how == "partition":
         lost_host.link(up=True)
-    again_code, again_err = finish(optimize(lost_host, study, tmp_path / lost_host.name))
+    again_code, again_err = finish(optimize(lost_host, study, tmp_path / lost_host.name), lost_host)
     assert again_code == 0, again_err[-3000:]
     after = trials(network, name)
     assert_exactly_once(after, 4)

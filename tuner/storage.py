@@ -328,8 +328,14 @@ class StorageConfigError(TunerError, ValueError):
 
 # PostgreSQL: notice a cut network in seconds, not after the kernel's ~15 minutes of TCP
 # retransmissions: keepalives on idle connections, TCP_USER_TIMEOUT on unacknowledged writes.
+# Keepalives both ways. The client side finds a dead server; the server side (``options``, session
+# settings any user may set) finds a dead *client* within about half a minute, so a host that loses
+# its network while holding the study lock or a row lock does not block the other hosts for the
+# kernel's default two hours.
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-                   "keepalives_count": 3, "tcp_user_timeout": 20000}
+                   "keepalives_count": 3, "tcp_user_timeout": 20000,
+                   "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+                              "-c tcp_user_timeout=20000"}
 
 
 @dataclass
