@@ -10,7 +10,7 @@ proxy does not carry, served by a second gRPC service of the same proxy process
 - the study lock (:meth:`TunerGrpcStorage.lock`): a *lease* held by the proxy on the client's
   behalf, backed by the database's own lock (see :mod:`tuner.proxy_server` for why).
 
-Every call is retried like an ``RDBStorage`` call (:func:`tuner.storage.call_with_retry`): a proxy
+Every call is retried like an ``RDBStorage`` call (:func:`tuner.storage_retry.call_with_retry`): a proxy
 that is down, restarting or cut off answers ``UNAVAILABLE``, which counts as a lost connection and
 is retried for ``$TUNER_STORAGE_RETRY_S`` seconds. Optuna's return values and exceptions
 (``KeyError``, ``UpdateFinishedTrialError``, ...) pass through unchanged.
@@ -35,7 +35,8 @@ from optuna.storages._grpc.client import GrpcClientCache
 from optuna.storages._heartbeat import BaseHeartbeat
 
 from tuner.errors import TunerError
-from tuner.storage import StorageUnavailable, call_with_retry, mask_url, parse_grpc_url, retrying_method
+from tuner.storage import mask_url, parse_grpc_url
+from tuner.storage_retry import StorageUnavailable, call_with_retry, retrying_method
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=ExperimentalWarning)

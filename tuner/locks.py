@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from tuner.errors import TunerError
-from tuner.storage import StorageHandle, call_with_retry, is_disconnect, sqlite_path
+from tuner.storage import StorageHandle, sqlite_path
+from tuner.storage_retry import call_with_retry, is_disconnect
 
 _log = logging.getLogger("tuner.storage")
 

@@ -48,7 +48,8 @@ import grpc
 from tuner.errors import TunerError
 from tuner.grpc_storage import METHODS, SERVICE, dumps, loads
 from tuner.locks import named_lock
-from tuner.storage import StorageHandle, call_with_retry, open_storage
+from tuner.storage import StorageHandle, open_storage
+from tuner.storage_retry import call_with_retry
 
 DEFAULT_PORT = 13000
 DEFAULT_THREADS = 32
