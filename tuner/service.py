@@ -25,7 +25,7 @@ step 4 then fails the extra copy as ``failure = "duplicate: ..."`` instead of ru
 lost connection a pop whose reply was lost is taken as the worker's own (the trial is RUNNING;
 if the lock was lost too and another worker claimed it, both run it and the second ``tell`` is
 refused, so it still completes once). Storage calls retry a lost
-connection for ``$TUNER_STORAGE_RETRY_S`` seconds (:mod:`tuner.storage`). A worker with nothing to pop waits while
+connection for ``$TUNER_STORAGE_RETRY_S`` seconds (:mod:`tuner.storage_retry`). A worker with nothing to pop waits while
 other workers still run cells (one of them may die, and its cell comes back after the grace
 period) and stops when every cell is done or out of retries.
 
@@ -36,6 +36,9 @@ other workers' running trials with their parameters; with ``TPESampler(constant_
 those count as bad results and the next suggestion moves elsewhere. A trial whose worker died is
 re-queued with its parameters by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`.
 The study stops at ``n_trials`` COMPLETE+PRUNED trials (failed ones are replaced).
+
+Cell states and progress are computed in :mod:`tuner.study_progress`; the signal guard and the
+heartbeat thread around each trial are in :mod:`tuner.trial_runtime`.
 """
 from __future__ import annotations
 
@@ -43,24 +46,23 @@ import copy
 import json
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 import warnings
 import zlib
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from tuner import study_progress
 from tuner.errors import TunerError
-from tuner.storage import StorageHandle, StorageUnavailable, last_call_reconnected, mask_url
-from tuner.study import StudySpec, cell_key
+from tuner.storage import StorageHandle, mask_url
+from tuner.storage_retry import StorageUnavailable, last_call_reconnected
+from tuner.study import StudySpec
+from tuner.study_progress import (  # noqa: F401 - these names were defined here; still importable from here
+    DUPLICATE, INTERRUPTED, RESET_ATTR, CellState, Progress, cell_key_of, counts_against_retries, describe_exhausted)
+from tuner.trial_runtime import Heartbeat, SignalGuard
 
 _log = logging.getLogger(__name__)
-INTERRUPTED = "interrupted"
-DUPLICATE = "duplicate"  # a queued copy of a cell that already ran (possible after a lost lock); never run
-RESET_ATTR = "retries_reset_after"  # study user attr: failures up to this trial number no longer count
 
 
 def _optuna() -> Any:
@@ -74,107 +76,8 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass
-class CellState:
-    params: dict
-    complete: list[int] = field(default_factory=list)
-    pruned: list[int] = field(default_factory=list)
-    running: list[int] = field(default_factory=list)
-    waiting: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)  # counted against max_retries
-    interrupted: list[int] = field(default_factory=list)  # Ctrl-C, or failures before --retry-failed
-
-    @property
-    def done(self) -> bool:
-        return bool(self.complete or self.pruned)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.running or self.waiting)
-
-
-@dataclass
-class Progress:
-    """Where a study stands (computed from its trials)."""
-
-    target: int
-    complete: int = 0
-    pruned: int = 0
-    running: int = 0
-    waiting: int = 0
-    failed: int = 0
-    exhausted: list[dict] = field(default_factory=list)  # grid cells out of retries
-    duplicates: int = 0  # grid cells with more than one COMPLETE trial (must stay 0)
-
-    @property
-    def finished(self) -> bool:
-        """Nothing left to run: every cell/trial done or given up, nothing running or queued."""
-        return self.running == 0 and self.waiting == 0 and (self.complete + self.pruned + len(self.exhausted) >= self.target)
-
-
 class StopRequested(Exception):
     pass
-
-
-class SignalGuard:
-    """Turn SIGINT/SIGTERM into one KeyboardInterrupt, raised only while a trial trains.
-
-    Outside training (scanning, popping, telling) the signal only sets ``requested`` and the loop
-    stops at the next safe point, so no storage write is cut in half. Further signals are ignored.
-    """
-
-    def __init__(self) -> None:
-        self.requested: Optional[str] = None
-        self.interruptible = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "SignalGuard":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested is not None:
-            return
-        self.requested = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
-        if self.interruptible:
-            raise KeyboardInterrupt(self.requested)
-
-
-class _Heartbeat:
-    def __init__(self, storage: Any, trial_id: int, interval: Optional[int]) -> None:
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self) -> "_Heartbeat":
-        if self.interval:
-            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.trial_id}", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    self.storage.record_heartbeat(self.trial_id)
-                except Exception as exc:  # noqa: BLE001 - keep beating; the trial itself reports errors
-                    _log.warning("heartbeat for trial id %s failed: %s", self.trial_id, exc)
-        finally:
-            try:
-                self.storage.remove_session()
-            except Exception:  # noqa: BLE001
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
 
 ObjectiveFn = Callable[[Any, Any], float]
@@ -259,67 +162,14 @@ class StudyService:
 
     def _counts(self, t: Any) -> bool:
         """Does this FAIL trial count against the retry budget?"""
-        failure = str(t.user_attrs.get("failure", ""))
-        return not failure.startswith((INTERRUPTED, DUPLICATE)) and t.number > self.reset_after
+        return counts_against_retries(t, self.reset_after)
 
     # ---------------------------------------------------------------- state
-    def _cell_key_of(self, t: Any, names: list[str]) -> Optional[str]:
-        params = dict(t.params) if t.params else dict(t.system_attrs.get("fixed_params", {}))
-        if not params or any(n not in params for n in names):
-            return None
-        return cell_key({n: params[n] for n in names})
-
     def cell_states(self, trials: list) -> dict[str, CellState]:
-        optuna = _optuna()
-        TS = optuna.trial.TrialState
-        states = {cell_key(c): CellState(c) for c in self.spec.cells()}
-        names = list(self.spec.cells()[0]) if states else []
-        for t in trials:
-            key = self._cell_key_of(t, names)
-            state = states.get(key) if key is not None else None
-            if state is None:
-                continue
-            if t.state == TS.COMPLETE:
-                state.complete.append(t.number)
-            elif t.state == TS.PRUNED:
-                state.pruned.append(t.number)
-            elif t.state == TS.RUNNING:
-                state.running.append(t.number)
-            elif t.state == TS.WAITING:
-                state.waiting.append(t.number)
-            elif t.state == TS.FAIL:
-                (state.failed if self._counts(t) else state.interrupted).append(t.number)
-        return states
+        return study_progress.cell_states(self.spec, trials, self._counts)
 
     def progress(self, trials: list) -> Progress:
-        optuna = _optuna()
-        TS = optuna.trial.TrialState
-        p = Progress(target=self.spec.target_trials)
-        if self.spec.is_grid:
-            for state in self.cell_states(trials).values():
-                if state.complete:
-                    p.complete += 1
-                    p.duplicates += len(state.complete) - 1
-                elif state.pruned:
-                    p.pruned += 1
-                elif not state.busy and len(state.failed) > self.spec.max_retries:
-                    p.exhausted.append(state.params)
-                p.running += len(state.running)
-                p.waiting += len(state.waiting)
-                p.failed += len(state.failed)
-            return p
-        for t in trials:
-            if t.state == TS.COMPLETE:
-                p.complete += 1
-            elif t.state == TS.PRUNED:
-                p.pruned += 1
-            elif t.state == TS.RUNNING:
-                p.running += 1
-            elif t.state == TS.WAITING:
-                p.waiting += 1
-            elif t.state == TS.FAIL and self._counts(t):
-                p.failed += 1
-        return p
+        return study_progress.progress(self.spec, trials, self._counts)
 
     # ---------------------------------------------------------------- steps under the lock
     def fail_stale(self, study: Any) -> list:
@@ -388,14 +238,14 @@ class StudyService:
         taken: set = set()
         if self.spec.is_grid and trials is not None:
             names = list(self.spec.cells()[0]) if self.spec.cells() else []
-            taken = {self._cell_key_of(t, names) for t in trials if t.state in (TS.COMPLETE, TS.PRUNED, TS.RUNNING)}
+            taken = {cell_key_of(t, names) for t in trials if t.state in (TS.COMPLETE, TS.PRUNED, TS.RUNNING)}
         # The trials just scanned under this lock say which are WAITING (no second read of the whole
         # queue: a pop costs one scan); WAITING -> RUNNING below is a compare-and-set regardless.
         waiting = ([t for t in trials if t.state == TS.WAITING] if trials is not None else
                    storage.get_all_trials(study._study_id, deepcopy=False, states=(TS.WAITING,)))
         for t in sorted(waiting, key=lambda t: t.number):
             try:
-                if taken and self._cell_key_of(t, names) in taken:
+                if taken and cell_key_of(t, names) in taken:
                     storage.set_trial_user_attr(t._trial_id, "failure",
                                                 f"{DUPLICATE}: this cell was queued twice and is already running or done; not run")
                     storage.set_trial_state_values(t._trial_id, state=TS.FAIL)
@@ -482,7 +332,7 @@ class StudyService:
                 trial, choice, progress = self._next_trial(study)
                 if trial is None:
                     if progress.exhausted and progress.running == 0 and progress.waiting == 0:
-                        log(f"{label}: giving up: {_describe_exhausted(progress.exhausted, self.spec.max_retries)}")
+                        log(f"{label}: giving up: {describe_exhausted(progress.exhausted, self.spec.max_retries)}")
                         return 1
                     if progress.running == 0 and progress.waiting == 0:
                         return 0
@@ -504,7 +354,7 @@ class StudyService:
                  guard: SignalGuard) -> tuple[Any, Optional[float], Optional[str]]:
         optuna = _optuna()
         TS = optuna.trial.TrialState
-        beat = _Heartbeat(self.handle.storage, trial._trial_id, self.handle.heartbeat_interval).start()
+        beat = Heartbeat(self.handle.storage, trial._trial_id, self.handle.heartbeat_interval).start()
         value: Optional[float] = None
         failure: Optional[str] = None
         state = TS.COMPLETE
@@ -539,14 +389,6 @@ class StudyService:
             failure_to_set = failure
         self._finish(study, trial, value, state, failure_to_set)
         return state, value, failure
-
-
-def _describe_exhausted(exhausted: list[dict], retries: int) -> str:
-    if exhausted and "failed_trials" in exhausted[0]:
-        return f"{exhausted[0]['failed_trials']} trials failed; see python -m tuner status"
-    shown = "; ".join(json.dumps(c, sort_keys=True) for c in exhausted[:3])
-    more = f" and {len(exhausted) - 3} more" if len(exhausted) > 3 else ""
-    return f"{len(exhausted)} cell(s) failed {retries + 1} times: {shown}{more}; see python -m tuner status"
 
 
 def _jsonable(value: Any) -> Any:
