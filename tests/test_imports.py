@@ -25,15 +25,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 REASON_MARK = "Long because:"
 
-#: Modules that other engineers are shrinking while this test is written: skipped (with who and
-#: why) instead of failing. Remove an entry as soon as its module passes.
-OWNED_ELSEWHERE: dict[str, str] = {
-    "tuner/data/readers.py": "413 lines; owned by the data engineer (issue #12 split pending)",
-    "tuner/service.py": "557 lines; owned by the service engineer, being split (issue #12)",
-    "tuner/storage.py": "468 lines after the locks moved to tuner/locks.py; the retry machinery is next (issue #12)",
-}
-
-
 @dataclass(repr=False)
 class Module:
     name: str
@@ -249,12 +240,7 @@ def size_offenders(mod: Module) -> list[str]:
 
 
 def _size_params() -> list:
-    params = []
-    for path in _files():
-        rel = str(path.relative_to(REPO))
-        marks = [pytest.mark.skip(reason=OWNED_ELSEWHERE[rel])] if rel in OWNED_ELSEWHERE else []
-        params.append(pytest.param(rel, id=rel, marks=marks))
-    return params
+    return [pytest.param(rel, id=rel) for rel in (str(path.relative_to(REPO)) for path in _files())]
 
 
 @pytest.mark.parametrize("rel", _size_params())

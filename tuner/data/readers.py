@@ -11,7 +11,8 @@
    not a dataset, and is rejected with a hint to pass it as ``--data-dir``.
 2. a built-in name (see :func:`~tuner.data.registry.canonical_name`) found in the data dir
    (``data_dir`` argument, else ``TUNER_DATA_DIR``, else auto-detected ``shared/data``).
-3. the same built-in from the Hugging Face hub (``datasets`` is imported only then).
+3. the same built-in from the Hugging Face hub (:mod:`tuner.data.hub`; ``datasets`` is imported
+   only then).
 4. anything else -> "unknown dataset" error.
 
 Custom data: the one table is stored under ``"all"`` (STS too); when it has a ``split`` column
@@ -31,10 +32,10 @@ import pandas as pd
 from tuner.errors import TunerError
 
 from . import registry
+from .hub import load_hub_builtin, load_hub_nli
 from .registry import (
     BUILTIN_DATASETS,
     DEFAULT_SCORE_RANGE,
-    HUB_SOURCES,
     SCORE_RANGES,
     Dataset,
     builtin_files,
@@ -236,120 +237,6 @@ def _load_local_builtin(name: str, files: dict[str, Path], data_dir: Path, label
                    score_range=rng, builtin=True)
 
 
-def _hub_unreachable(name: str, extra: str = "") -> TunerError:
-    return TunerError(
-        f"dataset '{name}' not found locally and the Hugging Face hub is unreachable{extra}; "
-        f"pass --data-dir DIR (layout of shared/data) or set TUNER_DATA_DIR"
-    )
-
-
-def _looks_offline(exc: BaseException) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or \
-            os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        text = f"{type(exc).__name__} {exc}".lower()
-        if isinstance(exc, (ConnectionError, TimeoutError)) or any(
-            k in text for k in ("offline", "connection", "couldn't reach", "could not reach", "timed out",
-                                "timeout", "name resolution", "network", "max retries")
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _normalise_hub_frame(name: str, df: pd.DataFrame, src: registry.HubSource) -> pd.DataFrame:
-    if task_of(name) == "sts":
-        return df[[c for c in ("sentence1", "sentence2", "score") if c in df.columns] or list(df.columns)]
-    out = pd.DataFrame()
-    text_col = src.text_column if src.text_column in df.columns else ("text" if "text" in df.columns else "sentence")
-    if text_col not in df.columns or "label" not in df.columns:
-        return df  # validation names what is missing
-    out["sentence"] = df[text_col]
-    if src.label_from_text and "label_text" in df.columns:
-        mapped = df["label_text"].astype(str).str.strip().str.lower().map(src.label_from_text)
-        out["label"] = mapped.where(mapped.notna(), df["label"])
-    elif src.flip_labels:
-        out["label"] = 1 - pd.to_numeric(df["label"], errors="coerce")
-    else:
-        out["label"] = df["label"]
-    return out
-
-
-def _load_hub_builtin(name: str, label: str | None) -> Dataset:
-    src = HUB_SOURCES[name]
-    try:
-        import datasets as hf_datasets  # lazy: slow import, optional at runtime
-    except ImportError:
-        raise TunerError(
-            f"dataset '{name}' not found locally and the 'datasets' package is not installed; "
-            f"pass --data-dir DIR (layout of shared/data), set TUNER_DATA_DIR, or pip install datasets"
-        ) from None
-    try:
-        dsd = hf_datasets.load_dataset(src.repo_id)
-    except Exception as exc:  # network errors come in many types (requests, httpx, OSError, ...)
-        if _looks_offline(exc):
-            raise _hub_unreachable(name) from None
-        msg = " ".join(str(exc).split())[:200]
-        raise TunerError(
-            f"dataset '{name}' not found locally and loading '{src.repo_id}' from the Hugging Face hub failed "
-            f"({type(exc).__name__}: {msg}); pass --data-dir DIR (layout of shared/data) or set TUNER_DATA_DIR"
-        ) from None
-    task = task_of(name)
-    rng = SCORE_RANGES.get(name)
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for hub_split, ours in src.splits.items():
-        if hub_split not in dsd:
-            continue
-        frame = _normalise_hub_frame(name, dsd[hub_split].to_pandas(), src)
-        parts.setdefault(ours, []).append(frame)
-    if not parts:
-        raise TunerError(
-            f"'{src.repo_id}' on the Hugging Face hub has none of the splits {', '.join(src.splits)} "
-            f"(has: {', '.join(dsd)}); pass --data-dir DIR (layout of shared/data) instead"
-        )
-    splits = {}
-    for ours in ("train", "dev", "test", "all"):
-        if ours in parts:
-            df = pd.concat(parts[ours], ignore_index=True)
-            splits[ours] = validate_table(df, task, f"{src.repo_id} ({ours})", score_range=rng, allow_blank=True)
-    return Dataset(name=label or name, task=task, splits=splits, source=src.repo_id, score_range=rng, builtin=True)
-
-
-def _load_hub_nli(name: str, label: str | None) -> Dataset:
-    """An NLI built-in from the hub (``registry.NLI_HUB_SOURCES``); pairs without a gold label are dropped."""
-    src = registry.NLI_HUB_SOURCES[name]
-    shown = f"{src.repo_id}" + (f" ({src.config})" if src.config else "")
-    offline_hint = ("use the built-in 'snli' (SNLI dev+test in shared/data/nli/snli) or a file with columns "
-                    "premise, hypothesis, label")
-    try:
-        import datasets as hf_datasets  # lazy: slow import
-    except ImportError:
-        raise TunerError(f"NLI dataset '{name}' comes from the Hugging Face hub ({shown}) and the 'datasets' "
-                         f"package is not installed; pip install datasets, or {offline_hint}") from None
-    try:
-        dsd = hf_datasets.load_dataset(src.repo_id, src.config) if src.config else hf_datasets.load_dataset(src.repo_id)
-    except Exception as exc:  # network errors come in many types
-        reason = "the hub is unreachable" if _looks_offline(exc) else \
-            f"loading it failed ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
-        raise TunerError(f"NLI dataset '{name}' is only on the Hugging Face hub ({shown}) and {reason}; "
-                         f"{offline_hint}") from None
-    splits: dict[str, pd.DataFrame] = {}
-    for hub_split, ours in src.splits.items():
-        if hub_split not in dsd:
-            continue
-        frame = dsd[hub_split].to_pandas()
-        if "label" in frame.columns:  # SNLI on the hub: -1 = annotators did not agree (no gold label)
-            frame = frame[pd.to_numeric(frame["label"], errors="coerce").fillna(0) >= 0]
-        splits[ours] = validate_table(frame.reset_index(drop=True), "nli", f"{shown} ({ours})")
-    if not splits:
-        raise TunerError(f"'{shown}' on the Hugging Face hub has none of the splits {', '.join(src.splits)} "
-                         f"(has: {', '.join(dsd)}); {offline_hint}")
-    return Dataset(name=label or name, task="nli", splits=splits, source=shown, score_range=None, builtin=True)
-
-
 def load_builtin(name: str, *, data_dir: str | os.PathLike | None = None, label: str | None = None) -> Dataset:
     """Load a built-in (canonical ``name``) from the data dir, else from the hub."""
     root = resolve_data_dir(data_dir)
@@ -357,8 +244,8 @@ def load_builtin(name: str, *, data_dir: str | os.PathLike | None = None, label:
     if files:
         return _load_local_builtin(name, files, root, label)
     if name in registry.NLI_DATASETS:
-        return _load_hub_nli(name, label)
-    return _load_hub_builtin(name, label)
+        return load_hub_nli(name, label)
+    return load_hub_builtin(name, label)
 
 
 # --------------------------------------------------------------------------------------
