@@ -7,7 +7,6 @@ them. An artifact that cannot be written is logged and skipped: it never fails a
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tuner.errors import TunerError
+from tuner.jsonsafe import dumps
 
 ENV_ARTIFACTS = "TUNER_ARTIFACTS"
 _log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def upload_trial_artifacts(store: Any, trial: Any, *, losses: Sequence[float],
             if losses:
                 files.append(loss_curve_png(Path(tmp) / "loss_curve.png", losses, parts, title))
             config_path = Path(tmp) / "config.json"
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+            config_path.write_text(dumps(config, indent=2, sort_keys=True))
             files.append(config_path)
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a trial
             _log.warning("trial %s: could not render artifacts: %s", trial.number, exc)

@@ -32,6 +32,7 @@ from torch import nn
 
 from tuner.bundled import any_part_installed, cached_folder, ensure_bundle, find_bundled
 from tuner.errors import TunerError
+from tuner.jsonsafe import dumps
 from tuner.pooling import Pooling, parse_pooling, pool
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -290,10 +291,10 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
         dim = int(encoder.model.config.hidden_size)
         _write_st_modules(out, encoder.pooling, dim)
         max_len = int(training_config.get("max_seq_length", 128))
-        (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_len, "do_lower_case": False}))
+        (out / "sentence_bert_config.json").write_text(dumps({"max_seq_length": max_len, "do_lower_case": False}))
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
                   **training_config}
-        (out / "tuner.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        (out / "tuner.json").write_text(dumps(record, indent=2, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - OSError, or the safetensors writer's own I/O error
         if not _is_io_error(exc):
             raise
@@ -350,7 +351,7 @@ def _write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
 
         eye = torch.eye(dim) / 2.0
         save_file({"linear.weight": torch.cat([eye, eye], dim=1).contiguous()}, str(dense_dir / "model.safetensors"))
-        (dense_dir / "config.json").write_text(json.dumps({
+        (dense_dir / "config.json").write_text(dumps({
             "in_features": 2 * dim, "out_features": dim, "bias": False,
             "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
@@ -359,5 +360,5 @@ def _write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
             (out / stale).unlink(missing_ok=True)
         return
     pooling_dir.mkdir(exist_ok=True)
-    (pooling_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (out / "modules.json").write_text(json.dumps(modules, indent=2))
+    (pooling_dir / "config.json").write_text(dumps(config, indent=2))
+    (out / "modules.json").write_text(dumps(modules, indent=2))

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from tuner.commands.common import positive_int
+from tuner.commands.common import positive_int, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         handle.close()
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print_json(result.to_dict())
         return 0
     models, rows, datasets = result.shape
     print(f"exported study '{result.study}' ({result.matrix.n_trials} complete trials, {result.matrix.metric}, "

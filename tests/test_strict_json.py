@@ -1,0 +1,82 @@
+"""Every JSON file tuner writes parses with a strict parser: NaN/Infinity become null, never a bare token.
+
+test_json_output.py covers the printed ``evaluate``/``splits`` JSON; here: a saved model's files
+(``tuner.json`` with NaN scores), a trial's ``config.json`` artifact, and ``export --json`` with the
+files the export writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from tuner.cli import main
+from tuner.jsonsafe import dumps, json_safe
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def strict_loads(text: str) -> Any:
+    return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def nasty_record() -> dict[str, Any]:
+    """What a run can hand to a JSON writer: NaN (classification Pearson), infinities, numpy scalars."""
+    return {"scores": {"test": {"mr": float("nan"), "stsb": np.float32(0.5)}},
+            "pearson": [np.float64("nan"), float("inf"), -math.inf], "steps": np.int64(3),
+            "output": Path("runs/m"), "seeds": (1, 2)}
+
+
+def test_helper_maps_non_finite_to_null_and_refuses_a_nan_that_slips_through():
+    assert strict_loads(dumps(nasty_record())) == {
+        "scores": {"test": {"mr": None, "stsb": 0.5}}, "pearson": [None, None, None], "steps": 3,
+        "output": "runs/m", "seeds": [1, 2]}
+    assert json_safe({1: np.array([0.25, np.nan])}) == {"1": [0.25, None]}
+    with pytest.raises(ValueError):
+        json.dumps(float("nan"), allow_nan=False)  # what dumps() relies on if json_safe ever misses one
+
+
+def test_saved_model_files_are_strict_json(tiny_model_dir: Path, tmp_path: Path):
+    from tuner.models import load_encoder, save_encoder
+
+    out = save_encoder(load_encoder(str(tiny_model_dir), pooling="cls_avg", device="cpu"), tmp_path / "m",
+                       {"max_seq_length": 16, **nasty_record()})
+    record = strict_loads((out / "tuner.json").read_text())
+    assert record["scores"]["test"] == {"mr": None, "stsb": 0.5} and record["pearson"] == [None, None, None]
+    assert record["steps"] == 3 and record["output"] == "runs/m" and record["pooling"] == "cls_avg"
+    for name in ("sentence_bert_config.json", "modules.json", "1_Pooling/config.json", "2_Dense/config.json"):
+        strict_loads((out / name).read_text())
+
+
+def test_trial_config_artifact_is_strict_json(tmp_path: Path):
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from tuner.artifacts import upload_trial_artifacts
+
+    (tmp_path / "artifacts").mkdir()
+    store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
+    trial = optuna.create_study().ask()
+    ids = upload_trial_artifacts(store, trial, losses=[], parts=None, config=nasty_record())
+    assert len(ids) == 1
+    config = strict_loads((tmp_path / "artifacts" / ids[0]).read_text())
+    assert config["scores"]["test"]["mr"] is None and config["pearson"] == [None, None, None]
+
+
+def test_cli_export_json_and_its_files_are_strict(tmp_path: Path, capsys):
+    from test_export import make_grid_study
+
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    make_grid_study(storage)  # cells without a trial are NaN in the matrix
+    out = tmp_path / "export"
+    assert main(["export", "--study", "grid", "--storage", storage, "--out", str(out), "--json", "--no-plots"]) == 0
+    summary = strict_loads(capsys.readouterr().out)
+    assert summary["filled_cells"] < summary["cells"]
+    written = sorted(out.glob("*.json"))
+    assert [p.name for p in written] == ["matrix.json"]
+    for path in written:
+        strict_loads(path.read_text())
