@@ -1,0 +1,154 @@
+"""Regenerate README.md's result tables from the committed records they report.
+
+    python scripts/readme_tables.py            # rewrite the generated blocks of README.md in place
+    python scripts/readme_tables.py --check    # exit 1 naming every block that differs from its record
+
+A generated block sits between ``<!-- generated: KIND ARG -->`` and ``<!-- end generated -->``;
+ARG is a path relative to the repository root. Kinds:
+
+* ``matrix DIR``: an export folder's matrix (``matrix.npy`` + ``matrix.json``) as results.md shows
+  it: loss rows x datasets + Mean, x100 with 2 decimals, ``mean ± half-width of the 95% t-interval``
+  where a cell has several seeds (matrix.json ``cells_detail``), bold = the exporter's marks (its
+  ``marked`` field; an export without it: the column maximum), and the exporter's Wins line.
+* ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
+* ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from tuner.exporter.tables import _best as column_best
+from tuner.exporter.tables import wins_line
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- generated: (\S+) (\S+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
+
+
+def pct(value: Any) -> str:
+    """A 0..1 score x100 with 2 decimals; '–' where the record has none."""
+    return "–" if value is None or pd.isna(value) else f"{float(value) * 100:.2f}"
+
+
+def md_table(frame: pd.DataFrame, align: list[str]) -> list[str]:
+    """``frame`` as markdown rows; ``align``: one separator cell per column (``" ---: "``); empty cells read ``| |``."""
+    def line(cells: Any) -> str:
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+    return [line(frame.columns), "|" + "|".join(align) + "|", *(line(row) for row in frame.to_numpy())]
+
+
+def render_combinations(path: Path) -> list[str]:
+    frame = pd.DataFrame(json.loads(path.read_text())["combinations"])
+    shown = pd.DataFrame({
+        "losses on": frame["title"], "random start-up": frame["startup_trials"].map(str),
+        "TPE-guided": frame["guided_trials"].map(str), "complete": frame["complete"].map(str),
+        "pruned": frame["pruned"].map(str), "best dev": frame["best_dev"].map(pct),
+        "mean dev": frame["mean_dev"].map(pct)})
+    return md_table(shown, [" --- "] + [" ---: "] * 6)
+
+
+def render_rerun(path: Path) -> list[str]:
+    record = json.loads(path.read_text())
+    runs = pd.DataFrame.from_dict(record["runs"], orient="index")
+    runs = runs.loc[sorted(runs.index, key=int)]
+    shown = pd.DataFrame({"seed": runs.index, "dev": runs["dev"].map(pct), "test": runs["test"].map(pct),
+                          "steps": runs["steps"].map(str), "wall time (loaded machine)": runs["wall_s"].map(
+                              lambda s: f"{s:.0f} s")})
+    summary = record["summary"]
+    spread = {split: f"**{pct(summary[split]['mean'])} ± {pct(summary[split]['std'])}**" for split in ("dev", "test")}
+    shown.loc[len(shown)] = ["**mean ± std**", spread["dev"], spread["test"], "", ""]
+    return md_table(shown, [" ---: "] * 5)
+
+
+def render_matrix(folder: Path) -> list[str]:
+    meta = json.loads((folder / "matrix.json").read_text())
+    values = np.load(folder / "matrix.npy")
+    rows, datasets, titles = tuple(meta["losses"]), tuple(meta["datasets"]), meta["loss_titles"]
+    detail = {(c["model"], c["loss"], c["dataset"]): c for c in meta.get("cells_detail") or []}
+    tested = {(c["model"], c["dataset"]): c["tested"] for c in (meta.get("significance") or {}).get("columns", [])}
+    shown = [ri for ri in range(len(rows)) if np.isfinite(values[:, ri, :]).any()]
+    lines: list[str] = []
+    for mi, model in enumerate(meta["models"]):
+        block = values[mi]
+        marked = [({ri for ri in range(len(rows)) if detail.get((model, rows[ri], d), {}).get("marked")}
+                   if detail else column_best(block[:, di])) for di, d in enumerate(datasets)]
+        with np.errstate(all="ignore"):  # the exporter's row mean: over the datasets that have a score
+            counts = np.isfinite(block).sum(axis=1)
+            means = np.where(counts > 0, np.nansum(block, axis=1) / np.maximum(counts, 1), np.nan)
+        complete = counts == len(datasets)
+        mean_best = column_best(np.where(complete, means, np.nan) if complete.any() else means)
+        if len(meta["models"]) > 1:
+            lines += [f"{model}:", ""]
+        lines += ["| Loss | " + " | ".join(datasets) + " | Mean |", "|---|" + "---:|" * (len(datasets) + 1)]
+        for ri in shown:
+            cells = [titles[ri]]
+            for di, dataset in enumerate(datasets):
+                text = pct(block[ri, di]) if np.isfinite(block[ri, di]) else "n/a"
+                cell = detail.get((model, rows[ri], dataset), {})
+                if cell.get("n_seeds", 1) > 1 and cell.get("ci95"):
+                    text += f" ± {pct((cell['ci95'][1] - cell['ci95'][0]) / 2)}"
+                cells.append(f"**{text}**" if ri in marked[di] else text)
+            mean = pct(means[ri]) if np.isfinite(means[ri]) else "n/a"
+            mean = f"**{mean}**" if ri in mean_best else mean
+            cells.append(mean + ("" if complete[ri] or not np.isfinite(means[ri]) else " †"))
+            lines.append("| " + " | ".join(cells) + " |")
+        wins = _wins(block, rows, datasets, marked, {d: tested[(model, d)] for d in datasets if (model, d) in tested})
+        lines += ["", wins] if wins else []
+    return lines
+
+
+def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]], tested: dict[str, bool]) -> str:
+    """The exporter's Wins line; with a significance test, a win is a tested column whose only mark is its best."""
+    if not any(tested.values()):
+        return wins_line(block, rows, datasets)
+    winners = [m if not tested.get(d, False) or len(m) == 1 else set() for d, m in zip(datasets, marked)]
+    return wins_line(block, rows, datasets, winners, significant=True, scored=len(tested),
+                     untested=[d for d in datasets if tested.get(d) is False])
+
+
+RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "matrix": render_matrix, "combinations": render_combinations, "rerun": render_rerun}
+
+
+def regenerate(readme: str, root: Path) -> tuple[str, list[str]]:
+    """(README with every generated block re-rendered, the blocks whose content changed)."""
+    stale: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        start, kind, arg, old, end = match.groups()
+        if kind not in RENDERERS:
+            raise SystemExit(f"README.md: unknown generated kind {kind!r} (known: {', '.join(RENDERERS)})")
+        new = "\n".join(RENDERERS[kind](root / arg)) + "\n"
+        if new != old:
+            stale.append(f"{kind} {arg}")
+        return start + new + end
+
+    return BLOCK.sub(replace, readme), stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
+    ap.add_argument("--root", type=Path, default=REPO, help="repository root holding README.md (default: this repo)")
+    args = ap.parse_args(argv)
+    path = args.root / "README.md"
+    text, stale = regenerate(path.read_text(), args.root)
+    if args.check:
+        for name in stale:
+            print(f"README.md: generated block '{name}' is stale; run python scripts/readme_tables.py", file=sys.stderr)
+        return 1 if stale else 0
+    if stale:
+        path.write_text(text)
+    print(f"README.md: {len(stale)} block(s) rewritten" + (f" ({', '.join(stale)})" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

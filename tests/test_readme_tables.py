@@ -1,0 +1,79 @@
+"""scripts/readme_tables.py: README's result tables are the committed records, rendered."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / "scripts" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_repo(tables: ModuleType, dest: Path) -> Path:
+    """README.md and every record one of its generated blocks names, under ``dest``."""
+    readme = (REPO / "README.md").read_text()
+    (dest / "README.md").write_text(readme)
+    for match in tables.BLOCK.finditer(readme):
+        source = REPO / match.group(3)
+        if source.is_dir():
+            shutil.copytree(source, dest / match.group(3), ignore=shutil.ignore_patterns("plots"))
+        else:
+            (dest / match.group(3)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, dest / match.group(3))
+    return dest
+
+
+def test_readme_is_in_sync_with_the_records(tables: ModuleType, capsys) -> None:
+    kinds = [m.group(2) for m in tables.BLOCK.finditer((REPO / "README.md").read_text())]
+    assert {"matrix", "combinations", "rerun"} <= set(kinds)
+    assert tables.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_a_changed_record_makes_check_fail_and_a_rewrite_fixes_it(tables: ModuleType, tmp_path: Path,
+                                                                   capsys) -> None:
+    root = copy_repo(tables, tmp_path)
+    assert tables.main(["--check", "--root", str(root)]) == 0
+    record_path = root / "docs/results/sts-cpu/best_rerun.json"
+    record = json.loads(record_path.read_text())
+    record["runs"]["43"]["dev"] = 0.912345
+    record_path.write_text(json.dumps(record))
+    before = (root / "README.md").read_text()
+    assert tables.main(["--check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "rerun docs/results/sts-cpu/best_rerun.json" in err and "matrix" not in err
+    assert (root / "README.md").read_text() == before               # --check changes nothing
+    assert tables.main(["--root", str(root)]) == 0
+    after = (root / "README.md").read_text()
+    assert "| 43 | 91.23 | 84.68 | 76 | 364 s |" in after and after.count("\n") == before.count("\n")
+    assert tables.main(["--check", "--root", str(root)]) == 0
+
+
+def test_matrix_with_repeats_shows_the_interval_and_the_exporters_marks(tables: ModuleType, tmp_path: Path) -> None:
+    from test_export_repeats import repeats_study
+
+    from tuner.exporter import export_study
+
+    export_study(repeats_study(), tmp_path, plots=False)
+    lines = tables.render_matrix(tmp_path)
+    # half-widths of the 95% t-interval over 3 seeds: t(0.975, 2) * std / sqrt(3) = 2.4841 * (100 std)
+    assert lines[:6] == [
+        "| Loss | stsb | sickr | Mean |",
+        "|---|---:|---:|---:|",
+        "| Without Fine-Tuning | 60.00 | 55.00 | 57.50 |",
+        "| Default Cosine Similarity | 70.00 ± 2.48 | **75.00 ± 2.48** | **72.50** |",
+        "| CoSENT | **82.00 ± 4.97** | 61.00 ± 2.48 | 71.50 |",
+        "| Angle | 52.00 ± 4.97 | **75.00 ± 0.00** | 63.50 |",
+    ]
+    results_md = (tmp_path / "results.md").read_text()
+    assert lines[-1] in results_md and lines[-1].startswith("Significant wins") and "CoSENT 1/2 (stsb)" in lines[-1]
