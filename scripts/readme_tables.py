@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tuner.exporter.tables import _best as column_best
+from tuner.exporter.tables import best_rows as column_best  # the exporter's own bold rule
 from tuner.exporter.tables import wins_line
 
 REPO = Path(__file__).resolve().parents[1]

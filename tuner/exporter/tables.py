@@ -141,7 +141,7 @@ def _model_table(matrix: Matrix, mi: int, shown: list[int], scale: float) -> lis
     header = ["Loss", *matrix.datasets, "Mean"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     marked = _marked(matrix, mi)
-    mean_best = _best(np.where(complete, means, np.nan) if complete.any() else means)
+    mean_best = best_rows(np.where(complete, means, np.nan) if complete.any() else means)
     for ri in shown:
         cells = [row_title(matrix.rows[ri])]
         for di in range(block.shape[1]):
@@ -160,7 +160,7 @@ def _marked(matrix: Matrix, mi: int) -> list[set[int]]:
     """Per dataset, the rows to mark in bold (significance marks, else the exact maximum)."""
     sig = matrix.significance
     if sig is None:
-        return [_best(matrix.values[mi, :, di]) for di in range(len(matrix.datasets))]
+        return [best_rows(matrix.values[mi, :, di]) for di in range(len(matrix.datasets))]
     return [{int(r) for r in np.flatnonzero(sig.marks[mi, :, di])} for di in range(len(matrix.datasets))]
 
 
@@ -184,7 +184,7 @@ def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[s
     (or nothing), and the line says so; ``untested`` names datasets where the exact best counted."""
     if len(datasets) < 2:
         return ""
-    col_best = col_best if col_best is not None else [_best(block[:, di]) for di in range(block.shape[1])]
+    col_best = col_best if col_best is not None else [best_rows(block[:, di]) for di in range(block.shape[1])]
     scored = scored if scored is not None else sum(1 for di in range(block.shape[1]) if np.isfinite(block[:, di]).any())
     counts = {ri: [datasets[di] for di, best in enumerate(col_best) if ri in best] for ri in range(len(rows))}
     ranked = sorted(((ri, names) for ri, names in counts.items() if names), key=lambda x: (-len(x[1]), x[0]))
@@ -196,7 +196,7 @@ def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[s
     return f"{head}: " + ("; ".join(parts) if parts else f"none on {scored} datasets") + "."
 
 
-def _best(column: np.ndarray) -> set[int]:
+def best_rows(column: np.ndarray) -> set[int]:
     """Row indices holding the column maximum (all of them on a tie); empty when the column is all NaN."""
     finite = np.isfinite(column)
     if not finite.any():
