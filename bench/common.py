@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tuner import jsonsafe  # noqa: E402
 from tuner.memory import malloc_trim  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def emit(**record: Any) -> None:
             return [clean(x) for x in v]
         return v
 
-    print(json.dumps({k: clean(v) for k, v in record.items()}), flush=True)
+    print(jsonsafe.dumps({k: clean(v) for k, v in record.items()}), flush=True)
 
 
 def note(message: str) -> None:

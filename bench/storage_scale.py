@@ -49,6 +49,8 @@ from typing import Any, Callable, Iterator, Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tuner import jsonsafe  # noqa: E402  (the repo on sys.path first)
+
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("TUNER_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 LOSSES = ("cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle", "cosent+ibn+angle")
@@ -549,7 +551,7 @@ def write_results(out: Path, rows: list[dict], args: argparse.Namespace, argv: O
                "window_s": args.window, "trial_s": TRIAL_S, "steps": STEPS, "rows": rows, "knee": knee(rows),
                "projection": projection(rows), "stopped": stopped}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    out.with_suffix(".json").write_text(jsonsafe.dumps(payload, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(payload))
     return payload
 
@@ -575,7 +577,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.render:
         payload = json.loads(Path(args.render).read_text())
         payload["knee"], payload["projection"] = knee(payload["rows"]), projection(payload["rows"])
-        Path(args.render).write_text(json.dumps(payload, indent=1) + "\n")
+        Path(args.render).write_text(jsonsafe.dumps(payload, indent=1) + "\n")
         Path(args.render).with_suffix(".md").write_text(markdown(payload))
         print(markdown(payload))
         return 0

@@ -73,6 +73,7 @@ def compare(sets: Sequence[str] = STS_SETS, *, limit: "int | None" = None, data_
     from sentence_transformers import SentenceTransformer
 
     import tuner
+    from tuner import jsonsafe
     from tuner.engine import evaluate_model
     from tuner.models import load_encoder, resolve_model
 
@@ -124,7 +125,7 @@ def compare(sets: Sequence[str] = STS_SETS, *, limit: "int | None" = None, data_
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
+            tmp.write_text(jsonsafe.dumps(record, indent=2) + "\n")
             os.replace(tmp, out)
     _summarise(record)
     return record
