@@ -111,3 +111,41 @@ def test_run_study_on_a_complete_study_has_nothing_to_do(tmp_path, tiny_data_dir
     assert lines[-1] == "nothing to do: the study is complete" and f"study '{name}'" in lines[0]
     assert status["worker_exit_codes"] == [] and status["grid"]["coverage"] == 1.0
     assert status["counts"]["COMPLETE"] == 2 and orchestrate.exit_code(status) == 0
+
+
+def test_metric_names_for_the_dashboard(tmp_path, tiny_data_dir, tiny_model_dir):
+    tpe = load_spec(write_tpe_study(tmp_path, unique("m"), tiny_model_dir, tiny_data_dir))
+    assert tpe.metric_name == "dev spearman (mean over stsb)"
+    raw = tomllib.loads(tpe.path.read_text())
+    assert parse_spec({**raw, "repeats": 3}).metric_name == "dev spearman (mean over stsb; 3 seeds)"
+    grid = load_spec(write_grid_study(tmp_path, unique("g"), tiny_model_dir, tiny_data_dir))
+    assert grid.metric_name == "dev spearman (the cell's dataset: stsb, sickr)"
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    lines: list[str] = []
+    orchestrate.name_metric(study, tpe, lines.append)
+    assert study.metric_names == ["dev spearman (mean over stsb)"] and lines == []
+    orchestrate.name_metric(study, tpe, lines.append)  # already named: nothing to do
+    assert study.metric_names == ["dev spearman (mean over stsb)"]
+
+
+def test_progress_line_reads_the_storage(tmp_path, tiny_data_dir, tiny_model_dir):
+    import datetime as dt
+
+    from tuner.service import StudyService
+    from tuner.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    path = write_grid_study(tmp_path, unique("live"), tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent"),
+                            datasets=("stsb",))
+    assert wait_all([start_fake_worker(path, url, 0, sleep=0.01)], timeout=120) == [0]
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    service = StudyService(load_spec(path), handle)
+    handle.close()
+    lines: list[str] = []
+    live = orchestrate.start_progress(url, service, 2, dt.datetime.now(), lines.append, every_s=3600)
+    snap = live.fetch()
+    live.stop()
+    assert (snap.done, snap.target, snap.workers, snap.eta_s) == (2, 2, 2, 0.0) and snap.best is not None
+    assert not live.tty and lines and lines[0].startswith("progress: 2/2 cells | best spearman ")

@@ -54,6 +54,10 @@ def test_read_status_counts_and_best(tmp_path, tiny_data_dir):
     st = read_status(path, url)
     assert st["counts"]["COMPLETE"] == 2 and st["grid"]["coverage"] == 1.0 and st["grid"]["missing"] == []
     assert st["best"] is not None and st["running"] == [] and st["progress"]["target"] == 2
+    timing = st["timing"]  # the numbers of optimize's progress line; the clock stops at the last trial
+    assert (timing["done"], timing["target"], timing["eta_s"], timing["best"]) == (2, 2, 0.0, st["best"]["value"])
+    assert timing["elapsed_s"] >= 0 and timing["mean_trial_s"] is not None and timing["workers"] == 1
+    assert "time: 2/2 finished" in format_status(st) and format_status(st).count("done") >= 1
     with pytest.raises(TunerError, match=f"no study 'other'.*it has: .*{name}"):
         read_status(load_spec(path), url, study_name="other")
     handle = open_storage(url, heartbeat_interval=None, grace_period=None)

@@ -11,6 +11,7 @@ This module imports neither argparse nor the CLI; it imports no torch.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import time
@@ -118,7 +119,8 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
               gpus: Optional[str] = None, study_name: Optional[str] = None, n_trials: Optional[int] = None,
               artifacts: "str | os.PathLike | bool | None" = None, retry_failed: bool = False,
               heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
-              log: Log = stderr_log) -> dict[str, Any]:
+              log: Log = stderr_log, progress: bool = True, progress_interval: Optional[float] = None,
+              warm_start: Optional[str] = None, warm_start_k: Optional[int] = None) -> dict[str, Any]:
     """Run (or resume) ``study`` with worker processes and return its status (:mod:`tuner.study_status`)
     plus ``wall_s`` and ``worker_exit_codes``; :func:`exit_code` turns that into an exit status.
 
@@ -128,11 +130,16 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     default one, False for none. ``retry_failed``: give cells that gave up a new round of retries.
     ``heartbeat_interval``/``grace_period``: seconds (default ``$TUNER_HEARTBEAT_INTERVAL`` / 10 and
     ``$TUNER_GRACE_PERIOD`` / 30). ``log`` receives the progress lines (default: stderr).
+    ``progress``: while workers run, a live line (done/total, best, elapsed, ETA; redrawn in place
+    when ``log`` is stderr and stderr is a terminal, else a plain line through ``log`` per finished
+    trial and at most every ``progress_interval`` seconds, default ``$TUNER_PROGRESS_INTERVAL`` or 60).
+    ``warm_start``/``warm_start_k``: enqueue the best k complete trials of that study of the same
+    storage first (default: the study file's ``warm_start``; :mod:`tuner.warm_start`).
     """
     from tuner.artifacts import resolve_artifacts_dir
     from tuner.service import StudyService
-    from tuner.storage import ENV_STORAGE, open_storage, require_shared, resolve_url
-    from tuner.workers import plan_workers, run_workers
+    from tuner.storage import open_storage, require_shared, resolve_url
+    from tuner.workers import plan_workers
 
     # 1. everything the user gave is checked before the storage is touched
     spec = as_spec(study)
@@ -146,6 +153,9 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     grace = default_grace_period() if grace_period is None else int(grace_period)
     check_heartbeat(interval, grace)
     check_inputs(spec)
+    from tuner import warm_start as ws
+
+    warm = ws.resolve(spec, warm_start, warm_start_k)
     folder = None if artifacts is False else resolve_artifacts_dir(url, None if artifacts is True else artifacts)
 
     # 2. study + queue
@@ -153,21 +163,28 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     try:
         service = StudyService(spec, handle, study_name)
         start = time.perf_counter()
+        started = dt.datetime.now()
+        if warm is not None:
+            ws.check_source(handle.storage, warm[0], service.name, handle.masked)  # before the study is created
         if retry_failed:
             service.reset_retries(service.create_or_load())
-        _, progress = service.prepare()
+        study, state = service.prepare()
+        name_metric(study, spec, log)
+        if warm is not None and ws.warm_start(service, study, warm[0], warm[1], log=log):
+            state = service.progress(study.get_trials(deepcopy=False))
         what = f"{spec.n_cells} cells" if spec.is_grid else f"{spec.n_trials} trials"
         log(f"study '{service.name}' ({spec.file_label}) on {handle.masked}: {what}, "
-            f"{progress.complete} complete, {len(plans)} worker(s)")
+            f"{state.complete} complete, {len(plans)} worker(s)")
         codes: list[int] = []
-        if progress.finished and progress.complete + progress.pruned >= progress.target:
+        if state.finished and state.complete + state.pruned >= state.target:
             log("nothing to do: the study is complete")
         else:
-            handle.close()  # the parent holds no connection while workers run
+            handle.close()  # the parent holds no connection while workers run (the progress line reads its own)
             args = ["--study", str(path), "--study-name", service.name,
                     "--heartbeat-interval", str(interval), "--grace-period", str(grace)]
             args += ["--no-artifacts"] if folder is None else ["--artifacts", str(folder)]
-            codes = run_workers(plans, args, {**os.environ, ENV_STORAGE: url}, log=log)
+            live = start_progress(url, service, len(plans), started, log, progress_interval) if progress else None
+            codes = _run_workers(plans, args, url, live, log)
 
         status = collect_status(service)
     finally:
@@ -175,6 +192,60 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     status["wall_s"] = round(time.perf_counter() - start, 2)
     status["worker_exit_codes"] = codes
     return status
+
+
+def _run_workers(plans: list, args: list[str], url: str, live: Any, log: Log) -> list[int]:
+    """The worker processes, with the live progress line ``live`` (or None) shown while they run."""
+    from tuner.progress_view import TTY_ENV
+    from tuner.storage import ENV_STORAGE
+    from tuner.workers import run_workers
+
+    env = {**os.environ, ENV_STORAGE: url}
+    if live is not None and live.tty:
+        env[TTY_ENV] = "1"  # the workers erase the live line before each of their lines
+    try:
+        return run_workers(plans, args, env, log=live.log if live is not None else log)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def name_metric(study: Any, spec: Any, log: Log) -> None:
+    """Name the objective on the dashboard ("dev spearman (mean over stsb)", not "Objective 0")."""
+    import warnings
+
+    names = [spec.metric_name]
+    try:
+        if list(getattr(study, "metric_names", None) or []) != names:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # set_metric_names is experimental in Optuna 3.x
+                study.set_metric_names(names)
+    except Exception as exc:  # noqa: BLE001 - a dashboard label never stops a study
+        log(f"could not name the objective for the dashboard ({type(exc).__name__}: {exc})")
+
+
+def start_progress(url: str, service: Any, workers: int, started: "dt.datetime", log: Log,
+                   every_s: Optional[float] = None) -> Any:
+    """The live progress line (:class:`tuner.progress_view.LiveProgress`) of a running study; it
+    reads the storage through a connection of its own."""
+    from tuner.progress import summarize
+    from tuner.progress_view import LiveProgress
+    from tuner.storage import open_storage
+
+    handles: list[Any] = []
+
+    def fetch() -> Any:
+        if not handles:
+            handles.append(open_storage(url, heartbeat_interval=None, grace_period=None))
+        storage = handles[0].storage
+        trials = storage.get_all_trials(storage.get_study_id_from_name(service.name), deepcopy=False)
+        p = service.progress(trials)
+        return summarize(trials, p.target, done=p.complete + p.pruned, workers=workers, started=started)
+
+    live = LiveProgress(fetch, log=log, metric=service.spec.metric, unit="cells" if service.spec.is_grid else "trials",
+                        tty=None if log is stderr_log else False, every_s=every_s,
+                        on_stop=lambda: [h.close() for h in handles])
+    return live.start()
 
 
 def is_done(status: dict[str, Any]) -> bool:
@@ -227,8 +298,13 @@ def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Op
                             progress=progress)
         objective = get_objective(spec.task)
         service.create_or_load()  # a hand-started worker may be the first one
+        erase = "\r\x1b[K" if os.environ.get("TUNER_PROGRESS_TTY") == "1" else ""  # optimize's live line
+
+        def log(message: str) -> None:
+            print(erase + message, file=sys.stderr, flush=True)
+
         return service.run_worker(lambda trial, choice: objective(trial, choice, ctx),
-                                  worker_index=worker_index, max_trials=max_trials)
+                                  worker_index=worker_index, max_trials=max_trials, log=log)
     finally:
         handle.close()
         sys.stderr.flush()

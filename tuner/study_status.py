@@ -57,6 +57,7 @@ def collect_status(service: Any) -> dict[str, Any]:
                      "running": progress.running, "waiting": progress.waiting, "failed": progress.failed,
                      "duplicates": progress.duplicates, "gave_up": progress.exhausted},
         "best": _best(trials), "running": _running(trials),
+        "timing": _timing(trials, progress),
         "zero_shot": {k[len("zero_shot."):]: v for k, v in attrs.items() if k.startswith("zero_shot.")},
     }
     if spec.is_grid:
@@ -78,10 +79,28 @@ def _running(trials: list) -> list[dict[str, Any]]:
     for t in trials:
         if t.state == optuna.trial.TrialState.RUNNING:
             age = (now - t.datetime_start).total_seconds() if t.datetime_start else None
+            step = max(t.intermediate_values) if t.intermediate_values else None
             running.append({"number": t.number, "worker": t.user_attrs.get("worker"),
                             "age_s": round(age, 1) if age is not None else None,
+                            "step": step, "dev": t.intermediate_values[step] if step is not None else None,
                             "params": t.params or t.system_attrs.get("fixed_params", {})})
     return running
+
+
+def _timing(trials: list, progress: Any) -> dict[str, Any]:
+    """done/target, best, elapsed, mean trial seconds and ETA (:func:`tuner.progress.summarize`).
+
+    While nothing runs, the study's clock stands at its last finished trial (elapsed = first
+    start -> last finish), so a paused study's numbers do not grow."""
+    from tuner.progress import summarize
+
+    now = None
+    if not any(t.state.name == "RUNNING" for t in trials):
+        now = max((t.datetime_complete for t in trials if t.datetime_complete is not None), default=None)
+    snap = summarize(trials, progress.target, done=progress.complete + progress.pruned, now=now)
+    out = snap.to_dict()
+    del out["in_flight"], out["running"]
+    return out
 
 
 def _best(trials: list) -> Optional[dict[str, Any]]:
@@ -110,6 +129,18 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"progress: {p['complete'] + p['pruned']}/{p['target']} trials finished "
                      f"({p['complete']} complete, {p['pruned']} pruned), {p['running']} running, "
                      f"{p['failed']} failed")
+    t = st.get("timing")
+    if t:
+        from tuner.progress_view import format_duration
+
+        per = f", {format_duration(t['mean_trial_s'])} per trial" if t.get("mean_trial_s") is not None else ""
+        if t["done"] >= t["target"] and p["running"] == 0:
+            left = "done"
+        elif t.get("eta_s") is None:
+            left = "ETA ? (no trial finished yet)"
+        else:
+            left = f"ETA ~{format_duration(t['eta_s'])} at {t['workers']} worker{'s' if t['workers'] != 1 else ''}"
+        lines.append(f"time: {t['done']}/{t['target']} finished, {format_duration(t['elapsed_s'])} elapsed{per}, {left}")
     b = st["best"]
     lines.append(f"best: trial {b['number']} {st['metric']} {b['value']:.4f} params "
                  f"{json.dumps(b['params'], sort_keys=True)}" if b else "best: no complete trial yet")
@@ -117,7 +148,9 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append("running:")
         for r in st["running"]:
             age = f"{r['age_s']:.0f}s" if r["age_s"] is not None else "?"
-            lines.append(f"  trial {r['number']:<5} worker {r['worker'] or '?':<24} age {age:<7} "
+            step = f"step {r['step']} dev {r['dev']:.4f} " if r.get("step") is not None and r.get("dev") is not None \
+                else ""
+            lines.append(f"  trial {r['number']:<5} worker {r['worker'] or '?':<24} age {age:<7} {step}"
                          f"{json.dumps(r['params'], sort_keys=True)}")
     if p["gave_up"]:
         lines.append("gave up (failed max_retries+1 times): "

@@ -30,6 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="give cells that failed max_retries+1 times (or TPE studies that gave up) a new round "
                         "of retries, e.g. after fixing the cause")
+    p.add_argument("--warm-start", metavar="STUDY", default=None,
+                   help="enqueue the best --warm-start-k complete trials of STUDY (same storage; another model, "
+                        "dataset or budget) as the first trials, once; parameters outside this study's search "
+                        "space are dropped (tpe/random studies; default: the study file's warm_start)")
+    p.add_argument("--warm-start-k", metavar="K", type=positive_int, default=None,
+                   help="how many of its best trials --warm-start enqueues (default: the file's k, else 5)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line (default: done/total, best, elapsed and ETA redrawn in place on a "
+                        "terminal; a plain line per finished trial otherwise)")
+    p.add_argument("--progress-interval", metavar="SECONDS", type=positive_int, default=None,
+                   help="when stderr is not a terminal: a progress line at most this often between finished "
+                        "trials (default $TUNER_PROGRESS_INTERVAL or 60)")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.set_defaults(func=run)
 
@@ -40,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     status = run_study(args.study, args.storage, workers=args.workers, gpus=args.gpus, study_name=args.study_name,
                        artifacts=False if args.no_artifacts else args.artifacts, retry_failed=args.retry_failed,
-                       heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
+                       heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                       progress=not args.no_progress, progress_interval=args.progress_interval,
+                       warm_start=args.warm_start, warm_start_k=args.warm_start_k)
     if args.json:
         print_json(status)
     else:

@@ -12,8 +12,9 @@ from tuner.commands.common import add_storage_args, print_json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show a study's progress, best trial and running trials",
                        description="Counts of trials by state, grid coverage (cells complete / total, duplicates), "
+                                   "finished / total with elapsed time, mean trial time and an ETA (JSON: timing), "
                                    "the best value and its params, and the running trials with their worker "
-                                   "(host:pid) and age.")
+                                   "(host:pid), age and last step / dev score.")
     p.add_argument("--study", required=True, help="study name from studies/ or a .toml path")
     add_storage_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -20,6 +20,8 @@ Layout (see ``studies/sts.toml`` for a commented example)::
     repeats = 1                       # seeds per grid cell (seed, seed+1, ...: a grid axis) or per
                                       # tpe/random trial (each trial trains them all; value = mean dev)
     max_retries = 2                   # re-runs of a failed cell / of a trial whose worker died
+    warm_start = { study = "sts-quick", k = 5 }   # tpe/random: the best k complete trials of that
+                                      # study (same storage) are this study's first trials
     data_dir = "../shared/data"       # optional (relative to this file)
 
     [data]
@@ -69,13 +71,13 @@ from tuner.losses.registry import SEED_FINETUNE_ROWS, combo_key, parse_combo
 from tuner.study.checks import Checker, label_of, pooling_value, show
 from tuner.study.files import find_study_file
 from tuner.study.space import SearchSpace, parse_search
-from tuner.study.spec import PrunerSpec, StudySpec
+from tuner.study.spec import PrunerSpec, StudySpec, WarmStart
 
 TASKS = ("sts", "classification")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 TOP_KEYS = ("name", "description", "task", "models", "protocol", "sampler", "pruner", "n_trials", "seed",
-            "repeats", "max_retries", "data_dir", "data", "budget", "train", "search", "grid")
+            "repeats", "max_retries", "data_dir", "data", "budget", "train", "search", "grid", "warm_start")
 DATA_KEYS = ("train", "eval", "datasets")
 GRID_KEYS = ("losses", "pooling")
 PRUNER_OPTIONS = {"median": ("n_startup_trials", "n_warmup_steps", "interval_steps"),
@@ -131,7 +133,29 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
         _grid(check, raw, spec)
     else:
         _search(check, raw, spec)
+    if "warm_start" in raw:
+        spec.warm_start = _warm_start(check, raw["warm_start"], spec)
     return spec
+
+
+def _warm_start(check: Checker, value: Any, spec: StudySpec) -> WarmStart:
+    """``warm_start = { study = "NAME", k = 5 }`` (or just ``"NAME"``)."""
+    if spec.is_grid:
+        raise check.fail("warm_start", "a grid study runs every cell anyway, so there is nothing to warm-start; "
+                                       "remove the key (warm starts are for tpe/random studies)")
+    if isinstance(value, str):
+        value = {"study": value}
+    if not isinstance(value, dict):
+        raise check.fail("warm_start", f"must be a table like {{ study = \"sts-quick\", k = 5 }}, got {show(value)}")
+    check.known(value, ("study", "k"), "warm_start.")
+    if "study" not in value:
+        raise check.fail("warm_start.study", "is missing; name a study in the same storage, e.g. study = \"sts-quick\"")
+    study = check.string(value["study"], "warm_start.study")
+    if not study:
+        raise check.fail("warm_start.study", "is empty; name a study in the same storage")
+    if study == spec.name:
+        raise check.fail("warm_start.study", f"'{study}' is this study itself; name another study")
+    return WarmStart(study, check.integer(value.get("k", 5), "warm_start.k", 1))
 
 
 def _base_config(check: Checker, raw: dict, task: str, protocol: str, seed: int) -> RunConfig:

@@ -38,6 +38,15 @@ class PrunerSpec:
         return optuna.pruners.NopPruner()
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """``warm_start = { study = "...", k = 5 }``: enqueue the best ``k`` complete trials of that
+    study (same storage) as this study's first trials (:mod:`tuner.warm_start`)."""
+
+    study: str
+    k: int = 5
+
+
 @dataclass
 class StudySpec:
     name: str
@@ -62,6 +71,7 @@ class StudySpec:
     repeats: int = 1                    # seeds per cell (grid) or per configuration (tpe/random)
     model_sources: dict[str, str] = field(default_factory=dict)
     dataset_sources: dict[str, str] = field(default_factory=dict)
+    warm_start: Optional[WarmStart] = None
 
     # ---- derived
     @property
@@ -71,6 +81,18 @@ class StudySpec:
     @property
     def metric(self) -> str:
         return METRICS[self.task]
+
+    @property
+    def metric_name(self) -> str:
+        """The objective as optuna-dashboard names it: ``dev spearman (mean over stsb)``."""
+        def short(names: list[str]) -> str:
+            names = [Path(n).stem if ("/" in n or "\\" in n) else n for n in names]
+            return ", ".join(names) if len(names) <= 4 else f"{', '.join(names[:3])}, ... ({len(names)} sets)"
+
+        if self.is_grid:
+            return f"dev {self.metric} (the cell's dataset: {short(self.grid_datasets)})"
+        seeds = f"; {self.repeats} seeds" if self.repeats > 1 else ""
+        return f"dev {self.metric} (mean over {short(self.eval_datasets or self.train_datasets)}{seeds})"
 
     @property
     def file_label(self) -> str:

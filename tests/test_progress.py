@@ -1,0 +1,156 @@
+"""tuner.progress (done/total, best, elapsed, ETA from synthetic FrozenTrials) and tuner.progress_view
+(the line, the live display on a terminal and in a log), and the same numbers in ``status``."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+
+import optuna
+import pytest
+
+from tuner.progress import Snapshot, estimate_eta, summarize, trial_seconds
+from tuner.progress_view import CLEAR, LiveProgress, advance, format_duration, format_line
+from tuner.study_status import format_status
+
+TS = optuna.trial.TrialState
+NOW = dt.datetime(2025, 1, 1, 12, 0, 0)
+
+
+def trial(number, state, start_ago=None, seconds=None, value=None, steps=None, worker=None):
+    start = NOW - dt.timedelta(seconds=start_ago) if start_ago is not None else None
+    complete = start + dt.timedelta(seconds=seconds) if (start is not None and seconds is not None) else None
+    return optuna.trial.FrozenTrial(
+        number=number, state=state, value=value, datetime_start=start, datetime_complete=complete, params={},
+        distributions={}, user_attrs={"worker": worker} if worker else {}, system_attrs={},
+        intermediate_values=dict(steps or {}), trial_id=number)
+
+
+def study_trials():
+    return [
+        trial(0, TS.COMPLETE, start_ago=600, seconds=100, value=0.70),
+        trial(1, TS.COMPLETE, start_ago=500, seconds=140, value=0.81),
+        trial(2, TS.PRUNED, start_ago=360, seconds=60),      # pruned trials count as finished work
+        trial(3, TS.FAIL, start_ago=300, seconds=5),         # failures do not say how long a trial takes
+        trial(4, TS.RUNNING, start_ago=30, steps={10: 0.5, 20: 0.62}, worker="h:1"),
+        trial(5, TS.RUNNING, start_ago=250, worker="h:2"),   # older than the mean
+        trial(6, TS.WAITING),
+    ]
+
+
+def test_trial_seconds():
+    assert trial_seconds(trial(0, TS.COMPLETE, start_ago=10, seconds=4)) == 4.0
+    assert trial_seconds(trial(1, TS.RUNNING, start_ago=10)) is None
+
+
+def test_summarize_counts_best_elapsed_and_eta():
+    snap = summarize(study_trials(), target=10, now=NOW)
+    assert (snap.done, snap.target, snap.running) == (3, 10, 2)
+    assert snap.best == 0.81 and snap.best_trial == 1
+    assert snap.elapsed_s == 600.0 and snap.mean_trial_s == pytest.approx(100.0)
+    assert snap.workers == 2  # two distinct workers run trials now
+    # 7 left: #4 needs 100-30 = 70 s, #5 is past the mean and needs 5% (5 s), 5 more need 100 s each
+    assert snap.eta_s == pytest.approx((70 + 5 + 5 * 100) / 2)
+    r4, r5 = snap.in_flight
+    assert (r4.number, r4.age_s, r4.step, r4.dev, r4.worker) == (4, 30.0, 20, 0.62, "h:1")
+    assert (r5.step, r5.dev) == (None, None)
+
+
+def test_summarize_with_done_workers_and_start_given():
+    started = NOW - dt.timedelta(seconds=90)
+    snap = summarize(study_trials(), target=4, done=4, workers=4, now=NOW, started=started)
+    assert snap.elapsed_s == 90.0 and snap.eta_s == 0.0 and snap.workers == 4
+    d = snap.to_dict()
+    assert d["done"] == 4 and d["eta_s"] == 0.0 and d["in_flight"][0]["step"] == 20
+
+
+def test_summarize_without_finished_trials():
+    snap = summarize([trial(0, TS.RUNNING, start_ago=5)], target=3, now=NOW)
+    assert snap.eta_s is None and snap.best is None and snap.mean_trial_s is None and snap.workers == 1
+    empty = summarize([], target=3, now=NOW)
+    assert empty.elapsed_s == 0.0 and empty.done == 0 and empty.in_flight == []
+
+
+def test_estimate_eta():
+    assert estimate_eta([], 3, [], 1) is None
+    assert estimate_eta([10.0], 0, [], 1) == 0.0
+    assert estimate_eta([10.0, 30.0], 4, [], 2) == 40.0
+    assert estimate_eta([10.0], 2, [4.0, 50.0, 1.0], 1) == pytest.approx(6.0 + 0.5)  # only 2 left: 2 running count
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (None, 0, 44.6, 243, 3720, 90000)] == ["?", "0s", "45s", "4m03s", "1h02m",
+                                                                                "1d01h"]
+
+
+def test_format_line_and_advance():
+    snap = summarize(study_trials(), target=10, now=NOW)
+    line = format_line(snap, "spearman")
+    assert line.startswith("3/10 trials | best spearman 0.8100 (#1) | 10m00s elapsed | ETA ~4m48s (2 workers)")
+    assert "running #4 30s step 20 dev 0.6200, #5 4m10s" in line
+    later = advance(snap, 60)
+    assert later.elapsed_s == 660 and later.eta_s == pytest.approx(snap.eta_s - 60) and later.in_flight[0].age_s == 90
+    assert advance(snap, 0) is snap
+    done = Snapshot(done=2, target=2, best=0.5, best_trial=0, elapsed_s=5)
+    assert format_line(done, unit="cells") == "2/2 cells | best value 0.5000 (#0) | 5s elapsed | done"
+    assert "ETA ? (no trial finished yet)" in format_line(Snapshot(done=0, target=2))
+
+
+def _snaps(*dones):
+    """fetch() returning one snapshot per call with these done counts, then the last one again."""
+    seq = [Snapshot(done=d, target=3, elapsed_s=float(i)) for i, d in enumerate(dones)]
+    calls = []
+
+    def fetch():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("storage hiccup")  # skipped; the display goes on
+        return seq[min(len(calls) - 1, len(seq) - 1)]
+    return fetch
+
+
+def test_live_progress_in_a_log_prints_per_finished_trial_without_carriage_returns():
+    out: list[str] = []
+    stream = io.StringIO()
+    live = LiveProgress(_snaps(0, 0, 1, 1, 1, 2), log=out.append, stream=stream, tty=False, poll_s=0.05,
+                        every_s=3600).start()
+    deadline = time.monotonic() + 10
+    while len(out) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    live.stop()
+    assert out[:3] == [line for line in out[:3] if line.startswith("progress: ")]
+    assert [line.split(" ")[1] for line in out] == ["0/3", "1/3", "2/3"]  # one line each, not one per poll
+    assert stream.getvalue() == "" and "\r" not in "".join(out)
+
+
+def test_live_progress_on_a_terminal_redraws_in_place_and_clears_for_log_lines():
+    stream = io.StringIO()
+    logged: list[str] = []
+    closed: list[bool] = []
+    live = LiveProgress(lambda: Snapshot(done=1, target=4, best=0.7, best_trial=0, eta_s=30.0, elapsed_s=10.0),
+                        log=lambda m: (logged.append(m), stream.write(m + "\n")), stream=stream, tty=True,
+                        poll_s=0.05, on_stop=lambda: closed.append(True)).start()
+    deadline = time.monotonic() + 10
+    while "1/4 trials" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    live.log("worker 0: trial 1 COMPLETE 0.7")
+    live.stop()
+    text = stream.getvalue()
+    assert text.startswith(CLEAR + "1/4 trials | best value 0.7000 (#0) | 10s elapsed | ETA ~30s (1 worker)")
+    assert CLEAR + "worker 0: trial 1 COMPLETE 0.7\n" in text  # the live line is erased before a log line
+    # stop() leaves no live line behind (erased, or already erased by the log line)
+    assert (text.endswith(CLEAR) or text.endswith("COMPLETE 0.7\n")) and closed == [True] and live.lines == []
+
+
+def test_format_status_shows_the_timing():
+    from test_study_status import GRID
+
+    st = {**GRID, "timing": {"done": 1, "target": 3, "best": 0.81, "best_trial": 0, "elapsed_s": 125.0,
+                             "mean_trial_s": 60.0, "eta_s": 130.0, "workers": 2},
+          "running": [{**GRID["running"][0], "step": 40, "dev": 0.79}]}
+    text = format_status(st)
+    assert "time: 1/3 finished, 2m05s elapsed, 1m00s per trial, ETA ~2m10s at 2 workers" in text
+    assert "step 40 dev 0.7900" in text
+    st["timing"] = {**st["timing"], "done": 3, "eta_s": 0.0}
+    st["progress"] = {**st["progress"], "running": 0}
+    assert "time: 3/3 finished, 2m05s elapsed, 1m00s per trial, done" in format_status(st)
