@@ -12,6 +12,8 @@ ARG is a path relative to the repository root. Kinds:
   ``marked`` field; an export without it: the column maximum), and the exporter's Wins line.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
 * ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
+* ``overlap FILE``: ``scripts/overlap_table.py``'s record, one row per dataset: the share of test
+  pairs (rows) with a sentence in the training split under each protocol.
 """
 from __future__ import annotations
 
@@ -67,6 +69,24 @@ def render_rerun(path: Path) -> list[str]:
     return md_table(shown, [" ---: "] * 5)
 
 
+def render_overlap(path: Path) -> list[str]:
+    """Per dataset and protocol: test share with any / both sentences in train / identical pair (STS), or
+    with its sentence in train (classification), in % with 1 decimal; train/dev/test sizes of the disjoint split."""
+    reports = json.loads(path.read_text())["reports"]
+    protocols = list(dict.fromkeys(r["protocol"] for r in reports))
+    table: dict[str, dict[str, str]] = {}
+    for r in reports:
+        t = r["test"]
+        keys = ("sentence_in_train",) if r["task"] == "classification" else ("any_in_train", "both_in_train", "pair_in_train")
+        cell = " / ".join(f"{100 * t[k]:.1f}" for k in keys)
+        row = table.setdefault(r["dataset"], {"dataset": r["dataset"]})
+        row[r["protocol"]] = cell
+        if r["protocol"] == "disjoint":
+            row["disjoint train / dev / test"] = " / ".join(str(r["sizes"][s]) for s in ("train", "dev", "test"))
+    frame = pd.DataFrame(list(table.values()))[["dataset", *protocols, "disjoint train / dev / test"]]
+    return md_table(frame, [" --- "] + [" ---: "] * (len(protocols) + 1))
+
+
 def render_matrix(folder: Path) -> list[str]:
     meta = json.loads((folder / "matrix.json").read_text())
     values = np.load(folder / "matrix.npy")
@@ -114,7 +134,8 @@ def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]
 
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
-    "matrix": render_matrix, "combinations": render_combinations, "rerun": render_rerun}
+    "matrix": render_matrix, "combinations": render_combinations, "rerun": render_rerun,
+    "overlap": render_overlap}
 
 
 def regenerate(readme: str, root: Path) -> tuple[str, list[str]]:
