@@ -148,3 +148,19 @@ def test_study_file_key(tmp_path, tiny_data_dir, tiny_model_dir):
         with pytest.raises(TunerError, match=message) as info:
             parse_spec({**raw, "warm_start": bad}, spec.path)
         assert "\n" not in str(info.value)
+
+
+def test_adding_the_warm_start_key_to_a_started_study_resumes_it(tmp_path, tiny_data_dir, tiny_model_dir,
+                                                                 finished_source):
+    url, source = finished_source
+    path = narrow_study(tmp_path, unique("later"), tiny_model_dir, tiny_data_dir)
+    handle = open_storage(url, heartbeat_interval=None, grace_period=None)
+    try:
+        StudyService(load_spec(path), handle).prepare()
+        path.write_text(path.read_text().replace('sampler = "tpe"', f'sampler = "tpe"\nwarm_start = "{source}"'))
+        StudyService(load_spec(path), handle).prepare()  # not "a different version of the file"
+        path.write_text(path.read_text().replace("w_cosent = [0.2, 0.5]", "w_cosent = [0.2, 0.6]"))
+        with pytest.raises(TunerError, match="different version"):
+            StudyService(load_spec(path), handle).prepare()
+    finally:
+        handle.close()

@@ -20,7 +20,9 @@ from tuner.study.space import SearchSpace
 
 METRICS = {"sts": "spearman", "classification": "accuracy"}
 # Keys that may change between runs of one study without making it a different study.
-MUTABLE_KEYS = ("description", "n_trials", "max_retries")
+# Keys a running study's file may change: they do not change what a trial computes (warm_start only
+# enqueues trials, once, on the first run that has it).
+MUTABLE_KEYS = ("description", "n_trials", "max_retries", "warm_start")
 
 
 @dataclass(frozen=True)
