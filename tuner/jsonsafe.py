@@ -27,9 +27,24 @@ def json_safe(obj: Any) -> Any:
         return [json_safe(v) for v in obj]
     if isinstance(obj, PurePath):
         return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # a pandas DataFrame: its rows
+        return json_safe(obj.to_dict(orient="records"))
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, pandas Series, torch tensors
         return json_safe(obj.tolist())
+    if hasattr(obj, "item"):
+        return json_safe(obj.item())
+    if _is_missing(obj):  # pd.NA, pd.NaT
+        return None
     return str(obj)
+
+
+def _is_missing(obj: Any) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(obj))
+    except (ImportError, TypeError, ValueError):
+        return False
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 import pandas as pd
+
+from tuner.jsonsafe import json_safe  # noqa: F401  (commands import it from here)
 
 
 def positive_int(text: str) -> int:
@@ -56,37 +57,6 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def print_json(payload: Any) -> None:
     """Print ``payload`` as strict JSON: NaN and infinities become null (jq and JavaScript reject NaN)."""
     print(json.dumps(json_safe(payload), indent=2, allow_nan=False))
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats as None, numpy scalars/arrays and DataFrames as plain Python.
-
-    Dict keys become strings as ``json.dumps`` would; anything else unknown becomes ``str(obj)``.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, dict):
-        return {(k if isinstance(k, str) else str(json_safe(k))): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return json_safe(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return json_safe(obj.tolist())
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return json_safe(obj.tolist())
-    if hasattr(obj, "item"):
-        return json_safe(obj.item())
-    try:
-        if pd.isna(obj):  # pd.NA, pd.NaT
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(obj)
 
 
 def format_table(df: pd.DataFrame, columns: list[str], scale: float = 100.0) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import tempfile
@@ -10,9 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import numpy as np
 
 from tuner.errors import TunerError
+from tuner.jsonsafe import json_safe
 from tuner.storage import mask_text
 from tuner.storage import mask_url as storage_mask_url
 
@@ -84,25 +83,7 @@ def check_out_dir(out_dir: Path) -> Path:
 
 def json_dumps(payload: Any) -> str:
     """Strict JSON (NaN/inf -> null, numpy scalars -> Python) with passwords masked."""
-    return json.dumps(scrub(_jsonable(payload)), indent=2, allow_nan=False) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return str(obj)
+    return json.dumps(scrub(json_safe(payload)), indent=2, allow_nan=False) + "\n"
 
 
 def library_versions() -> dict[str, str]:
