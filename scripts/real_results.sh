@@ -12,7 +12,9 @@ mkdir -p runs docs/results
 step() { echo "== $* ($(date -u +%H:%M:%S))" >&2; }
 timed() { local start=$SECONDS; "$@"; echo "   wall time $((SECONDS - start)) s: $*" >&2; }
 
-for study in sts-cpu sts-grid-cpu senteval-grid-cpu; do
+# the CPU grids, then the same grids with 3 seeds per cell under the seed and the disjoint protocol
+for study in sts-cpu sts-grid-cpu senteval-grid-cpu \
+             sts-grid-cpu-seed-r3 sts-grid-cpu-disjoint-r3 senteval-grid-cpu-seed-r3 senteval-grid-cpu-disjoint-r3; do
   step "optimize $study"
   timed python -m tuner optimize --study "$study" --storage "$STORAGE" --workers "$WORKERS"
   step "export $study"
@@ -23,5 +25,11 @@ step "sts-cpu: which combinations were tried; the best trial re-run with 3 seeds
 timed python scripts/combination_counts.py --study sts-cpu --storage "$STORAGE" --out docs/results/sts-cpu/combinations.json
 timed python scripts/rerun_best.py docs/results/sts-cpu --seeds 42,43,44
 
+step "train/test overlap of every built-in under every protocol"
+timed python scripts/overlap_table.py --out docs/results
+
 step "STS-B references (full dev/test files): zero-shot, sentence-transformers' default recipe (3 seeds)"
 timed bash scripts/stsb_reference.sh all
+
+step "README tables from the records above"
+python scripts/readme_tables.py
