@@ -29,7 +29,7 @@ from tuner.losses.registry import (FALLBACK_LOSS, LOSSES, canonical_loss, defaul
                                    row_of_weights)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-TASKS = ("sts", "classification")
+TASKS = ("sts", "classification", "nli")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Pooling = Union[str, int]
 
@@ -62,9 +62,9 @@ class RunConfig:
                           help="training dataset(s): built-in names or files, comma-separated")
     eval: list[str] = _f(factory=list, metavar="DATASETS",
                          help="dataset(s) scored on dev and test (default: the training datasets)")
-    task: Optional[str] = _f(None, help="sts or classification (default: from the datasets)")
-    protocol: str = _f("standard", help="train/dev/test splits: standard (official splits, seeded "
-                                        "splits of test-only sets) or seed (the seed's 70/30)")
+    task: Optional[str] = _f(None, help="sts, classification or nli (train on NLI, score STS; default: from the datasets)")
+    protocol: str = _f("standard", help="train/dev/test splits: standard (official splits, seeded splits of test-only "
+                                        "sets), seed (the seed's 70/30), disjoint, or nli-transfer (task nli)")
     data_dir: Optional[str] = _f(None, help="folder with the layout of shared/data (default: "
                                             "$TUNER_DATA_DIR, then ../shared/data)")
     # ---- the loss: sum_k weights[k] * loss_k(tau_k)
@@ -75,6 +75,8 @@ class RunConfig:
     ibn_positive_threshold: float = _f(0.6, section="train",
                                        help="normalised score (0..1) from which a pair is an in-batch-negatives "
                                             "positive (0.6 = 3 of 5)")
+    nli_neutral: Union[str, float] = _f("drop", section="train", help="NLI neutral pairs for the pair losses: "
+                                        "drop (as AnglE) or a score in 0..1 (entailment 1, contradiction 0)")
     pooling: Optional[Pooling] = _f(None, section="train",
                                     help="cls, cls_avg, avg, max, last or a token index (default: the model's own)")
     # ---- optimisation
@@ -117,7 +119,10 @@ class RunConfig:
 
     @property
     def eval_sets(self) -> list[str]:
-        return list(self.eval or self.train)
+        """The scored sets: ``eval``, else the train sets (nli-transfer: the seven STS sets)."""
+        from tuner.data.splits import NLI_TRANSFER, NLI_TRANSFER_EVAL
+
+        return list(self.eval or (NLI_TRANSFER_EVAL if self.protocol == NLI_TRANSFER else self.train))
 
     # ---- validation
     def validate(self) -> None:
@@ -129,10 +134,19 @@ class RunConfig:
         self.eval = _names(self.eval, "eval", allow_empty=True)
         if self.task is not None and self.task not in TASKS:
             raise ConfigError("task", f"'{self.task}' is unknown; use {' or '.join(TASKS)}")
-        from tuner.data.splits import PROTOCOLS
+        from tuner.data.nli import check_neutral
+        from tuner.data.splits import ALL_PROTOCOLS, NLI_TRANSFER
 
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError("protocol", f"'{self.protocol}' is unknown; use one of {', '.join(PROTOCOLS)}")
+        if self.protocol not in ALL_PROTOCOLS:
+            raise ConfigError("protocol", f"'{self.protocol}' is unknown; use one of {', '.join(ALL_PROTOCOLS)}")
+        if (self.task == "nli") != (self.protocol == NLI_TRANSFER) and self.task is not None:
+            raise ConfigError("protocol", f"'{self.protocol}' does not go with task {self.task}; task nli (train on NLI, "
+                                          f"score STS) is protocol {NLI_TRANSFER}, the other tasks use the others")
+        try:
+            neutral = check_neutral(self.nli_neutral)
+        except TunerError as exc:
+            raise ConfigError("nli_neutral", str(exc).removeprefix("neutral: ")) from None
+        self.nli_neutral = "drop" if neutral is None else neutral
         self.weights = _loss_map(self.weights, "weights", taus=False)
         for name, w in self.weights.items():
             if w < 0:

@@ -1,6 +1,9 @@
 """Fine-tune-and-evaluate: what one study trial (or one ``tuner finetune``) runs.
 
 ``load data -> protocol splits -> load encoder -> finetune -> score dev and test -> save``.
+Task ``nli`` (protocol ``nli-transfer``): train on NLI rows (both views, :class:`tuner.train.NliTrainData`),
+score dev on STS-B dev only (the selection set) and test on the full official test data of the
+STS sets (default: all seven).
 Objectives and the CLI call :func:`run_finetune` and :func:`evaluate_model`; no training code
 lives anywhere else.
 """
@@ -10,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -20,10 +23,17 @@ from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, s
 from tuner.errors import TunerError
 from tuner.evaluate import evaluate_classification, evaluate_classification_splits, evaluate_sts
 from tuner.models import Encoder, load_encoder, save_encoder
-from tuner.train import PairData, TrainResult, finetune, pairs_from_frame
+from tuner.train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
 
 DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
-METRIC = {"sts": "spearman", "classification": "accuracy"}
+#: nli: the NLI-transfer protocol's score, STS Spearman (NLI data itself is never scored)
+METRIC = {"sts": "spearman", "classification": "accuracy", "nli": "spearman"}
+
+
+def not_scored(ds: Dataset) -> TunerError:
+    """The one-line error for scoring NLI data (it only trains)."""
+    return TunerError(f"dataset '{ds.name}' is NLI data (premise, hypothesis, label): it trains (--train {ds.name} "
+                      "--protocol nli-transfer) but is not scored; evaluate on STS sets such as stsb, sts12, sickr")
 
 
 def as_dataset(spec: DataSpec, task: Optional[str] = None, data_dir: "str | os.PathLike | None" = None) -> Dataset:
@@ -58,6 +68,8 @@ def score_split(encoder: Encoder, dataset: Dataset, frame: pd.DataFrame, *, trai
                 classification_protocol: str = "seed", batch_size: int = 64, max_seq_length: int = 128,
                 seed: int = 42) -> dict[str, float]:
     """Score one split: STS -> spearman/pearson; classification -> accuracy under the named protocol."""
+    if dataset.task == "nli":
+        raise not_scored(dataset)
     if dataset.task == "sts":
         return evaluate_sts(encoder, frame, batch_size, max_seq_length)
     return evaluate_classification(encoder, frame, train=train_frame, protocol=classification_protocol,
@@ -82,6 +94,8 @@ def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSp
     rows = []
     for spec in as_list(datasets):
         ds = as_dataset(spec, data_dir=data_dir)
+        if ds.task == "nli":
+            raise not_scored(ds)
         start = time.perf_counter()
         if protocol is None:
             if split not in ds.splits and not (split == "test" and "all" in ds.splits):
@@ -137,8 +151,8 @@ class FinetuneOutcome:
 @dataclass
 class PreparedData:
     task: str
-    train: PairData
-    eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits)
+    train: "PairData | NliTrainData"
+    eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits; nli: only those scored)
 
 
 SPLIT_SEED = 42  # the seed's train_test_split(random_state=42); fixed so every run sees the same rows
@@ -158,6 +172,8 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
     if not train_sets:
         raise TunerError("no training dataset given; pass --train with a dataset name or file")
     eval_specs = eval if eval is not None else (config.eval or None)
+    if task == "nli" or any(ds.task == "nli" for ds in train_sets):
+        return _prepare_nli(config, train_sets, eval_specs)
     eval_sets = [as_dataset(s, task, config.data_dir) for s in as_list(eval_specs)] or train_sets
     task = _task_of(train_sets + eval_sets, task)
     frames, ranges = [], set()
@@ -189,6 +205,38 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
     return PreparedData(task=task, train=train_pairs, eval=evals)
 
 
+def _prepare_nli(config: RunConfig, train_sets: list[Dataset], eval_specs: Any) -> PreparedData:
+    """nli-transfer: NLI rows (whole premises up to ``max_train_examples``) as pairs and triplets; every
+    eval set's full official test data, and STS-B dev (loaded when no eval set is STS-B) for selection."""
+    from tuner.data.nli import subsample_premises
+    from tuner.data.splits import NLI_SELECTION, NLI_TRANSFER, NLI_TRANSFER_EVAL
+
+    names = "+".join(d.name for d in train_sets)
+    wrong = [d.name for d in train_sets if d.task != "nli"]
+    if wrong:
+        raise TunerError(f"cannot mix NLI and other training data ({', '.join(wrong)} not NLI); train on NLI sets "
+                         "only (snli, allnli or premise/hypothesis/label files)")
+    if config.protocol != NLI_TRANSFER:
+        raise TunerError(f"{names} is NLI data: training on it needs --protocol {NLI_TRANSFER} (select on STS-B dev, "
+                         "report the STS test sets)")
+    frame = pd.concat([protocol_splits(d, NLI_TRANSFER)["train"] for d in train_sets], ignore_index=True)
+    frame = subsample_premises(frame, config.max_train_examples, config.seed)
+    check_min_rows(frame, config.batch_size, f"NLI rows of {names}")
+    train = nli_train_data(frame, config.nli_neutral, f"NLI rows of {names}")
+    evals = []
+    for ds in (as_dataset(s, None, config.data_dir) for s in as_list(eval_specs) or list(NLI_TRANSFER_EVAL)):
+        if ds.task == "nli":
+            raise not_scored(ds)
+        parts = protocol_splits(ds, NLI_TRANSFER)  # raises for classification sets
+        keep = ("dev", "test") if ds.name == NLI_SELECTION else ("test",)
+        evals.append((ds, {k: subsample(parts[k], config.max_eval_examples, SPLIT_SEED) for k in keep}))
+    if not any(ds.name == NLI_SELECTION for ds, _ in evals):
+        stsb = as_dataset(NLI_SELECTION, None, config.data_dir)
+        evals.append((stsb, {"dev": subsample(protocol_splits(stsb, NLI_TRANSFER)["dev"], config.max_eval_examples,
+                                              SPLIT_SEED)}))
+    return PreparedData(task="nli", train=train, eval=evals)
+
+
 def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] = ("dev", "test"), *,
                     batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
                     max_eval_examples: Optional[int] = None) -> tuple[dict[str, dict[str, float]], dict]:
@@ -196,12 +244,15 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
 
     ``details[split][dataset]`` is the evaluator's result plus the per-item outputs, in the rows'
     order (fixed by :data:`SPLIT_SEED`, so the same for every run of a study): STS ``"similarities"``
-    and ``"gold"``, classification ``"correct"`` (0/1 per row)."""
+    and ``"gold"``, classification ``"correct"`` (0/1 per row). A set without one of ``splits``
+    (nli-transfer: only STS-B has dev) is not scored on it."""
     scores: dict[str, dict[str, float]] = {s: {} for s in splits}
     details: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     for ds, parts in data.eval:
         frames = {split: subsample(parts[split], max_eval_examples, seed) if max_eval_examples else parts[split]
-                  for split in splits}
+                  for split in splits if split in parts}
+        if not frames:
+            continue
         if ds.task == "classification":
             # Encode the (large) train split once for all scored splits.
             results = evaluate_classification_splits(encoder, frames, parts["train"], batch_size=batch_size,

@@ -5,14 +5,20 @@ batches of sentence pairs in the zigzag layout ``[a0, b0, a1, b1, ...]`` encoded
 pass and padded to the batch's longest; length-grouped batching (random batch composition within
 a length bucket, buckets shuffled) so padding stays small while in-batch negatives stay random.
 Mixed precision on GPU (bf16 where supported, else fp16 with loss scaling), fp32 on CPU.
+
+NLI data (:class:`NliTrainData`) gives each loss its own view of the same rows: the pair losses a
+batch of scored pairs, the triplet losses (in-batch negatives) a batch of (premise, entailed,
+contradiction) triplets, each view encoded in its own forward pass; a step takes one batch of every
+view that has an active loss and steps on the weighted sum. An epoch is one pass over the larger
+view; the smaller one starts again (reshuffled) when it runs out.
 """
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -35,6 +41,50 @@ class PairData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+@dataclass
+class TripletData:
+    """NLI triplets for the triplet losses; ``negative[i]`` is None for a premise without a contradiction."""
+
+    anchor: list[str]
+    positive: list[str]
+    negative: list[Optional[str]]
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+
+@dataclass
+class NliTrainData:
+    """Two views of the same NLI rows (:mod:`tuner.data.nli`); a view is None when the rows give none
+    (``missing`` says why), which is an error only when a loss that needs it is on."""
+
+    pairs: Optional[PairData]
+    triplets: Optional[TripletData]
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return max(len(self.pairs or ()), len(self.triplets or ()))
+
+
+def nli_train_data(df: pd.DataFrame, neutral: "float | str | None", where: str) -> NliTrainData:
+    """Scored pairs (neutral by ``neutral``) and triplets (anchors without a contradiction kept) of NLI rows."""
+    from tuner.data.nli import nli_pairs, nli_triplets
+
+    views: dict[str, Any] = {"pairs": None, "triplets": None}
+    missing: dict[str, str] = {}
+    try:
+        frame = nli_pairs(df, neutral=neutral, where=where)
+        views["pairs"] = pairs_from_frame(frame, "sts", (0.0, 1.0))
+    except TunerError as exc:
+        missing["pairs"] = str(exc)
+    try:
+        t = nli_triplets(df, no_contradiction="keep", where=where)
+        views["triplets"] = TripletData(t["anchor"].tolist(), t["positive"].tolist(), t["negative"].tolist())
+    except TunerError as exc:
+        missing["triplets"] = str(exc)
+    return NliTrainData(views["pairs"], views["triplets"], missing)
 
 
 def pairs_from_frame(df: pd.DataFrame, task: str, score_range: "tuple[float, float] | None" = None) -> PairData:
@@ -134,11 +184,7 @@ def _zigzag_batch(batch: np.ndarray, ids1: list, ids2: list, pad_id: int, paddin
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``[a0, b0, a1, b1, ...]`` token ids and mask, padded to the batch's longest, on ``device``."""
     zigzag = [x for i in batch for x in (ids1[i], ids2[i])]
-    input_ids, mask = pad_batch(zigzag, pad_id, padding_side)
-    if device.type == "cuda":  # pinned host memory: the copy overlaps the previous step's compute
-        input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
-        return input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-    return input_ids.to(device), mask.to(device)
+    return _to_device(*pad_batch(zigzag, pad_id, padding_side), device)
 
 
 def _free_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -151,40 +197,112 @@ def _free_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> N
         torch.cuda.empty_cache()
 
 
-def finetune(encoder: Encoder, data: PairData, config: RunConfig,
+@dataclass
+class _View:
+    """One kind of batch a step trains on: token ids, lengths, the losses it feeds, a batch stream."""
+
+    kind: str                    # "pairs" (zigzag) or "triplets"
+    ids: tuple                   # pairs: (ids1, ids2, labels); triplets: (anchor, positive, negative-or-None)
+    lengths: np.ndarray
+    names: Optional[tuple[str, ...]]
+    stream: Iterator[np.ndarray] = None  # type: ignore[assignment]
+
+
+def _views(data: "PairData | NliTrainData", loss_fn: CombinedLoss, tok: Any, max_len: int) -> list[_View]:
+    if isinstance(data, PairData):
+        if len(data) < 2:
+            raise TunerError(f"training data has {len(data)} pair(s); at least 2 are needed")
+        ids1, ids2, lengths = _tokenized_pairs(tok, data, max_len)
+        return [_View("pairs", (ids1, ids2, torch.from_numpy(np.asarray(data.labels, dtype=np.float32))), lengths, None)]
+    views = []
+    for kind, names in (("pairs", loss_fn.pair_losses), ("triplets", loss_fn.triplet_losses)):
+        view = getattr(data, kind)
+        if not names:
+            continue
+        if view is None or len(view) < 2:
+            why = data.missing.get(kind) or f"the NLI rows give {len(view or ())} {kind}; at least 2 are needed"
+            raise TunerError(f"{'+'.join(names)} train on NLI {kind}, but {why}")
+        if kind == "pairs":
+            ids1, ids2, lengths = _tokenized_pairs(tok, view, max_len)
+            ids: tuple = (ids1, ids2, torch.from_numpy(np.asarray(view.labels, dtype=np.float32)))
+        else:
+            a, p = tokenize(tok, view.anchor, max_len), tokenize(tok, view.positive, max_len)
+            present = [x for x in view.negative if x is not None]
+            it = iter(tokenize(tok, present, max_len) if present else [])
+            n = [None if x is None else next(it) for x in view.negative]
+            lengths = np.fromiter((max(len(x), len(y), 0 if z is None else len(z)) for x, y, z in zip(a, p, n)), dtype=np.int64,
+                                  count=len(a))
+            ids = (a, p, n)
+        views.append(_View(kind, ids, lengths, names))
+    return views
+
+
+def _to_device(input_ids: torch.Tensor, mask: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device.type == "cuda":  # pinned host memory: the copy overlaps the previous step's compute
+        input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+        return input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+    return input_ids.to(device), mask.to(device)
+
+
+def _triplet_batch(batch: np.ndarray, ids: tuple, pad_id: int, padding_side: str,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[anchors..., positives..., hard negatives of the rows that have one...]``, padded, on ``device``."""
+    a, p, n = ids
+    rows = [a[i] for i in batch] + [p[i] for i in batch] + [n[i] for i in batch if n[i] is not None]
+    return _to_device(*pad_batch(rows, pad_id, padding_side), device)
+
+
+def _view_loss(view: _View, batch: np.ndarray, encoder: Encoder, loss_fn: CombinedLoss, pad_id: int,
+               padding_side: str, autocast_dtype: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """One view's batch: encode it in one forward pass and compute the losses it feeds."""
+    device = encoder.device
+    if view.kind == "pairs":
+        input_ids, mask = _zigzag_batch(batch, view.ids[0], view.ids[1], pad_id, padding_side, device)
+        labels = view.ids[2][batch].to(device, non_blocking=device.type == "cuda")
+    else:
+        input_ids, mask = _triplet_batch(batch, view.ids, pad_id, padding_side, device)
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        embeddings = encoder(input_ids, mask)
+    if view.kind == "pairs":
+        return loss_fn(embeddings.float(), labels, names=view.names)
+    k, emb = len(batch), embeddings.float()
+    return loss_fn.triplets(emb[:k], emb[k:2 * k], emb[2 * k:])
+
+
+def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfig,
              on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
-    """Fine-tune ``encoder`` in place on ``data``. ``on_eval(step)`` is called every
-    ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
+    """Fine-tune ``encoder`` in place on ``data`` (pairs, or the two views of NLI rows). ``on_eval(step)``
+    is called every ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     if config.pooling is not None:
         encoder.pooling = config.pooling
-    if len(data) < 2:
-        raise TunerError(f"training data has {len(data)} pair(s); at least 2 are needed")
+    loss_fn = CombinedLoss.from_config(config)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     device = encoder.device
     precision = resolve_precision(config.precision, device)
     tok = encoder.tokenizer
-    ids1, ids2, lengths = _tokenized_pairs(tok, data, config.max_seq_length)
+    views = _views(data, loss_fn, tok, config.max_seq_length)
     pad_id = pad_id_of(tok)
     padding_side = getattr(tok, "padding_side", "right")
-    labels_all = torch.from_numpy(np.asarray(data.labels, dtype=np.float32))
 
-    def epoch_batches() -> list[np.ndarray]:
-        if config.length_grouping:
-            return length_grouped_batches(lengths, config.batch_size, rng)
-        return random_batches(len(lengths), config.batch_size, rng)
+    def batch_stream(lengths: np.ndarray) -> Iterator[np.ndarray]:
+        while True:  # epoch after epoch, drawn only when needed
+            if config.length_grouping:
+                yield from length_grouped_batches(lengths, config.batch_size, rng)
+            else:
+                yield from random_batches(len(lengths), config.batch_size, rng)
 
-    steps_per_epoch = math.ceil(len(data) / config.batch_size)
+    for view in views:
+        view.stream = batch_stream(view.lengths)
+    steps_per_epoch = math.ceil(max(len(v.lengths) for v in views) / config.batch_size)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    loss_fn = CombinedLoss.from_config(config)
     optimizer = _adamw(_param_groups(encoder, config.weight_decay), config.lr, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    non_blocking = device.type == "cuda"
 
     losses: list[float] = []
     parts: dict[str, list[float]] = {k: [] for k in loss_fn.active}
@@ -194,35 +312,32 @@ def finetune(encoder: Encoder, data: PairData, config: RunConfig,
     bar = tqdm(total=total_steps, desc="fine-tune", unit="step", disable=not progress, leave=False)
     try:
         while step < total_steps:
-            for batch in epoch_batches():
-                if step >= total_steps:
-                    break
-                input_ids, mask = _zigzag_batch(batch, ids1, ids2, pad_id, padding_side, device)
-                labels = labels_all[batch].to(device, non_blocking=non_blocking)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    embeddings = encoder(input_ids, mask)
-                loss, loss_parts = loss_fn(embeddings.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for view in views:
+                batch = next(view.stream)
+                loss, loss_parts = _view_loss(view, batch, encoder, loss_fn, pad_id, padding_side, autocast_dtype)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                if config.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(encoder.parameters(), config.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
+                scaler.scale(loss).backward()  # gradients of the views add up: the weighted sum
+                step_loss += float(loss.detach())
                 examples += len(batch)
-                losses.append(float(loss.detach()))
-                for k, v in loss_parts.items():
-                    parts[k].append(float(v))
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                if on_eval is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                    encoder.eval()
-                    on_eval(step)
-                    encoder.train()
+                for name, v in loss_parts.items():
+                    parts[name].append(float(v))
+            scaler.unscale_(optimizer)
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(encoder.parameters(), config.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if on_eval is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
+                encoder.eval()
+                on_eval(step)
+                encoder.train()
     finally:
         bar.close()
         encoder.eval()

@@ -31,12 +31,20 @@ An anchor with an entailment but no contradiction is handled by ``no_contradicti
 
 Premises without an entailed hypothesis give no triplet (there is no positive). Neutral
 hypotheses are not used.
+
+**Training** (``tuner finetune --train snli --protocol nli-transfer``, task ``nli``): the engine
+builds both views from the same rows: scored pairs (neutral by ``RunConfig.nli_neutral``) for the
+pair losses and triplets with ``no_contradiction="keep"`` for in-batch negatives, whose missing
+hard negative is simply absent from the batch's logits (:func:`tuner.losses.in_batch_negatives.
+hard_negatives_loss`). ``max_train_examples`` samples whole premises (:func:`subsample_premises`),
+so a premise keeps its entailment and its contradiction together.
 """
 from __future__ import annotations
 
 import math
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from tuner.errors import TunerError
@@ -154,6 +162,29 @@ def nli_triplet_splits(ds: Dataset, *, no_contradiction: Literal["drop", "keep"]
         raise TunerError(f"dataset '{ds.name}' is {ds.task} data, not NLI (premise, hypothesis, label)")
     return {split: nli_triplets(frame, no_contradiction=no_contradiction, where=f"{ds.name} ({split})")
             for split, frame in ds.splits.items()}
+
+
+def subsample_premises(df: pd.DataFrame, n: "int | None", seed: int) -> pd.DataFrame:
+    """At most ``n`` NLI rows, taken as whole premises (all their hypotheses) in a seeded order.
+
+    Premises are visited in a seeded random order and kept while the rows still fit ``n`` (at most ``n``
+    rows; a first premise with more rows than ``n`` is kept alone). A row sample would split premises:
+    2,000 random rows of SNLI's 19,666 keep a premise's entailment *and* contradiction for only
+    about one premise in ten, leaving in-batch negatives almost without hard negatives.
+    """
+    if n is None or n >= len(df):
+        return df.reset_index(drop=True)
+    codes, uniques = pd.factorize(df["premise"])
+    sizes = np.bincount(codes, minlength=len(uniques))
+    keep = np.zeros(len(uniques), dtype=bool)
+    total = 0
+    for g in np.random.default_rng(int(seed)).permutation(len(uniques)):
+        if total + sizes[g] <= n or total == 0:
+            keep[g] = True
+            total += int(sizes[g])
+        if total >= n:
+            break
+    return df[keep[codes]].reset_index(drop=True)
 
 
 def label_counts(df: pd.DataFrame) -> dict[str, int]:

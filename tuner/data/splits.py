@@ -28,6 +28,12 @@ are disjoint (by row of the source table), cover the source table and have a fre
   it had a ``split`` column: then its declared train/dev/test rows are used under every protocol
   (dev carved from train when it declares none); under ``"disjoint"`` the training rows that share
   a sentence with a dev or test row are removed from train.
+* ``"nli-transfer"`` -- train on NLI data, score on STS (:data:`NLI_TRANSFER`, not in
+  :data:`PROTOCOLS`, which are the row-splitting protocols). An NLI set trains on its ``train``
+  split, or on all its rows when it has none (the local ``snli``: the official dev and test
+  splits); its dev/test are empty. An STS set trains nothing (empty train); its test is the full
+  official test data (``Dataset.official()``) and its dev the official dev split (empty when it has
+  none); the engine selects on STS-B dev only (:data:`NLI_SELECTION`).
 """
 from __future__ import annotations
 
@@ -39,6 +45,11 @@ from tuner.errors import TunerError
 from .registry import Dataset
 
 PROTOCOLS = ("seed", "standard", "disjoint")
+#: Train on NLI, select on STS-B dev, report the full official test data of the seven STS sets.
+NLI_TRANSFER = "nli-transfer"
+ALL_PROTOCOLS = PROTOCOLS + (NLI_TRANSFER,)
+NLI_TRANSFER_EVAL = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+NLI_SELECTION = "stsb"
 
 
 def _check_fraction(value: float, what: str) -> float:
@@ -151,8 +162,10 @@ def protocol_splits(
 ) -> dict[str, pd.DataFrame]:
     """Train/dev/test frames of ``ds`` under ``protocol`` (see module docstring)."""
     proto = str(protocol).strip().lower()
+    if proto == NLI_TRANSFER:
+        return _nli_transfer_splits(ds)
     if proto not in PROTOCOLS:
-        raise TunerError(f"unknown protocol '{protocol}'; use one of: {', '.join(PROTOCOLS)}")
+        raise TunerError(f"unknown protocol '{protocol}'; use one of: {', '.join(ALL_PROTOCOLS)}")
     dev_fraction = _check_fraction(dev_fraction, "dev_fraction")
     test_fraction = _check_fraction(test_fraction, "test_fraction")
     seed = int(seed)
@@ -180,6 +193,19 @@ def protocol_splits(
     rest, test = split(table, test_fraction, seed, f"dataset '{ds.name}'")
     train, dev = split(rest, dev_fraction, seed, f"train part of '{ds.name}'")
     return {"train": train, "dev": dev, "test": test}
+
+
+def _nli_transfer_splits(ds: Dataset) -> dict[str, pd.DataFrame]:
+    """``nli-transfer``: NLI sets train (``train`` split, else every row), STS sets are scored."""
+    if ds.task == "nli":
+        train = ds.splits["train"] if "train" in ds.splits else pd.concat(list(ds.splits.values()), ignore_index=True)
+        return {"train": train.reset_index(drop=True), "dev": train.iloc[0:0], "test": train.iloc[0:0]}
+    if ds.task != "sts":
+        raise TunerError(f"dataset '{ds.name}' is {ds.task} data; the nli-transfer protocol trains on NLI data "
+                         "and scores STS sets only")
+    test = ds.official().reset_index(drop=True)
+    dev = ds.splits["dev"].reset_index(drop=True) if "dev" in ds.splits else test.iloc[0:0]
+    return {"train": test.iloc[0:0], "dev": dev, "test": test}
 
 
 def subsample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

@@ -5,6 +5,11 @@
 Missing weights are 0. If every weight is 0 (the seed's default) the loss is plain cosine-MSE with
 weight 1, so a run always trains something. Which functions exist, which take a temperature and
 which extra options they read from the run config all come from the registry.
+
+NLI runs (:mod:`tuner.data.nli`) give each loss its own view of the same rows: the losses with a
+``triplet`` form in the registry (in-batch negatives) train on (premise, entailed, contradiction)
+triplets through :meth:`CombinedLoss.triplets`, the others on scored pairs through ``forward(...,
+names=pair_losses)``; the step's loss is the weighted sum of both.
 """
 from __future__ import annotations
 
@@ -66,9 +71,14 @@ class CombinedLoss(torch.nn.Module):
                 kwargs["tau"] = self.taus[name]
             self._functions[name] = spec.load()
             self._kwargs[name] = kwargs
+        self.triplet_losses: tuple[str, ...] = tuple(n for n in self.active if LOSSES[n].triplet)
+        self.pair_losses: tuple[str, ...] = tuple(n for n in self.active if n not in self.triplet_losses)
+        self._triplet_functions = {n: LOSSES[n].load(triplet=True) for n in self.triplet_losses}
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Loss of a zigzag batch ``[a0, b0, a1, b1, ...]`` (``[2N, d]``) with ``[N]`` labels.
+    def forward(self, embeddings: Tensor, labels: Tensor,
+                names: "tuple[str, ...] | None" = None) -> tuple[Tensor, dict[str, float]]:
+        """Loss of a zigzag batch ``[a0, b0, a1, b1, ...]`` (``[2N, d]``) with ``[N]`` labels; ``names``:
+        only these active losses (an NLI run's pair losses), default all.
 
         Returns:
             ``(total, parts)``: the weighted sum (float32 scalar) and each active
@@ -85,10 +95,28 @@ class CombinedLoss(torch.nn.Module):
         total: Tensor | None = None
         parts: dict[str, float] = {}
         for name, weight in self.active.items():
+            if names is not None and name not in names:
+                continue
             value = self._functions[name](a, b, labels, **self._kwargs[name])
             parts[name] = float(value.detach())
             total = weight * value if total is None else total + weight * value
-        assert total is not None  # active is never empty
+        if total is None:
+            raise ValueError(f"none of {names} is an active loss ({', '.join(self.active)})")
+        return total, parts
+
+    def triplets(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Weighted sum of the active triplet losses on NLI triplets: ``anchor``/``positive`` ``[N, d]``,
+        ``negative`` ``[M, d]`` (the rows that have a contradiction)."""
+        if not self.triplet_losses:
+            raise ValueError(f"no active loss takes triplets ({', '.join(self.active)})")
+        total: Tensor | None = None
+        parts: dict[str, float] = {}
+        for name in self.triplet_losses:
+            kwargs = {"tau": self.taus[name]} if LOSSES[name].has_tau else {}
+            value = self._triplet_functions[name](anchor, positive, negative, **kwargs)
+            parts[name] = float(value.detach())
+            total = self.active[name] * value if total is None else total + self.active[name] * value
+        assert total is not None
         return total, parts
 
     def extra_repr(self) -> str:

@@ -23,6 +23,18 @@ Differences to AnglE's original, on purpose:
   0..5 STS set any score >= 1 is a positive. The rule here is explicit, on the
   normalised 0..1 labels: ``label >= positive_threshold``.
 
+**NLI triplets** (:func:`hard_negatives_loss`, the loss's ``triplet`` function in the registry):
+supervised SimCSE (Gao et al. 2021, eq. 5). Each row is (anchor, entailed positive, contradicting
+hard negative); the candidates of anchor ``i`` are every positive of the batch *and* every hard
+negative of the batch, and the target is its own positive:
+
+    L = 1/N * sum_i -log( exp(tau cos(h_i, p_i)) /
+                          (sum_j exp(tau cos(h_i, p_j)) + sum_{j in H} exp(tau cos(h_i, n_j))) )
+
+with ``H`` the rows that have a hard negative. A row without a contradiction has no hard-negative
+column: its anchor still sees every other row's positive and every hard negative of the batch
+(the in-batch negatives), and it adds no negative for the others. One direction only, as SimCSE.
+
 Positive rules (``POSITIVE_RULES``):
 
 * ``DEFAULT_POSITIVE_THRESHOLD = 0.6`` -- raw score >= 3 on a 0..5 STS scale,
@@ -82,3 +94,20 @@ def in_batch_negatives_loss(
     loss_ab = F.cross_entropy(logits[anchors], anchors)
     loss_ba = F.cross_entropy(logits.T[anchors], anchors)
     return (loss_ab + loss_ba) / 2
+
+
+def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau: float = 20.0) -> Tensor:
+    """Supervised-SimCSE loss of NLI triplets (module doc): in-batch negatives plus hard negatives.
+
+    Args:
+        anchor: ``[N, d]`` premises.
+        positive: ``[N, d]`` their entailed hypotheses (row ``i`` is anchor ``i``'s positive).
+        negative: ``[M, d]`` the hard negatives of the rows that have one (``M <= N``, possibly 0);
+            which row each belongs to does not matter: every anchor sees all of them as negatives.
+        tau: scale on the cosine logits (20 = temperature 0.05, SimCSE's).
+    """
+    dtype = torch.promote_types(anchor.dtype, torch.float32)
+    h = F.normalize(anchor.to(dtype), dim=-1, eps=1e-8)
+    candidates = F.normalize(torch.cat([positive.to(dtype), negative.to(dtype)]), dim=-1, eps=1e-8)
+    logits = tau * (h @ candidates.T)  # [N, N + M]
+    return F.cross_entropy(logits, torch.arange(h.shape[0], device=h.device))

@@ -48,6 +48,10 @@ class LossSpec:
         color, marker: plot style of its single-loss row.
         options: keyword of ``function`` -> :class:`tuner.config.RunConfig` field passed to it.
         paper: where it comes from.
+        triplet: ``"module:function"`` of its NLI-triplet form, ``fn(anchor, positive, negative,
+            tau=)`` (:func:`tuner.losses.in_batch_negatives.hard_negatives_loss`); a loss with one
+            trains on (premise, entailed, contradiction) triplets in NLI runs, the others on
+            scored pairs (:mod:`tuner.data.nli`).
     """
 
     name: str
@@ -60,14 +64,15 @@ class LossSpec:
     marker: str = "o"
     options: Mapping[str, str] = field(default_factory=dict)
     paper: str = ""
+    triplet: str = ""
 
     @property
     def has_tau(self) -> bool:
         return self.default_tau is not None
 
-    def load(self) -> Callable[..., Any]:
-        """Import the loss function (torch is imported here, not before)."""
-        module, _, attr = self.function.partition(":")
+    def load(self, triplet: bool = False) -> Callable[..., Any]:
+        """Import the loss function, or its triplet form (torch is imported here, not before)."""
+        module, _, attr = (self.triplet if triplet else self.function).partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
@@ -121,7 +126,8 @@ register_loss(LossSpec(
     "ibn", "In-Batch Negatives", "IBN", "tuner.losses.in_batch_negatives:in_batch_negatives_loss",
     default_tau=20.0, aliases=("in_batch_negatives", "inbatch", "in_batch", "mnrl"),
     color="#2ca02c", marker="v", options={"positive_threshold": "ibn_positive_threshold"},
-    paper="Gao et al. 2021 (SimCSE); Li & Li 2023 (AnglE)"))
+    paper="Gao et al. 2021 (SimCSE); Li & Li 2023 (AnglE)",
+    triplet="tuner.losses.in_batch_negatives:hard_negatives_loss"))
 register_loss(LossSpec(
     "angle", "Angle", "Angle", "tuner.losses.angle:angle_loss", default_tau=1.0,
     aliases=("angle_loss", "angl_e"), color="#d62728", marker="D", paper="Li & Li 2023 (AnglE)"))
