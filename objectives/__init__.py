@@ -9,15 +9,18 @@ from typing import Any, Callable
 
 
 def get_objective(task: str) -> Callable[..., float]:
-    """``objective(trial, config, ctx) -> dev score`` (config: the trial's RunConfig) for ``task`` ('sts' or 'classification')."""
+    """``objective(trial, config, ctx) -> dev score`` (config: the trial's RunConfig) for ``task`` ('sts',
+    'classification' or 'nli': train on NLI, score STS)."""
     if task == "sts":
         from objectives.sts import objective
     elif task == "classification":
         from objectives.classification import objective
+    elif task == "nli":
+        from objectives.nli import objective
     else:
         from tuner.errors import TunerError
 
-        raise TunerError(f"unknown task '{task}'; use 'sts' or 'classification'")
+        raise TunerError(f"unknown task '{task}'; use 'sts', 'classification' or 'nli'")
     return objective
 
 

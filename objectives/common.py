@@ -99,7 +99,7 @@ class WorkerContext:
         from tuner.engine import prepare_data
 
         key = (tuple(config.train), tuple(config.eval_sets), config.task, config.protocol, config.data_dir,
-               config.seed, config.max_train_examples, config.max_eval_examples, config.batch_size)
+               config.seed, config.max_train_examples, config.max_eval_examples, config.batch_size, config.nli_neutral)
         if key not in self._data:
             if len(self._data) >= 8:  # bounded: a grid walks many datasets
                 self._data.pop(next(iter(self._data)))
@@ -124,9 +124,10 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
 
     splits = ("dev", "test")
     names = [ds.name for ds, _ in data.eval]
-    wanted = [key(model, n, s) for n in names for s in splits for key in (zero_shot_key, zero_shot_items_key)]
+    scored = [(ds, s) for ds, parts in data.eval for s in splits if s in parts]  # nli-transfer: dev of STS-B only
+    wanted = [key(model, ds.name, s) for ds, s in scored for key in (zero_shot_key, zero_shot_items_key)]
     wanted += [overlap_key(n) for n in names]
-    wanted += [gold_key(ds.name, s) for ds, _ in data.eval if ds.task == "sts" for s in splits]
+    wanted += [gold_key(ds.name, s) for ds, s in scored if ds.task == "sts"]
     if all(k in study.user_attrs for k in wanted):
         return
     spec = ctx.spec

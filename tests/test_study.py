@@ -118,7 +118,7 @@ ERRORS = [
     (BASE_TPE, "search", {}, r"key 'search': is missing or empty"),
     (BASE_TPE, "data.train", ["stsbb"], r"key 'data.train\[0\]': 'stsbb' is neither a built-in dataset nor an existing "
                                         r"file; did you mean 'stsb'"),
-    (BASE_TPE, "data.train", ["mr"], r"key 'data.train\[0\]': 'mr' is classification data but task is 'sts'"),
+    (BASE_TPE, "data.train", ["mr"], r"key 'data.train\[0\]': 'mr' is classification data but data.train takes sts data"),
     (BASE_TPE, "pruner", "median", r"key 'budget.eval_every': is missing; the median pruner needs"),
     (BASE_TPE, "pruner", {"type": "median", "reduction_factor": 3}, r"key 'pruner.reduction_factor': does not apply"),
     (BASE_TPE, "grid", {"losses": "all"}, r"key 'grid': is for grid studies"),

@@ -133,7 +133,7 @@ def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Opti
         "data": {"train": list(config.train), "eval": list(config.eval_sets)},
         "budget": _settings(config, "budget"),
         # weights, taus and lr are searched; the other [train] settings are the trial's
-        "train": _settings(config, "train", skip=("weights", "taus", "lr")),
+        "train": _settings(config, "train", skip=("weights", "taus", "lr", *(() if task == "nli" else ("nli_neutral",)))),
         "search": refine_search(config),
     }
     header = [f"# Refines the best trial ({trial.number}) of study '{study_name}': objective (mean dev score) "

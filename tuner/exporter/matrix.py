@@ -16,7 +16,9 @@ so an export stays consistent while workers keep writing (see docs/trial-record.
   (``rows_rule``) and lists the rows (``losses``) and their titles.
 * Its **model**: user attr ``model``, else param ``model``, else the recorded config's model.
 * Its **datasets**: grid param ``dataset`` (train = eval for that cell), else the keys of its
-  ``scores.dev.*`` / ``scores.test.*`` user attrs.
+  ``scores.dev.*`` / ``scores.test.*`` user attrs. Task ``nli`` (train on NLI, score STS): always the
+  score keys, so the columns are the STS eval sets, and a cell's dev ranking is the trial's value
+  (STS-B dev) except in the STS-B column.
 * A cell's **value**: ``scores.<split>.<dataset>`` of the chosen trial; NaN when no complete
   trial has it.
 * When several trials fill one cell (several poolings, taus, weights, ...), the one with the highest
@@ -164,7 +166,9 @@ def build_matrix(trials: Iterable[Any], study_attrs: Optional[Mapping[str, Any]]
     trials = sorted(trials, key=lambda t: t.number)
     placed, skipped = _place(trials)
     model_axis = list(models) if models is not None else axis_order(trials, "model")
-    data_axis = list(datasets) if datasets is not None else axis_order(trials, "dataset")
+    # task nli: the grid's dataset axis is the NLI training set; the columns are the STS sets it is scored on
+    nli = attrs.get("task") == "nli" or any(t.user_attrs.get("task") == "nli" for t in trials)
+    data_axis = list(datasets) if datasets is not None else ([] if nli else axis_order(trials, "dataset"))
     for _, model, _, names in placed:
         if models is None and model not in model_axis:
             model_axis.append(model)

@@ -106,8 +106,11 @@ def trial_model(trial: Any) -> Optional[str]:
 
 
 def trial_datasets(trial: Any) -> list[str]:
-    """Grid cell: ``[param dataset]``; otherwise the datasets of its score attrs (eval order first)."""
-    if "dataset" in trial.params:
+    """Grid cell: ``[param dataset]``; otherwise the datasets of its score attrs (eval order first).
+
+    An NLI-transfer trial (user attr ``task`` nli) is scored on STS sets, not on its grid dataset (the
+    NLI set it trained on), so its datasets are always those it has scores for."""
+    if "dataset" in trial.params and trial.user_attrs.get("task") != "nli":
         return [str(trial.params["dataset"])]
     names: list[str] = [str(d) for d in trial.user_attrs.get("eval_datasets") or [] if isinstance(d, str)]
     for key in trial.user_attrs:
@@ -163,7 +166,7 @@ def study_metric(trials: Sequence[Any], study_attrs: Mapping[str, Any]) -> str:
         metric = seen.pop() if len(seen) == 1 else ("mixed" if seen else None)
     if metric is None:
         task = study_attrs.get("task") or next((t.user_attrs["task"] for t in trials if "task" in t.user_attrs), None)
-        metric = {"sts": "spearman", "classification": "accuracy"}.get(str(task), "score")
+        metric = {"sts": "spearman", "classification": "accuracy", "nli": "spearman"}.get(str(task), "score")
     return str(metric)
 
 

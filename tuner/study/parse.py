@@ -10,7 +10,8 @@ Layout (see ``studies/sts.toml`` for a commented example)::
 
     name = "sts"                      # optional; default: the file name
     description = "..."
-    task = "sts"                      # or "classification"
+    task = "sts"                      # or "classification", or "nli": train on NLI, score STS
+                                      # (protocol "nli-transfer", see studies/nli-grid.toml)
     models = ["all-MiniLM-L6-v2"]     # hub ids, bundled names or folders (relative to this file)
     protocol = "standard"             # or "seed" (70/30 of the official table, dev from the 70)
     sampler = "tpe"                   # tpe | random | grid
@@ -28,6 +29,8 @@ Layout (see ``studies/sts.toml`` for a commented example)::
     train = ["stsb"]                  # tpe/random: what every trial trains on ...
     eval = ["stsb"]                   # ... and is scored on (default: train)
     datasets = ["sts12", "stsb"]      # grid: one cell per dataset (train = eval)
+                                      # task nli: train = NLI sets (grid: one cell each), eval = STS
+                                      # sets (default: all seven), dev = STS-B dev
 
     [budget]                          # per trial: any budget field of RunConfig
     epochs = 1
@@ -73,7 +76,7 @@ from tuner.study.files import find_study_file
 from tuner.study.space import SearchSpace, parse_search
 from tuner.study.spec import PrunerSpec, StudySpec, WarmStart
 
-TASKS = ("sts", "classification")
+TASKS = ("sts", "classification", "nli")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 TOP_KEYS = ("name", "description", "task", "models", "protocol", "sampler", "pruner", "n_trials", "seed",
@@ -107,15 +110,18 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
     for required in ("task", "models", "sampler"):
         if required not in raw:
             raise check.fail(required, "is missing; see studies/sts.toml for an example")
-    from tuner.data.splits import PROTOCOLS
+    from tuner.data.splits import ALL_PROTOCOLS, NLI_TRANSFER
 
     name = check.string(raw.get("name", path.stem if path is not None else "study"), "name")
     if not _NAME_RE.match(name):
         raise check.fail("name", f"'{name}' may only use letters, digits, '_', '.' and '-'")
     task = check.string(raw["task"], "task", TASKS)
     sampler = check.string(raw["sampler"], "sampler", SAMPLERS)
-    protocol = check.string(raw.get("protocol", "seed" if sampler == "grid" else "standard"), "protocol",
-                            tuple(PROTOCOLS))
+    default_protocol = NLI_TRANSFER if task == "nli" else "seed" if sampler == "grid" else "standard"
+    protocol = check.string(raw.get("protocol", default_protocol), "protocol", ALL_PROTOCOLS)
+    if (task == "nli") != (protocol == NLI_TRANSFER):
+        raise check.fail("protocol", f"'{protocol}' does not go with task '{task}': task nli (train on NLI, score STS) "
+                                     f"is protocol {NLI_TRANSFER}, the other tasks use {', '.join(ALL_PROTOCOLS[:-1])}")
     seed = check.integer(raw.get("seed", 42), "seed", 0)
     spec = StudySpec(
         name=name, path=path, raw=raw, description=check.string(raw.get("description", ""), "description"),
@@ -199,6 +205,9 @@ def _models(check: Checker, value: Any) -> tuple[list[str], dict[str, str]]:
 def _data(check: Checker, raw: dict, spec: StudySpec) -> None:
     data = check.table(raw, "data", DATA_KEYS)
     sources = spec.dataset_sources
+    if spec.task == "nli":
+        _nli_data(check, data, spec)
+        return
     if spec.is_grid:
         if "train" in data or "eval" in data:
             raise check.fail("data.train" if "train" in data else "data.eval",
@@ -216,18 +225,40 @@ def _data(check: Checker, raw: dict, spec: StudySpec) -> None:
         else list(spec.train_datasets)
 
 
+def _nli_data(check: Checker, data: dict, spec: StudySpec) -> None:
+    """Task nli: ``train`` NLI sets (a grid's dataset axis), ``eval`` STS sets (default: the seven).
+
+    The STS sets go to ``spec.transfer_eval``, not ``eval_datasets``: those and the grid/train sets
+    are loaded as the study's task before the first trial, and STS sets are not NLI data."""
+    from tuner.data.splits import NLI_TRANSFER_EVAL
+
+    if "datasets" in data:
+        raise check.fail("data.datasets", "task nli lists its NLI training sets in data.train (a grid makes one cell "
+                                          "per set) and the STS sets it is scored on in data.eval")
+    if "train" not in data:
+        raise check.fail("data.train", "is missing; name the NLI training set(s), e.g. [\"snli\"]")
+    train = _datasets(check, data["train"], "data.train", "nli", spec.dataset_sources)
+    spec.transfer_eval = _datasets(check, data["eval"], "data.eval", "sts", spec.dataset_sources) if "eval" in data \
+        else list(NLI_TRANSFER_EVAL)
+    if spec.is_grid:
+        spec.grid_datasets = train
+    else:
+        spec.train_datasets = train
+
+
 def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str, str]) -> list[str]:
     from tuner.data import CLASSIFICATION_DATASETS, STS_DATASETS, canonical_name
+    from tuner.data.registry import NLI_DATASETS, task_of
     from tuner.data.registry import suggest as suggest_name
 
-    known = STS_DATASETS if task == "sts" else CLASSIFICATION_DATASETS
+    known = {"sts": STS_DATASETS, "nli": NLI_DATASETS}.get(task, CLASSIFICATION_DATASETS)
     out = []
     for i, item in enumerate(check.string_list(value, key)):
         name = canonical_name(item)
         if name is not None:
-            builtin_task = "sts" if name in STS_DATASETS else "classification"
+            builtin_task = task_of(name)
             if builtin_task != task:
-                raise check.fail(f"{key}[{i}]", f"'{item}' is {builtin_task} data but task is '{task}'; "
+                raise check.fail(f"{key}[{i}]", f"'{item}' is {builtin_task} data but {key} takes {task} data; "
                                                 f"use {', '.join(known)}")
             out.append(name)
             continue

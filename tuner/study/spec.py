@@ -18,7 +18,7 @@ from tuner.losses.registry import weights_of_row
 from tuner.study.checks import label_of
 from tuner.study.space import SearchSpace
 
-METRICS = {"sts": "spearman", "classification": "accuracy"}
+METRICS = {"sts": "spearman", "classification": "accuracy", "nli": "spearman"}  # nli: scored on STS
 # Keys that may change between runs of one study without making it a different study.
 # Keys a running study's file may change: they do not change what a trial computes (warm_start only
 # enqueues trials, once, on the first run that has it).
@@ -74,6 +74,7 @@ class StudySpec:
     model_sources: dict[str, str] = field(default_factory=dict)
     dataset_sources: dict[str, str] = field(default_factory=dict)
     warm_start: Optional[WarmStart] = None
+    transfer_eval: list[str] = field(default_factory=list)  # task nli: the STS sets every trial is scored on
 
     # ---- derived
     @property
@@ -91,6 +92,8 @@ class StudySpec:
             names = [Path(n).stem if ("/" in n or "\\" in n) else n for n in names]
             return ", ".join(names) if len(names) <= 4 else f"{', '.join(names[:3])}, ... ({len(names)} sets)"
 
+        if self.task == "nli":
+            return f"dev {self.metric} (STS-B dev; trained on {short(self.grid_datasets or self.train_datasets)})"
         if self.is_grid:
             return f"dev {self.metric} (the cell's dataset: {short(self.grid_datasets)})"
         seeds = f"; {self.repeats} seeds" if self.repeats > 1 else ""
@@ -160,10 +163,17 @@ class StudySpec:
                 changes["pooling"] = self.grid_pooling[0]
             if self.repeats > 1:
                 changes["seed"] = int(trial.suggest_categorical("seed", self.seeds))
-            return self.run_config(model, [dataset], [dataset], **changes)
+            return self.run_config(model, [dataset], self.scored([dataset]), **changes)
         model = trial.suggest_categorical("model", list(self.models)) if len(self.models) > 1 else self.models[0]
-        base = self.run_config(model, self.train_datasets, self.eval_datasets or self.train_datasets)
+        base = self.run_config(model, self.train_datasets, self.scored(self.train_datasets))
         return self.search.sample(trial, base)
+
+    def scored(self, train: list[str]) -> list[str]:
+        """The sets a trial training on ``train`` is scored on: task nli the STS sets, a grid cell its
+        own dataset, else ``eval_datasets`` (default: the train sets)."""
+        if self.task == "nli":
+            return list(self.transfer_eval)
+        return list(train) if self.is_grid else list(self.eval_datasets or train)
 
     def zero_shot_pooling(self) -> Any:
         """The pooling the zero-shot row is scored with (the grid's single pooling, else [train])."""
@@ -192,10 +202,12 @@ class StudySpec:
                                "protocol": self.protocol, "models": self.models}
         if self.repeats > 1:
             out["repeats"] = self.repeats
+        if self.task == "nli":
+            out["eval"] = self.transfer_eval
         if self.is_grid:
             out.update(cells=self.n_cells, losses=self.losses, datasets=self.grid_datasets)
         else:
-            out.update(n_trials=self.n_trials, train=self.train_datasets, eval=self.eval_datasets,
+            out.update(n_trials=self.n_trials, train=self.train_datasets, eval=self.scored(self.train_datasets),
                        search=self.search.describe())
         return out
 
