@@ -260,3 +260,40 @@ def test_export_matrix_columns_are_the_sts_test_sets(tmp_path):
     result = export_study(study, tmp_path / "out", plots=False)
     assert result.shape == (1, len(rows), 7)
     assert "sts12" in (tmp_path / "out" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_nli_grid_study_optimizes_and_exports(tmp_path, tiny_model_dir, tiny_data_dir, nli_tsv):
+    """``optimize`` (a worker process, the service's input checks) and ``export`` of a tiny task-nli grid."""
+    import json
+    import subprocess
+    import sys
+
+    from _tiny import env_with_repo
+
+    study = tmp_path / "nli-tiny.toml"
+    study.write_text(f'''task = "nli"
+models = ["{tiny_model_dir}"]
+sampler = "grid"
+data_dir = "{tiny_data_dir}"
+[data]
+train = ["{nli_tsv}"]
+eval = ["sts12", "stsb", "sickr"]
+[train]
+batch_size = 4
+max_seq_length = 16
+nli_neutral = 0.5
+[grid]
+losses = ["cosent", "cosent+ibn"]
+''')
+    storage = f"sqlite:///{tmp_path / 'nli.db'}"
+    for args in (["optimize", "--study", str(study), "--storage", storage, "--workers", "1", "--no-artifacts",
+                  "--no-progress"], ["export", "--study", str(study), "--storage", storage, "--out", str(tmp_path / "o")]):
+        run = subprocess.run([sys.executable, "-m", "tuner", *args], cwd=tmp_path, env=env_with_repo(),
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+    matrix = json.loads((tmp_path / "o" / "matrix.json").read_text())
+    assert matrix["datasets"] == ["sts12", "stsb", "sickr"] and matrix["protocol"] == "nli-transfer"
+    values = np.load(tmp_path / "o" / "matrix.npy")
+    rows = matrix["losses"]
+    assert np.isfinite(values[0, [rows.index("zero_shot"), rows.index("cosent"), rows.index("cosent+ibn")]]).all()
