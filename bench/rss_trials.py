@@ -16,6 +16,7 @@ trial 20 times (a pure leak test).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -33,8 +34,12 @@ def main(argv=None) -> int:
     ap.add_argument("--malloc-trim", action="store_true",
                     help="glibc malloc_trim(0) after each trial (what a worker could do between trials)")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-model-cache", action="store_true",
+                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.model_cache off)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    if args.no_model_cache:
+        os.environ["TUNER_MODEL_CACHE"] = "0"
     quick = {"max_train_examples": 64, "max_eval_examples": 64, "batch_size": 16, "eval_every": 2}
     if args.smoke:
         quick = {"max_train_examples": 16, "max_eval_examples": 16, "batch_size": 8, "eval_every": None}
@@ -62,8 +67,17 @@ def main(argv=None) -> int:
          peak_growth_mb=last["peak_rss_mb"] - first["peak_rss_mb"],
          first_rss_mb=first["rss_mb"], last_rss_mb=last["rss_mb"], rss_growth_mb=last["rss_mb"] - first["rss_mb"],
          rss_growth_after_trial_2_mb=last["rss_mb"] - rows[min(1, len(rows) - 1)]["rss_mb"],
-         settings=runner.quick, env=environment())
+         settings=runner.quick, model_cache=model_cache_info(), env=environment())
     return 0
+
+
+def model_cache_info():
+    """Loads from disk and from memory (``tuner.model_cache``; None before it existed)."""
+    try:
+        from tuner import model_cache
+    except ImportError:
+        return None
+    return model_cache.info()
 
 
 if __name__ == "__main__":

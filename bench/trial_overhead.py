@@ -8,7 +8,8 @@ would. Phases, timed per trial, in one process (like one worker):
 * storage:    ask, user attrs, report/should_prune, tell on an SQLite study
                (``tuner.storage.open_storage`` when that module exists, else optuna's RDBStorage);
 * data:       ``prepare_data`` (load, split, subsample) -- cached per worker after the first trial;
-* model_load: ``load_encoder`` (disk on the first trial; a copy of the cached base weights later);
+* model_load: ``load_encoder`` (disk on the first trial; a copy of the base weights kept by
+               ``tuner.model_cache`` later; every trial from disk with ``--no-model-cache``);
 * tokenize:   token ids of the train and eval texts (cached by tokenizer + max length);
 * train:      ``finetune`` minus the dev scoring it triggers;
 * eval:       dev scoring during training + final dev/test scoring;
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tempfile
 from pathlib import Path
 
@@ -42,8 +44,12 @@ def main(argv=None) -> int:
                     help="after the first trial: gc.collect(); gc.freeze() (what a worker could do once warm), so "
                          "the per-trial gc.collect() only scans objects created since")
     ap.add_argument("--smoke", action="store_true", help="2 trials of 32 pairs, batch 8, 32-pair eval samples")
+    ap.add_argument("--no-model-cache", action="store_true",
+                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.model_cache off)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    if args.no_model_cache:
+        os.environ["TUNER_MODEL_CACHE"] = "0"
     quick = {"max_train_examples": 32, "max_eval_examples": 32, "batch_size": 8, "eval_every": 2} if args.smoke else None
     trials = 2 if args.smoke else args.trials
 
@@ -71,8 +77,17 @@ def main(argv=None) -> int:
              later_phase_s_median={p: median([r.get(f"{p}_s", 0.0) for r in later]) for p in phases},
              later_phase_cpu_s_median={p: median([r.get(f"{p}_cpu_s", 0.0) for r in later]) for p in phases},
              storage=getattr(runner, "storage_kind", None), gc_freeze=args.gc_freeze, settings=runner.quick,
-             env=environment())
+             model_cache=model_cache_info(), env=environment())
     return 0
+
+
+def model_cache_info():
+    """Loads from disk and from memory (``tuner.model_cache``; None before it existed)."""
+    try:
+        from tuner import model_cache
+    except ImportError:
+        return None
+    return model_cache.info()
 
 
 if __name__ == "__main__":

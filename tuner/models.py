@@ -11,13 +11,13 @@ Library chatter (transformers' logs and load reports, progress bars, tqdm's note
 is kept quiet while loading and saving unless asked for: ``tuner --verbose`` (which sets the
 root logger to INFO) or ``TUNER_VERBOSE=1``.
 
-Loaded base weights are kept in memory per process (:func:`load_encoder` returns a fresh deep
-copy each call): a worker that runs many trials on the same model reads it from disk once.
+Loaded base weights are kept in memory per process (:mod:`tuner.model_cache`, one model at a time;
+:func:`load_encoder` returns a fresh copy of them each call): a worker that runs many trials on
+the same model reads it from disk once. ``TUNER_MODEL_CACHE=0`` turns that off.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tuner import model_cache
 from tuner.bundled import any_part_installed, cached_folder, ensure_bundle, find_bundled
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
@@ -204,36 +205,28 @@ class Encoder(nn.Module):
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
 
-_BASE_CACHE: dict[str, tuple[nn.Module, Any]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _load_base(source: str) -> tuple[nn.Module, Any]:
-    """Tokenizer and model of ``source``, loaded once per process.
+def _from_disk(source: str) -> tuple[nn.Module, Any]:
+    """Model and tokenizer of ``source`` read with ``from_pretrained`` (on the CPU, in eval mode).
 
     Models are loaded with their pooler (``BertModel``/``MPNetModel`` default): tuner never uses
     it, but keeping it means the checkpoint's pooler weights are neither reported as UNEXPECTED
     on load nor MISSING when sentence-transformers or ``AutoModel`` load a model tuner saved.
     """
-    with _CACHE_LOCK:
-        if source not in _BASE_CACHE:
-            with quiet_libraries():
-                from transformers import AutoModel, AutoTokenizer
+    with quiet_libraries():
+        from transformers import AutoModel, AutoTokenizer
 
-                try:
-                    tokenizer = AutoTokenizer.from_pretrained(source)
-                    model = AutoModel.from_pretrained(source)
-                except OSError as exc:
-                    raise TunerError(
-                        f"cannot load model '{source}': {str(exc).splitlines()[0]}; pass a local model folder "
-                        f"or a Hugging Face id reachable from this machine ({_offline_hint(source)})"
-                    ) from None
-                except ValueError as exc:
-                    raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
-            model.eval()
-            _BASE_CACHE.clear()  # keep one base model per process: bounded memory across studies
-            _BASE_CACHE[source] = (model, tokenizer)
-        return _BASE_CACHE[source]
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
+        except OSError as exc:
+            raise TunerError(
+                f"cannot load model '{source}': {str(exc).splitlines()[0]}; pass a local model folder "
+                f"or a Hugging Face id reachable from this machine ({_offline_hint(source)})"
+            ) from None
+        except ValueError as exc:
+            raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return model, tokenizer
 
 
 def _offline_hint(source: str) -> str:
@@ -247,14 +240,16 @@ def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | 
                  device: "str | torch.device | None" = None) -> Encoder:
     """Load ``name`` as an :class:`Encoder` with a private copy of the weights.
 
+    The base weights come from disk on a process's first load of a model and from memory after
+    that (:mod:`tuner.model_cache`; ``TUNER_MODEL_CACHE=0`` reads from disk every time).
     ``pooling=None`` takes the model's own default (see :func:`default_pooling`).
     """
     source = resolve_model(name)
-    base_model, tokenizer = _load_base(source)
-    model = copy.deepcopy(base_model)
     chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source)
+    target = resolve_device(device)
+    model, tokenizer = model_cache.load(source, _from_disk, target)
     encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name))
-    return encoder.to(resolve_device(device))
+    return encoder.to(target)
 
 
 def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = "cls", name: str = "custom") -> Encoder:

@@ -1,8 +1,11 @@
 """Tokenise once, pad per batch.
 
-Datasets are tokenised once (without padding) and cached in memory, keyed by tokenizer and max
-length, so every trial in a worker reuses the ids. Batches are padded to their own longest
-sentence only.
+Datasets are tokenised once (without padding) and cached in memory, keyed by tokenizer (name,
+class, vocabulary size), max length and the texts themselves (a hash), so every trial in a worker
+reuses the ids. The cache is bounded: at most :data:`_CACHE_SIZE` text lists and
+:data:`_CACHE_BYTES` of ids (about 120 bytes per text plus 8 per token), least recently used
+first out; a list bigger than the whole budget is returned but not kept. Batches are padded to
+their own longest sentence only.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import torch
 
 _CACHE: "OrderedDict[tuple, list[np.ndarray]]" = OrderedDict()
 _CACHE_SIZE = 32
+_CACHE_BYTES = 512 * 2**20
+_ENTRY_OVERHEAD = 120  # a small numpy array object (112 bytes) and its list slot
+_SIZES: dict[tuple, int] = {}
 
 
 def _key(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple:
@@ -40,10 +46,19 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[np.n
         encoded = tokenizer(texts[start:start + chunk], truncation=True, max_length=max_length,
                             add_special_tokens=True, return_attention_mask=False, return_token_type_ids=False)
         ids.extend(np.asarray(x, dtype=np.int64) for x in encoded["input_ids"])
-    _CACHE[key] = ids
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    size = sum(x.nbytes for x in ids) + _ENTRY_OVERHEAD * len(ids)
+    if size <= _CACHE_BYTES:
+        _CACHE[key] = ids
+        _SIZES[key] = size
+        while len(_CACHE) > _CACHE_SIZE or cached_bytes() > _CACHE_BYTES:
+            old, _ = _CACHE.popitem(last=False)
+            _SIZES.pop(old, None)
     return ids
+
+
+def cached_bytes() -> int:
+    """About how much memory the cached ids take."""
+    return sum(_SIZES.values())
 
 
 def pad_batch(ids: Sequence[np.ndarray], pad_id: int, padding_side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,3 +83,4 @@ def pad_id_of(tokenizer: Any) -> int:
 
 def clear_cache() -> None:
     _CACHE.clear()
+    _SIZES.clear()
