@@ -297,3 +297,25 @@ losses = ["cosent", "cosent+ibn"]
     values = np.load(tmp_path / "o" / "matrix.npy")
     rows = matrix["losses"]
     assert np.isfinite(values[0, [rows.index("zero_shot"), rows.index("cosent"), rows.index("cosent+ibn")]]).all()
+
+
+def test_an_nli_study_checks_its_sts_eval_sets_before_any_trial(tmp_path, tiny_model_dir, tiny_data_dir, nli_tsv):
+    from tuner.orchestrate import check_inputs
+    from tuner.study import load_spec
+
+    study = tmp_path / "nli-check.toml"
+    text = f'''task = "nli"
+models = ["{tiny_model_dir}"]
+sampler = "grid"
+data_dir = "{tiny_data_dir}"
+[data]
+train = ["{nli_tsv}"]
+eval = EVAL
+[grid]
+losses = ["cosent"]
+'''
+    study.write_text(text.replace("EVAL", '["stsb", "sickr"]'))
+    check_inputs(load_spec(study))  # the NLI training set as NLI data, the STS sets as STS data
+    study.write_text(text.replace("EVAL", f'["stsb", "{tmp_path / "missing.tsv"}"]'))
+    with pytest.raises(TunerError, match="missing.tsv"):
+        check_inputs(load_spec(study))

@@ -96,14 +96,16 @@ def check_inputs(spec: Any) -> None:
             resolve_model(spec.model_source(model))
         except TunerError as exc:
             raise TunerError(f"{label}: key 'models': {exc}") from None
-    names = dict.fromkeys(spec.grid_datasets + spec.train_datasets + spec.eval_datasets)
-    for name in names:
+    # an NLI study trains on NLI data and is scored on STS sets (transfer_eval): each is checked as its own task
+    tasks = {name: spec.task for name in spec.grid_datasets + spec.train_datasets + spec.eval_datasets}
+    tasks.update({name: "sts" for name in spec.transfer_eval})
+    for name, task in tasks.items():
         try:
-            ds = load_dataset(spec.dataset_source(name), task=spec.task, data_dir=spec.data_dir)
+            ds = load_dataset(spec.dataset_source(name), task=task, data_dir=spec.data_dir)
         except TunerError as exc:
             raise TunerError(f"{label}: dataset '{name}': {exc}") from None
-        if ds.task != spec.task:
-            raise TunerError(f"{label}: dataset '{name}' is {ds.task} data but the study's task is {spec.task}")
+        if ds.task != task:
+            raise TunerError(f"{label}: dataset '{name}' is {ds.task} data but the study needs {task} data there")
 
 
 def check_heartbeat(heartbeat_interval: int, grace_period: int) -> None:
