@@ -12,6 +12,8 @@ ARG is a path relative to the repository root. Kinds:
   ``marked`` field; an export without it: the column maximum), and the exporter's Wins line.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
 * ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
+* ``protocols FILE``: ``scripts/compare_protocols.py``'s record (a grid's gains over zero-shot under
+  the seed and the disjoint protocol, and whether the row ranking survives).
 * ``overlap FILE``: ``scripts/overlap_table.py``'s record, one row per dataset: the share of test
   pairs (rows) with a sentence in the training split under each protocol.
 """
@@ -87,6 +89,29 @@ def render_overlap(path: Path) -> list[str]:
     return md_table(frame, [" --- "] + [" ---: "] * (len(protocols) + 1))
 
 
+def render_protocols(path: Path) -> list[str]:
+    """Per dataset: zero-shot and the fine-tuned rows' mean gain (x100; rows gaining significantly) under
+    each protocol, the gain that does not survive the disjoint split, the rows' rank correlation, the best rows."""
+    record = json.loads(path.read_text())
+    titles, n_rows = record["loss_titles"], len(record["rows"])
+    lines = []
+    for dataset, d in record["datasets"].items():
+        side = {p: d[p] for p in ("seed", "disjoint")}
+        lines.append({
+            "dataset": dataset,
+            **{f"{p}: zero-shot": pct(s["zero_shot"]) for p, s in side.items()},
+            **{f"{p}: mean gain (rows up)": f"{100 * s['mean_gain']:+.2f} ({len(s['rows_gaining_significantly'])}/{n_rows})"
+               for p, s in side.items()},
+            "gain lost": f"{100 * d['gain_lost']:.2f}", "rank ρ": f"{d['rank_correlation']:.2f}",
+            "best row (seed → disjoint)": f"{titles[side['seed']['best_row']]} → {titles[side['disjoint']['best_row']]}"})
+    frame = pd.DataFrame(lines)[["dataset", "seed: zero-shot", "seed: mean gain (rows up)", "disjoint: zero-shot",
+                                 "disjoint: mean gain (rows up)", "gain lost", "rank ρ", "best row (seed → disjoint)"]]
+    mean = record["mean_gain"]
+    frame.loc[len(frame)] = ["**mean**", "", f"**{100 * mean['seed']:+.2f}**", "", f"**{100 * mean['disjoint']:+.2f}**",
+                             f"**{100 * (mean['seed'] - mean['disjoint']):.2f}**", "", ""]
+    return md_table(frame, [" --- "] + [" ---: "] * 6 + [" --- "])
+
+
 def render_matrix(folder: Path) -> list[str]:
     meta = json.loads((folder / "matrix.json").read_text())
     values = np.load(folder / "matrix.npy")
@@ -135,7 +160,7 @@ def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "matrix": render_matrix, "combinations": render_combinations, "rerun": render_rerun,
-    "overlap": render_overlap}
+    "overlap": render_overlap, "protocols": render_protocols}
 
 
 def regenerate(readme: str, root: Path) -> tuple[str, list[str]]:
