@@ -400,3 +400,25 @@ def test_real_minilm_one_cell_of_sts_grid_quick(tmp_path, shared_data):
     zero = status["zero_shot"]
     assert set(zero) == {"all-MiniLM-L6-v2.stsb.dev", "all-MiniLM-L6-v2.stsb.test"}
     assert all(0.3 < v < 1 for v in zero.values())
+
+
+def test_a_large_grid_is_queued_a_few_cells_at_a_time_and_runs_every_cell_once(tmp_path, tiny_data_dir, sqlite_url):
+    """Only GRID_QUEUE_AHEAD cells wait at a time (each step re-reads every unfinished trial), and the
+    workers still finish all 16 cells exactly once."""
+    from tuner.service import GRID_QUEUE_AHEAD
+
+    name = unique("window")
+    path = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn", "angle"),
+                            datasets=("stsb", "sickr"), models=["m1", "m2"])
+    handle = open_storage(sqlite_url, heartbeat_interval=1, grace_period=3)
+    try:
+        _, progress = StudyService(load_spec(path), handle).prepare()
+    finally:
+        handle.close()
+    assert GRID_QUEUE_AHEAD < 16 and progress.waiting == GRID_QUEUE_AHEAD and progress.target == 16
+    assert [t.state.name for t in trials_of(sqlite_url, name)] == ["WAITING"] * GRID_QUEUE_AHEAD
+    procs = [start_fake_worker(path, sqlite_url, i, sleep=0.05) for i in range(2)]
+    assert wait_all(procs, timeout=180) == [0, 0]
+    trials = trials_of(sqlite_url, name)
+    cells = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(trials) == 16 and len(set(cells)) == 16 and all(t.state.name == "COMPLETE" for t in trials)

@@ -55,7 +55,7 @@ from typing import Any, Callable, Optional
 
 from tuner import study_progress
 from tuner.errors import TunerError
-from tuner.storage import StorageHandle, mask_url
+from tuner.storage import StorageHandle
 from tuner.storage_retry import StorageUnavailable, last_call_reconnected
 from tuner.study import StudySpec
 from tuner.study.spec import MUTABLE_KEYS
@@ -64,6 +64,7 @@ from tuner.study_progress import (  # noqa: F401 - these names were defined here
 from tuner.trial_runtime import Heartbeat, SignalGuard
 
 _log = logging.getLogger(__name__)
+GRID_QUEUE_AHEAD = 8  # grid cells kept WAITING at a time; more are queued as workers take them
 
 
 def _optuna() -> Any:
@@ -125,20 +126,16 @@ class StudyService:
         new = _jsonable(self.spec.compat_dict())
         if old != new:
             keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise TunerError(
-                f"study '{self.name}' in {self.handle.masked} was made from a different version of "
-                f"{self.spec.file_label} (differs in: {', '.join(keys)}); run with --study-name NEW_NAME to start "
-                "a new study, or restore the file to resume"
-            )
+            raise TunerError(f"study '{self.name}' in {self.handle.masked} was made from a different version of "
+                             f"{self.spec.file_label} (differs in: {', '.join(keys)}); run with --study-name NEW_NAME "
+                             "to start a new study, or restore the file to resume")
 
     def _record_spec(self, study: Any) -> None:
-        study.set_user_attr("spec", _jsonable(self.spec.raw))
-        study.set_user_attr("task", self.spec.task)
-        study.set_user_attr("metric", self.spec.metric)
-        study.set_user_attr("protocol", self.spec.protocol)
-        study.set_user_attr("sampler", self.spec.sampler)
-        study.set_user_attr("study_file", self.spec.file_label)
-        study.set_user_attr("target_trials", self.spec.target_trials)
+        spec = self.spec
+        for key, value in (("spec", _jsonable(spec.raw)), ("task", spec.task), ("metric", spec.metric),
+                           ("protocol", spec.protocol), ("sampler", spec.sampler), ("study_file", spec.file_label),
+                           ("target_trials", spec.target_trials)):
+            study.set_user_attr(key, value)
 
     def load(self, sampler_seed: Optional[int] = None) -> Any:
         optuna = _optuna()
@@ -202,12 +199,17 @@ class StudyService:
         return failed
 
     def sync_grid(self, study: Any, trials: Optional[list] = None) -> int:
-        """Queue every grid cell that is not done, running or queued (call under the lock)."""
+        """Queue the next cells that are not done, running or queued, up to ``GRID_QUEUE_AHEAD`` waiting
+        (under the lock). Not the whole grid: each step re-reads every unfinished trial, WAITING too."""
         trials = study.get_trials(deepcopy=False) if trials is None else trials
+        states = self.cell_states(trials).values()
+        room = GRID_QUEUE_AHEAD - sum(len(state.waiting) for state in states)
         queued = 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for state in self.cell_states(trials).values():
+            for state in states:
+                if queued >= room:
+                    break
                 if state.done or state.busy or len(state.failed) > self.spec.max_retries:
                     continue
                 previous = max(state.failed + state.interrupted, default=None)
@@ -217,7 +219,7 @@ class StudyService:
         return queued
 
     def prepare(self) -> tuple[Any, Progress]:
-        """Create/load the study and (grid) queue its cells once; returns (study, progress)."""
+        """Create/load the study and (grid) queue its first cells; returns (study, progress)."""
         study = self.create_or_load()
         self._refresh(study)
         with self.lock():
@@ -393,7 +395,3 @@ class StudyService:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def study_url_note(handle: StorageHandle) -> str:
-    return mask_url(handle.url)
