@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# the real data: $TUNER_DATA_DIR (as tuner itself reads it), else ../shared/data beside the checkout
+SHARED_DATA = Path(os.environ.get("TUNER_DATA_DIR") or REPO.parent / "shared" / "data")
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -80,7 +81,7 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "sts").is_dir():
-        pytest.fail(f"real data not found at {SHARED_DATA}; the real-data tests read ../shared/data")
+        pytest.fail(f"real data not found at {SHARED_DATA}; the real-data tests read $TUNER_DATA_DIR, else ../shared/data")
     return SHARED_DATA
 
 
