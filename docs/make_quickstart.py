@@ -52,7 +52,10 @@ cells = [
         "storage = f'sqlite:///{work}/quickstart.db'\n"
         "study = tuner.optimize(spec, storage=storage, workers=1, quiet=True)\n"
         "trials = study.trials_dataframe(attrs=('number', 'value', 'params', 'user_attrs', 'state'))\n"
-        "trials[['number', 'value', 'user_attrs_loss', 'state']]"),
+        "# the objective's column is named after the study's metric (as the dashboard shows it),\n"
+        "# e.g. 'value_dev spearman (mean over my_sts)'\n"
+        "objective = next(c for c in trials if c.startswith('value'))\n"
+        "trials[['number', objective, 'user_attrs_loss', 'state']]"),
     nbf.v4.new_markdown_cell("## 4. Export: matrix, tables and plots"),
     nbf.v4.new_code_cell(
         "result = tuner.export(study, work / 'export', storage=storage)\n"
