@@ -25,6 +25,12 @@ step "sts-cpu: which combinations were tried; the best trial re-run with 3 seeds
 timed python scripts/combination_counts.py --study sts-cpu --storage "$STORAGE" --out docs/results/sts-cpu/combinations.json
 timed python scripts/rerun_best.py docs/results/sts-cpu --seeds 42,43,44
 
+step "the repeated grids: gains under the seed and the disjoint protocol"
+for grid in sts-grid-cpu senteval-grid-cpu; do
+  timed python scripts/compare_protocols.py "docs/results/$grid-seed-r3" "docs/results/$grid-disjoint-r3" \
+    --out "docs/results/$grid-protocols.json"
+done
+
 step "train/test overlap of every built-in under every protocol"
 timed python scripts/overlap_table.py --out docs/results
 
