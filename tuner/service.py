@@ -12,9 +12,9 @@ SQLite file / for ``grpc://``, a lease that ``tuner storage-proxy`` holds on the
    machine gone) with a ``failure`` reason;
 2. scan the study's trials: a cell is *done* when a trial with its params is COMPLETE (or PRUNED:
    the pruner or a NaN loss ended it for good), *busy* when one is RUNNING or WAITING;
-3. enqueue every cell that is neither, once, as a WAITING trial with the cell's params
-   (re-runs record ``retry_of``; a cell gets at most ``1 + max_retries`` failed attempts,
-   interruptions by Ctrl-C not counted);
+3. enqueue the next cells that are neither, once, as WAITING trials with the cell's params, up
+   to ``GRID_QUEUE_AHEAD`` waiting (re-runs record ``retry_of``; a cell gets at most
+   ``1 + max_retries`` failed attempts, interruptions by Ctrl-C not counted);
 4. pop one WAITING trial (WAITING -> RUNNING is itself a compare-and-set in optuna's storage)
    and record its first heartbeat.
 
