@@ -530,8 +530,10 @@ def markdown(payload: dict) -> str:
         lines.append(f"- **{key}**: up to N={k['knee_workers']} ({k['trials_per_s_at_knee']} trials/s); {k['why']}")
     if payload.get("projection"):
         lines += ["", "## Projection: 1,000 workers (arithmetic from the rows above)", "",
-                  "Lock hold per step scales with the trials in the study (the step scans them); the study is taken "
-                  "as 3 trials per worker. Connections: measured per worker x 1,000 (direct), or the proxy's own.", "",
+                  "Lock hold per step is taken to grow linearly with the trials in the study, with the study taken as "
+                  "3 trials per worker: an upper bound since grids queue only 8 cells ahead (a step reads the running "
+                  "and queued trials from the database, but still walks the finished ones cached in memory). "
+                  "Connections: measured per worker x 1,000 (direct), or the proxy's own.", "",
                   "| backend | from N | trial min | trials/s | storage calls/s | heartbeats/s | lock hold ms/step | "
                   "lock busy | server connections |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in payload["projection"]:
