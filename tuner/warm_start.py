@@ -25,7 +25,7 @@ DEFAULT_K = 5
 
 def space_distributions(spec: Any) -> dict[str, Any]:
     """Every parameter a trial of ``spec`` (a tpe/random study) can draw -> its Optuna distribution."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution
 
     from tuner.losses.registry import LOSSES, use_param
 
@@ -37,13 +37,7 @@ def space_distributions(spec: Any) -> dict[str, Any]:
         out.update({use_param(n): CategoricalDistribution([True, False]) for n in LOSSES})
     elif losses.mode == "list":
         out["losses"] = CategoricalDistribution(list(losses.combos))
-    for name, p in spec.search.params.items():
-        if p.kind == "categorical":
-            out[name] = CategoricalDistribution(list(p.choices))
-        elif p.kind == "int":
-            out[name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-        elif p.kind == "float":
-            out[name] = FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)
+    out.update({name: p.distribution() for name, p in spec.search.params.items() if p.kind != "fixed"})
     return out
 
 

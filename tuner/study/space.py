@@ -74,6 +74,18 @@ class Param:
                                      step=int(self.step or 1))
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log, step=self.step)
 
+    def distribution(self) -> Any:
+        """The Optuna distribution this parameter is drawn from (None when it is fixed)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "fixed":
+            return None
+        if self.kind == "categorical":
+            return CategoricalDistribution(list(self.choices))
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
     def describe(self) -> str:
         if self.kind == "fixed":
             return f"{self.value!r}"
