@@ -100,7 +100,7 @@ def compare(sets: Sequence[str] = STS_SETS, *, limit: "int | None" = None, data_
     if resume and out is not None and out.is_file():
         earlier = json.loads(out.read_text())
         if earlier.get("limit") == limit and earlier.get("model") == model:
-            record["sets"] = {k: v for k, v in earlier.get("sets", {}).items() if k in sets}
+            record["sets"] = dict(earlier.get("sets", {}))  # every set already scored, also those not in --sets
             record["started"] = earlier.get("started", record["started"])
     for name in sets:
         if name in record["sets"]:
