@@ -211,7 +211,8 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
     if is_empty_draw(trial.params):
         trial.set_user_attr("failure", "no_loss: every loss was drawn off, so there is nothing to train")
         raise optuna.TrialPruned("no loss on")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    zero_shot_cpu = 0.0  # the study's one-off zero-shot scoring is not this trial's compute
     device = ctx.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -221,6 +222,7 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
 
     def finish_attrs() -> None:
         trial.set_user_attr("wall_s", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("cpu_s", round(time.process_time() - cpu_start - zero_shot_cpu, 3))
         trial.set_user_attr("peak_mem_mb", peak_memory_mb(device))
 
     def on_eval(step: int, score: float) -> None:
@@ -235,7 +237,9 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
             run = config.replace(seed=seed)
             data = ctx.prepared(run)
             if i == 0:
+                before = time.process_time()
                 ensure_zero_shot(ctx, trial.study, model, run, data)
+                zero_shot_cpu = time.process_time() - before
             report = on_eval if (run.eval_every and i == 0) else None  # prune on the first seed's curve
             outcomes.append(run_finetune(run, device=device, on_eval=report, progress=ctx.progress, prepared=data))
     value = _record_scores(trial, outcomes)

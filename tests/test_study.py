@@ -135,6 +135,11 @@ ERRORS = [
     (BASE_GRID, "data.train", ["stsb"], r"key 'data.train': grid studies train and score each cell on one dataset"),
     (BASE_GRID, "grid.pooling", ["cls", "cls"], r"key 'grid.pooling': lists a pooling twice"),
     (BASE_GRID, "sampler", "bayes", r"key 'sampler': 'bayes' is not one of tpe, random, grid"),
+    (BASE_TPE, "sampler", {"multivariate": True}, r"key 'sampler.type': is missing; use one of tpe, random, grid"),
+    (BASE_TPE, "sampler", {"type": "random", "group": True}, r"key 'sampler.group': does not apply to the random"),
+    (BASE_TPE, "sampler", {"type": "tpe", "group": 1}, r"key 'sampler.group': must be true or false"),
+    (BASE_TPE, "sampler", {"type": "tpe", "gamma": 0.1}, r"key 'sampler.gamma': unknown key"),
+    (BASE_TPE, "train.seed", "x", r"key 'train.seed'"),
 ]
 
 
@@ -275,6 +280,18 @@ def test_pruners_are_configurable():
     assert isinstance(parse_spec(BASE_TPE).pruner.build(), optuna.pruners.NopPruner)
     assert parse_spec(raw).suggest(optuna.trial.FixedTrial(
         {"w_cosent": 0.5, "tau_cosent": 10.0, "pooling": "avg"})).eval_every == 10
+
+
+def test_sampler_table_sets_tpe_options_and_train_seed_fixes_the_training_seed():
+    raw = with_(with_(BASE_TPE, "sampler", {"type": "tpe", "multivariate": False, "n_startup_trials": 3}),
+                "train.seed", 42)
+    spec = parse_spec(with_(raw, "seed", 7))
+    sampler = spec.build_sampler()
+    assert not sampler._multivariate and not sampler._group and sampler._n_startup_trials == 3
+    assert sampler._constant_liar                       # the defaults stay where the table is silent
+    assert spec.seed == 7 and spec.base.seed == 42      # sampler seed 7, training seed 42
+    assert parse_spec(with_(BASE_TPE, "seed", 7)).base.seed == 7
+    assert parse_spec(with_(BASE_TPE, "sampler", {"type": "random"})).sampler == "random"
 
 
 def test_seed_and_sampler():

@@ -14,7 +14,9 @@ Layout (see ``studies/sts.toml`` for a commented example)::
                                       # (protocol "nli-transfer", see studies/nli-grid.toml)
     models = ["all-MiniLM-L6-v2"]     # hub ids, bundled names or folders (relative to this file)
     protocol = "standard"             # or "seed" (70/30 of the official table, dev from the 70)
-    sampler = "tpe"                   # tpe | random | grid
+    sampler = "tpe"                   # tpe | random | grid, or a [sampler] table:
+                                      # { type = "tpe", multivariate = true, group = true,
+                                      #   n_startup_trials = 10, constant_liar = true }
     pruner = "median"                 # none | median | hyperband, or a [pruner] table
     n_trials = 40                     # tpe/random only: trials in total, over all workers
     seed = 42
@@ -44,6 +46,8 @@ Layout (see ``studies/sts.toml`` for a commented example)::
     lr = 2e-5
     max_seq_length = 128
     pooling = "cls"                   # default: the model's own pooling
+    seed = 42                         # optional: every trial's training seed (default: the study's
+                                      # seed, which also seeds the sampler)
     taus = { cosent = 20.0, ibn = 20.0, angle = 1.0 }
 
     [search]                          # tpe/random: what the sampler chooses
@@ -83,6 +87,8 @@ TOP_KEYS = ("name", "description", "task", "models", "protocol", "sampler", "pru
             "repeats", "max_retries", "data_dir", "data", "budget", "train", "search", "grid", "warm_start")
 DATA_KEYS = ("train", "eval", "datasets")
 GRID_KEYS = ("losses", "pooling")
+SAMPLER_OPTIONS = {"tpe": {"multivariate": bool, "group": bool, "constant_liar": bool, "n_startup_trials": int},
+                   "random": {}, "grid": {}}
 PRUNER_OPTIONS = {"median": ("n_startup_trials", "n_warmup_steps", "interval_steps"),
                   "hyperband": ("min_resource", "max_resource", "reduction_factor"), "none": ()}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -116,7 +122,7 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
     if not _NAME_RE.match(name):
         raise check.fail("name", f"'{name}' may only use letters, digits, '_', '.' and '-'")
     task = check.string(raw["task"], "task", TASKS)
-    sampler = check.string(raw["sampler"], "sampler", SAMPLERS)
+    sampler, sampler_options = _sampler(check, raw["sampler"])
     default_protocol = NLI_TRANSFER if task == "nli" else "seed" if sampler == "grid" else "standard"
     protocol = check.string(raw.get("protocol", default_protocol), "protocol", ALL_PROTOCOLS)
     if (task == "nli") != (protocol == NLI_TRANSFER):
@@ -125,7 +131,8 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
     seed = check.integer(raw.get("seed", 42), "seed", 0)
     spec = StudySpec(
         name=name, path=path, raw=raw, description=check.string(raw.get("description", ""), "description"),
-        task=task, models=[], protocol=protocol, sampler=sampler, pruner=PrunerSpec(), n_trials=None, seed=seed,
+        task=task, models=[], protocol=protocol, sampler=sampler, sampler_options=sampler_options,
+        pruner=PrunerSpec(), n_trials=None, seed=seed,
         max_retries=check.integer(raw.get("max_retries", 2), "max_retries", 0),
         repeats=check.integer(raw.get("repeats", 1), "repeats", 1),
         base=_base_config(check, raw, task, protocol, seed))
@@ -168,7 +175,8 @@ def _base_config(check: Checker, raw: dict, task: str, protocol: str, seed: int)
     """``[train]`` + ``[budget]`` + data_dir -> the RunConfig every trial starts from."""
     values: dict[str, Any] = {"task": task, "protocol": protocol, "seed": seed}
     for section in ("train", "budget"):
-        table = check.table(raw, section, section_fields(section))
+        # [train] seed: the training seed of every trial, apart from the sampler's (default: the study's seed)
+        table = check.table(raw, section, section_fields(section) + (("seed",) if section == "train" else ()))
         for key, value in table.items():
             if key == "pooling":
                 value = pooling_value(check, value, f"{section}.pooling")
@@ -274,6 +282,31 @@ def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str
     if len(set(out)) != len(out):
         raise check.fail(key, "names the same dataset twice; remove the duplicate")
     return out
+
+
+def _sampler(check: Checker, value: Any) -> tuple[str, dict[str, Any]]:
+    """``sampler = "tpe"`` or ``[sampler] type = "tpe"`` plus TPE options (see SAMPLER_OPTIONS)."""
+    if not isinstance(value, dict):
+        return check.string(value, "sampler", SAMPLERS), {}
+    check.known(value, ("type", *sorted({k for keys in SAMPLER_OPTIONS.values() for k in keys})), "sampler.")
+    if "type" not in value:
+        raise check.fail("sampler.type", f"is missing; use one of {', '.join(SAMPLERS)}")
+    stype = check.string(value["type"], "sampler.type", SAMPLERS)
+    allowed = SAMPLER_OPTIONS[stype]
+    options: dict[str, Any] = {}
+    for k, v in value.items():
+        if k == "type":
+            continue
+        if k not in allowed:
+            raise check.fail(f"sampler.{k}", f"does not apply to the {stype} sampler; it takes "
+                                             f"{', '.join(allowed) or 'no options'}")
+        if allowed[k] is bool:
+            if not isinstance(v, bool):
+                raise check.fail(f"sampler.{k}", f"must be true or false, not {v!r}")
+            options[k] = v
+        else:
+            options[k] = check.integer(v, f"sampler.{k}", 0)
+    return stype, options
 
 
 def _pruner(check: Checker, value: Any) -> PrunerSpec:

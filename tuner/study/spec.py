@@ -75,6 +75,7 @@ class StudySpec:
     dataset_sources: dict[str, str] = field(default_factory=dict)
     warm_start: Optional[WarmStart] = None
     transfer_eval: list[str] = field(default_factory=list)  # task nli: the STS sets every trial is scored on
+    sampler_options: dict[str, Any] = field(default_factory=dict)  # [sampler] table: TPE options
 
     # ---- derived
     @property
@@ -181,18 +182,21 @@ class StudySpec:
 
     def build_sampler(self, seed: Optional[int] = None) -> Any:
         """TPE: multivariate + group (the on/off space makes weights and taus conditional),
-        constant liar (parallel workers), a quarter of the trials (at most 10) random first."""
+        constant liar (parallel workers), a quarter of the trials (at most 10) random first;
+        a ``[sampler]`` table overrides each of these (``bench/hpo_efficiency.py`` compares them)."""
         import warnings
 
         import optuna
 
         seed = self.seed if seed is None else seed
         if self.sampler == "tpe":
-            startup = max(1, min(10, (self.n_trials or 10) // 4))
+            options = {"multivariate": True, "group": True, "constant_liar": True,
+                       "n_startup_trials": max(1, min(10, (self.n_trials or 10) // 4)), **self.sampler_options}
+            if not options["multivariate"]:
+                options["group"] = False  # group needs multivariate; univariate TPE samples each parameter alone
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
-                                                  n_startup_trials=startup)
+                return optuna.samplers.TPESampler(seed=seed, **options)
         # grid cells are queued with fixed params, so the sampler never chooses anything for them
         return optuna.samplers.RandomSampler(seed=seed)
 

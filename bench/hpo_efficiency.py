@@ -1,0 +1,323 @@
+"""How much compute each search strategy spends before it finds a configuration as good as the best
+(issue #16): anytime performance of Optuna samplers and pruners on the real fine-tune objective.
+
+Every strategy searches the same space -- which losses are on (cos-MSE, CoSENT, in-batch
+negatives, AnglE; at least one), their weights and taus, pooling (cls/avg) and lr -- with the same
+real objective: a fine-tune of ``--model`` (default all-MiniLM-L6-v2) on ``--train-pairs`` STS-B
+training pairs for 1 epoch, scored on fixed seeded ``--eval-pairs`` samples of the official dev
+(the objective) and test splits. Strategies (each a real study in ``--storage``, ``--workers``
+worker processes, ``--n-trials`` trials, sampler seeds ``--seeds``; the training seed is 42 in every
+trial, so a configuration scores the same in every run):
+
+* ``random``             RandomSampler
+* ``tpe``                TPE, univariate (Optuna's default TPE), constant liar for parallel workers
+* ``tpe-mv``             TPE multivariate + group (the conditional on/off space), constant liar
+* ``tpe-mv-median``      tpe-mv + MedianPruner on the intermediate dev scores (``--eval-every`` steps)
+* ``tpe-mv-hyperband``   tpe-mv + HyperbandPruner: training steps as the fidelity (multi-fidelity)
+* ``tpe-mv-warm``        tpe-mv whose first trials are the best ``--warm-k`` of a quick study
+                         (same space, ``--quick-pairs`` training pairs, ``--quick-trials`` trials of
+                         tpe-mv); its compute is reported with and without the quick study's
+* ``grid``               the exhaustive baseline on the discretised space: the 15 loss
+                         combinations x pooling (cls, avg) at weight 1, the seed's taus, the base lr;
+                         run once (it has no sampler seed)
+
+Compute is the trials' CPU seconds (``cpu_s``, recorded by every trial; steadier than wall time on a
+shared machine), summed in the order trials finished. The target is the best dev score any run
+found minus ``--target-gap`` (0.2 points). Printed and written (``--out`` .json/.md/.png):
+per strategy the compute to reach the target as a fraction of the grid's total compute (mean over
+the seeds that reached it, and how many did), the final best dev score and the test score of that
+trial; the anytime curves (best dev so far against compute) with their seed bands.
+
+    python bench/hpo_efficiency.py                        # everything (about an hour on 2 cores)
+    python bench/hpo_efficiency.py --strategies tpe-mv,grid --seeds 0
+    python bench/hpo_efficiency.py --analyse-only         # tables and plot from the storage
+Every run is resumable: a finished study is read, not re-run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import common  # noqa: F401  (quiet, offline environment; repo on sys.path)
+from common import note
+
+STRATEGIES = ("random", "tpe", "tpe-mv", "tpe-mv-median", "tpe-mv-hyperband", "tpe-mv-warm", "grid")
+SAMPLERS: dict[str, Any] = {
+    "random": "random",
+    "tpe": {"type": "tpe", "multivariate": False, "group": False, "constant_liar": True},
+    "tpe-mv": {"type": "tpe", "multivariate": True, "group": True, "constant_liar": True},
+}
+
+
+def base_study(args: argparse.Namespace) -> dict[str, Any]:
+    """The search study every sampler strategy runs (a study dict, as read from TOML)."""
+    from tuner.losses.registry import loss_names
+
+    search: dict[str, Any] = {"losses": "any", **{f"w_{loss}": [0.1, 1.0] for loss in loss_names()},
+                              "tau_cosent": [5.0, 50.0], "tau_ibn": [5.0, 50.0], "tau_angle": [0.5, 5.0],
+                              "pooling": ["cls", "avg"], "lr": [1e-5, 2e-4]}
+    return {"description": "bench/hpo_efficiency.py", "task": "sts", "models": [args.model],
+            "protocol": "standard", "sampler": "tpe", "pruner": "none", "n_trials": args.n_trials, "seed": 0,
+            "max_retries": 1, "data": {"train": ["stsb"], "eval": ["stsb"]},
+            "budget": {"epochs": 1, "max_train_examples": args.train_pairs, "max_eval_examples": args.eval_pairs},
+            "train": {"batch_size": args.batch_size, "lr": args.lr, "max_seq_length": 64, "seed": 42},
+            "search": search, **({"data_dir": args.data_dir} if args.data_dir else {})}
+
+
+def study_dicts(strategy: str, seed: int, args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The studies (name, dict) one strategy/seed runs, in order (tpe-mv-warm: the quick one first)."""
+    base = base_study(args)
+    if strategy == "grid":
+        grid = {k: v for k, v in base.items() if k not in ("search", "n_trials", "data")}
+        from tuner.losses.registry import all_combinations
+
+        grid.update(sampler="grid", data={"datasets": ["stsb"]}, seed=42,
+                    grid={"losses": args.grid_losses.split(",") if args.grid_losses else list(all_combinations()),
+                          "pooling": ["cls", "avg"]})
+        return [(f"{args.prefix}-grid", grid)]
+    study = copy.deepcopy(base)
+    study["seed"] = seed
+    study["sampler"] = SAMPLERS["tpe-mv" if strategy.startswith("tpe-mv") else strategy]
+    if strategy == "tpe-mv-median":
+        study["pruner"] = {"type": "median", "n_startup_trials": args.pruner_startup}
+        study["budget"]["eval_every"] = args.eval_every
+    if strategy == "tpe-mv-hyperband":
+        study["pruner"] = {"type": "hyperband", "min_resource": args.eval_every, "reduction_factor": 3}
+        study["budget"]["eval_every"] = args.eval_every
+    out = []
+    if strategy == "tpe-mv-warm":
+        quick = copy.deepcopy(study)
+        quick["n_trials"] = args.quick_trials
+        quick["budget"]["max_train_examples"] = args.quick_pairs
+        out.append((f"{args.prefix}-quick-s{seed}", quick))
+        study["warm_start"] = {"study": f"{args.prefix}-quick-s{seed}", "k": args.warm_k}
+    out.append((f"{args.prefix}-{strategy}-s{seed}", study))
+    return out
+
+
+def run_study(name: str, study: dict[str, Any], args: argparse.Namespace) -> None:
+    from tuner import parse_spec
+    from tuner.orchestrate import quiet_log, run_study as run
+
+    spec = parse_spec({**study, "name": name})
+    st = run(spec, args.storage, workers=args.workers, artifacts=False, log=quiet_log, progress=False)
+    note(f"  {name}: {st.get('counts')} in {st['wall_s']:.0f} s wall")
+
+
+# ------------------------------------------------------------------------------------- analysis
+
+def trajectory(trials: list[Any]) -> list[dict[str, Any]]:
+    """Finished trials in the order they finished: cumulative CPU seconds and best dev so far
+    (with the test score of that best trial). Pruned trials cost compute and never become best."""
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_complete is not None]
+    done.sort(key=lambda t: (t.datetime_complete, t.number))
+    out, spent, best, best_test = [], 0.0, None, None
+    for t in done:
+        spent += float(t.user_attrs.get("cpu_s", 0.0))
+        if t.state.name == "COMPLETE" and t.value is not None and (best is None or t.value > best):
+            best, best_test = float(t.value), t.user_attrs.get("scores.test.stsb")
+        out.append({"trial": t.number, "state": t.state.name, "cpu_s": round(spent, 2), "best_dev": best,
+                    "best_test": best_test, "value": None if t.value is None else float(t.value),
+                    "loss": t.user_attrs.get("loss")})
+    return out
+
+
+def compute_to(traj: list[dict[str, Any]], target: float) -> Optional[float]:
+    """CPU seconds spent when the best dev so far first reached ``target`` (None: never)."""
+    for step in traj:
+        if step["best_dev"] is not None and step["best_dev"] >= target:
+            return step["cpu_s"]
+    return None
+
+
+def summarise(runs: dict[str, dict[int, list[dict[str, Any]]]], gap: float,
+              offsets: Optional[dict[str, dict[int, float]]] = None) -> dict[str, Any]:
+    """The efficiency table: per strategy, compute to the target as a fraction of the grid's
+    compute (``offsets`` adds a run's earlier compute, e.g. the quick study of a warm start)."""
+    offsets = offsets or {}
+    finals = [s["best_dev"] for by_seed in runs.values() for traj in by_seed.values() for s in traj[-1:]
+              if s["best_dev"] is not None]
+    best = max(finals)
+    target = best - gap
+    grid_cpu = next(iter(runs["grid"].values()))[-1]["cpu_s"] if "grid" in runs else None
+    rows = {}
+    for strategy, by_seed in runs.items():
+        reached, fractions, devs, tests, totals = 0, [], [], [], []
+        for seed, traj in by_seed.items():
+            offset = offsets.get(strategy, {}).get(seed, 0.0)
+            cost = compute_to(traj, target)
+            if cost is not None:
+                reached += 1
+                if grid_cpu:
+                    fractions.append((cost + offset) / grid_cpu)
+            last = traj[-1]
+            devs.append(last["best_dev"])
+            tests.append(last["best_test"])
+            totals.append(last["cpu_s"] + offset)
+        rows[strategy] = {"runs": len(by_seed), "reached": reached, "fraction_of_grid": _stats(fractions),
+                          "final_dev": _stats(devs), "final_test": _stats(tests), "total_cpu_s": _stats(totals)}
+    return {"best_dev": best, "target": target, "gap": gap, "grid_cpu_s": grid_cpu, "rows": rows}
+
+
+def _stats(values: list[Any]) -> dict[str, Any]:
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+    return {"n": len(values), "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
+
+
+def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
+    def pct(s: dict) -> str:
+        if not s["n"]:
+            return "–"
+        return f"{100 * s['mean']:.0f}%" + (f" ({100 * s['min']:.0f}–{100 * s['max']:.0f}%)" if s["n"] > 1 else "")
+
+    def pts(s: dict) -> str:
+        if not s["n"]:
+            return "–"
+        return f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")
+
+    lines = [f"Target: best dev {100 * summary['best_dev']:.2f} - {100 * summary['gap']:.1f} = "
+             f"{100 * summary['target']:.2f} (Spearman x 100). Grid compute: {summary['grid_cpu_s']:.0f} CPU-s.", "",
+             "| strategy | runs reaching the target | compute to target (% of grid; mean, range) | "
+             "final best dev | its test | compute spent (CPU-s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, row in summary["rows"].items():
+        lines.append(f"| {name} | {row['reached']}/{row['runs']} | {pct(row['fraction_of_grid'])} | "
+                     f"{pts(row['final_dev'])} | {pts(row['final_test'])} | {row['total_cpu_s']['mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, dict[int, list[dict[str, Any]]]], summary: dict[str, Any], out: Path,
+         offsets: dict[str, dict[int, float]]) -> None:
+    """Best dev so far against compute (fraction of the grid's), median over seeds with the min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid_cpu = summary["grid_cpu_s"]
+    xs = np.linspace(0, 1.0, 201)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, by_seed in runs.items():
+        curves = []
+        for seed, traj in by_seed.items():
+            offset = offsets.get(name, {}).get(seed, 0.0)
+            x = np.array([offset + s["cpu_s"] for s in traj]) / grid_cpu
+            y = np.array([np.nan if s["best_dev"] is None else 100 * s["best_dev"] for s in traj])
+            idx = np.searchsorted(x, xs, side="right") - 1
+            curves.append(np.where(idx >= 0, y[np.clip(idx, 0, None)], np.nan))
+        curves = np.array(curves)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mid, lo, hi = np.nanmedian(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+        line, = ax.step(xs, mid, where="post", label=name, lw=1.8 if name != "grid" else 2.4)
+        if len(by_seed) > 1:
+            ax.fill_between(xs, lo, hi, step="post", alpha=0.15, color=line.get_color())
+    ax.axhline(100 * summary["target"], color="k", ls="--", lw=1, label=f"target (best - {100 * summary['gap']:.1f})")
+    ax.axvline(0.4, color="grey", ls=":", lw=1)
+    ax.set_xlabel("compute spent (fraction of the grid's CPU seconds)")
+    ax.set_ylabel("best dev Spearman so far (x100)")
+    finals = [100 * summary["best_dev"]]
+    ax.set_ylim(min(finals) - 6, max(finals) + 0.8)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Anytime performance: median over sampler seeds, band = min-max")
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------- main
+
+def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
+    """Trajectories per strategy and seed from the storage, and the warm starts' quick-study compute."""
+    import optuna
+
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    offsets: dict[str, dict[int, float]] = {}
+    names = {s.study_name for s in optuna.get_all_study_summaries(args.storage)}
+    for strategy in strategies:
+        for seed in ([42] if strategy == "grid" else seeds):
+            studies = study_dicts(strategy, seed, args)
+            name = studies[-1][0]
+            if name not in names:
+                continue
+            traj = trajectory(optuna.load_study(study_name=name, storage=args.storage).get_trials(deepcopy=False))
+            if traj:
+                runs.setdefault(strategy, {})[seed] = traj
+            if strategy == "tpe-mv-warm" and studies[0][0] in names:
+                quick = trajectory(optuna.load_study(study_name=studies[0][0], storage=args.storage).get_trials())
+                offsets.setdefault("tpe-mv-warm+quick", {})[seed] = quick[-1]["cpu_s"] if quick else 0.0
+    if "tpe-mv-warm" in runs and "tpe-mv-warm+quick" in offsets:
+        runs["tpe-mv-warm+quick"] = runs["tpe-mv-warm"]  # the same runs, charged the quick study's compute
+    return runs, offsets
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--seeds", default="0,1,2", help="sampler seeds (the grid runs once)")
+    ap.add_argument("--n-trials", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--storage", default="sqlite:///runs/hpo_efficiency.db")
+    ap.add_argument("--prefix", default="hpo", help="study names: PREFIX-STRATEGY-sSEED")
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--data-dir", default=None, help="default: tuner's data folder ($TUNER_DATA_DIR, ../shared/data)")
+    ap.add_argument("--train-pairs", type=int, default=128)
+    ap.add_argument("--eval-pairs", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-5, help="the grid's lr (the other strategies search lr)")
+    ap.add_argument("--eval-every", type=int, default=2, help="steps between intermediate dev scores (pruners)")
+    ap.add_argument("--pruner-startup", type=int, default=4, help="median pruner: complete trials before pruning")
+    ap.add_argument("--quick-pairs", type=int, default=32)
+    ap.add_argument("--quick-trials", type=int, default=12)
+    ap.add_argument("--warm-k", type=int, default=4)
+    ap.add_argument("--grid-losses", default=None, help="the grid's loss rows (default: all 15 combinations)")
+    ap.add_argument("--target-gap", type=float, default=0.002, help="0.002 = 0.2 Spearman points")
+    ap.add_argument("--out", default="bench/results/hpo_efficiency", help="writes OUT.json, OUT.md, OUT.png")
+    ap.add_argument("--analyse-only", action="store_true")
+    args = ap.parse_args(argv)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown:
+        ap.error(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not args.analyse_only:
+        for seed in seeds:  # seed-major: every strategy gets its first run before any gets a second
+            for strategy in strategies:
+                if strategy == "grid" and seed != seeds[0]:
+                    continue
+                for name, study in study_dicts(strategy, seed, args):
+                    note(f"{strategy} seed {seed}: {name}")
+                    run_study(name, study, args)
+    runs, offsets = collect(args, strategies, seeds)
+    if "grid" not in runs:
+        note("no grid run in the storage: fractions of the grid's compute need --strategies ...,grid")
+    summary = summarise(runs, args.target_gap, offsets)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from tuner import jsonsafe
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only",)}
+    out.with_suffix(".json").write_text(jsonsafe.dumps(
+        {"settings": settings, "environment": common.environment(), "summary": summary,
+         "offsets": offsets, "runs": runs}, indent=1) + "\n")
+    table = markdown(summary, args)
+    out.with_suffix(".md").write_text(table)
+    if "grid" in runs:
+        plot(runs, summary, out.with_suffix(".png"), offsets)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

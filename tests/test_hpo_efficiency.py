@@ -1,0 +1,95 @@
+"""bench/hpo_efficiency.py (issue #16): the anytime bookkeeping on hand-made trials, and a tiny
+end-to-end run (tiny BERT, tiny data) of three strategies through real studies."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from _tiny import REPO, env_with_repo
+
+sys.path.insert(0, str(REPO / "bench"))
+import hpo_efficiency as hpo  # noqa: E402
+
+T0 = dt.datetime(2026, 1, 1)
+
+
+def _frozen(number, finished_s, cpu_s, value, state, test):
+    t = optuna.trial.create_trial(state=getattr(optuna.trial.TrialState, state), value=value,
+                                  user_attrs={"cpu_s": cpu_s, "scores.test.stsb": test})
+    t.number = number
+    t.datetime_complete = T0 + dt.timedelta(seconds=finished_s)
+    return t
+
+
+def test_trajectory_follows_finish_order_and_charges_pruned_trials():
+    trials = [_frozen(0, 30, 10.0, 0.70, "COMPLETE", 0.60),   # finishes last
+              _frozen(1, 10, 5.0, 0.80, "COMPLETE", 0.75),
+              _frozen(2, 20, 2.0, None, "PRUNED", None)]
+    traj = hpo.trajectory(trials)
+    assert [s["trial"] for s in traj] == [1, 2, 0]
+    assert [s["cpu_s"] for s in traj] == [5.0, 7.0, 17.0]
+    assert [s["best_dev"] for s in traj] == [0.80, 0.80, 0.80]   # 0.70 later does not replace it
+    assert traj[-1]["best_test"] == 0.75
+    assert hpo.compute_to(traj, 0.79) == 5.0 and hpo.compute_to(traj, 0.81) is None
+
+
+def test_summary_fractions_of_the_grid_and_warm_start_offsets():
+    grid = [{"cpu_s": 50.0, "best_dev": 0.80, "best_test": 0.7}, {"cpu_s": 100.0, "best_dev": 0.85, "best_test": 0.8}]
+    fast = [{"cpu_s": 20.0, "best_dev": 0.849, "best_test": 0.79}, {"cpu_s": 40.0, "best_dev": 0.849, "best_test": 0.79}]
+    slow = [{"cpu_s": 30.0, "best_dev": 0.80, "best_test": 0.7}]
+    runs = {"grid": {42: grid}, "tpe": {0: fast, 1: slow}, "warm": {0: fast}}
+    summary = hpo.summarise(runs, gap=0.002, offsets={"warm": {0: 30.0}})
+    assert summary["best_dev"] == 0.85 and summary["grid_cpu_s"] == 100.0
+    assert summary["target"] == pytest.approx(0.848)
+    tpe = summary["rows"]["tpe"]
+    assert tpe["reached"] == 1 and tpe["runs"] == 2
+    assert tpe["fraction_of_grid"]["mean"] == pytest.approx(0.20)
+    assert summary["rows"]["warm"]["fraction_of_grid"]["mean"] == pytest.approx(0.50)  # 20 + 30 quick
+    assert summary["rows"]["grid"]["fraction_of_grid"]["mean"] == pytest.approx(1.0)
+    assert "| tpe | 1/2 | 20% |" in hpo.markdown(summary, None)
+
+
+def test_studies_search_the_same_space_with_different_samplers_and_pruners():
+    args = hpo.main.__globals__["argparse"].Namespace(
+        model="m", n_trials=5, train_pairs=16, eval_pairs=16, batch_size=8, lr=5e-5, data_dir=None, prefix="p",
+        pruner_startup=2, eval_every=1, quick_pairs=8, quick_trials=2, warm_k=1, grid_losses=None)
+    from tuner import parse_spec
+
+    specs = {s: [parse_spec({**d, "name": n}) for n, d in hpo.study_dicts(s, 1, args)] for s in hpo.STRATEGIES}
+    assert specs["grid"][0].n_cells == 30                        # 15 combinations x 2 poolings
+    assert specs["random"][0].sampler == "random"
+    uni = specs["tpe"][0].build_sampler()
+    assert not uni._multivariate and uni._constant_liar
+    assert specs["tpe-mv"][0].build_sampler()._multivariate
+    assert specs["tpe-mv-median"][0].pruner.type == "median"
+    assert isinstance(specs["tpe-mv-hyperband"][0].pruner.build(), optuna.pruners.HyperbandPruner)
+    quick, warm = specs["tpe-mv-warm"]
+    assert quick.base.max_train_examples == 8 and warm.warm_start.study == quick.name
+    spaces = {json.dumps(s[-1].search.describe(), sort_keys=True, default=str) for k, s in specs.items() if k != "grid"}
+    assert len(spaces) == 1
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir, tiny_data_dir):
+    out = tmp_path / "hpo"
+    cmd = [sys.executable, str(REPO / "bench" / "hpo_efficiency.py"), "--strategies", "tpe-mv-median,tpe-mv-warm,grid",
+           "--seeds", "0", "--n-trials", "3", "--workers", "1", "--storage", f"sqlite:///{tmp_path / 'h.db'}",
+           "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--train-pairs", "16",
+           "--eval-pairs", "16", "--batch-size", "4", "--eval-every", "1", "--quick-pairs", "8", "--quick-trials", "2",
+           "--warm-k", "1", "--grid-losses", "cosent,ibn", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env_with_repo(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.with_suffix(".json").read_text())
+    rows = record["summary"]["rows"]
+    assert set(rows) == {"tpe-mv-median", "tpe-mv-warm", "tpe-mv-warm+quick", "grid"}
+    assert record["summary"]["grid_cpu_s"] > 0 and len(record["runs"]["grid"]["42"]) == 4
+    if rows["grid"]["reached"]:                                # the grid reaches the target at or before its end
+        assert rows["grid"]["fraction_of_grid"]["max"] <= 1.0
+    assert rows["tpe-mv-warm+quick"]["total_cpu_s"]["mean"] > rows["tpe-mv-warm"]["total_cpu_s"]["mean"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert "| grid | " in out.with_suffix(".md").read_text()
