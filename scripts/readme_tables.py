@@ -10,6 +10,10 @@ ARG is a path relative to the repository root. Kinds:
   it: loss rows x datasets + Mean, x100 with 2 decimals, ``mean ± half-width of the 95% t-interval``
   where a cell has several seeds (matrix.json ``cells_detail``), bold = the exporter's marks (its
   ``marked`` field; an export without it: the column maximum), and the exporter's Wins line.
+* ``gains DIR``: an export's gain of every fine-tuned cell over the zero-shot row (x100) with the
+  95% interval of the exporter's paired bootstrap over the test items (``cells_detail[*].vs_zero_shot``);
+  bold = the interval excludes 0 (a significant gain, or a loss when negative); a line per model
+  counting, per dataset, the rows that help and hurt.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
 * ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
 * ``protocols FILE``: ``scripts/compare_protocols.py``'s record (a grid's gains over zero-shot under
@@ -33,6 +37,7 @@ from tuner.exporter.tables import best_rows as column_best  # the exporter's own
 from tuner.exporter.tables import wins_line
 
 REPO = Path(__file__).resolve().parents[1]
+ZERO_SHOT = "zero_shot"
 BLOCK = re.compile(r"(<!-- generated: (\S+) (\S+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
 
 
@@ -158,8 +163,40 @@ def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]
                      untested=[d for d in datasets if tested.get(d) is False])
 
 
+def render_gains(folder: Path) -> list[str]:
+    meta = json.loads((folder / "matrix.json").read_text())
+    detail = {(c["model"], c["loss"], c["dataset"]): c for c in meta.get("cells_detail") or []}
+    datasets, titles = meta["datasets"], dict(zip(meta["losses"], meta["loss_titles"]))
+    lines: list[str] = []
+    for model in meta["models"]:
+        rows = [r for r in meta["losses"] if r != ZERO_SHOT and any((model, r, d) in detail for d in datasets)]
+        helps, hurts = {d: 0 for d in datasets}, {d: 0 for d in datasets}
+        if len(meta["models"]) > 1:
+            lines += [f"{model}:", ""]
+        lines += ["| Loss | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+        for row in rows:
+            cells = [titles[row]]
+            for d in datasets:
+                gain = (detail.get((model, row, d)) or {}).get("vs_zero_shot")
+                if not gain:
+                    cells.append("n/a")
+                    continue
+                low, high = gain["ci95"]
+                text = f"{100 * gain['difference']:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+                significant = low > 0 or high < 0
+                helps[d] += low > 0
+                hurts[d] += high < 0
+                cells.append(f"**{text}**" if significant else text)
+            lines.append("| " + " | ".join(cells) + " |")
+        counts = ", ".join(f"{d} {helps[d]}/{hurts[d]}" for d in datasets)
+        lines += ["", f"Rows that help / hurt significantly (of {len(rows)}): {counts}."]
+        if len(meta["models"]) > 1:
+            lines.append("")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
-    "matrix": render_matrix, "combinations": render_combinations, "rerun": render_rerun,
+    "matrix": render_matrix, "gains": render_gains, "combinations": render_combinations, "rerun": render_rerun,
     "overlap": render_overlap, "protocols": render_protocols}
 
 

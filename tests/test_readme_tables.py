@@ -77,3 +77,22 @@ def test_matrix_with_repeats_shows_the_interval_and_the_exporters_marks(tables: 
     ]
     results_md = (tmp_path / "results.md").read_text()
     assert lines[-1] in results_md and lines[-1].startswith("Significant wins") and "CoSENT 1/2 (stsb)" in lines[-1]
+
+
+def test_gains_show_the_bootstrap_interval_and_count_significant_rows(tables: ModuleType, tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(REPO / "docs/results/sts-grid-cpu-disjoint-r3", folder, ignore=shutil.ignore_patterns("plots"))
+    meta = json.loads((folder / "matrix.json").read_text())
+    cell = next(c for c in meta["cells_detail"] if c["loss"] == "cosent" and c["dataset"] == "sts12")
+    cell["vs_zero_shot"] = {"difference": -0.0123, "ci95": [-0.02, -0.004]}          # a significant loss
+    other = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "sts12")
+    other["vs_zero_shot"] = {"difference": 0.001, "ci95": [-0.003, 0.005]}          # inside the noise
+    (folder / "matrix.json").write_text(json.dumps(meta))
+    lines = tables.render_gains(folder)
+    cosent = next(line for line in lines if line.startswith("| CoSENT |"))
+    assert cosent.split(" | ")[1] == "**-1.23 [-2.00, -0.40]**"
+    angle = next(line for line in lines if line.startswith("| Angle |"))
+    assert angle.split(" | ")[1] == "+0.10 [-0.30, +0.50]"
+    helps = sum(1 for c in meta["cells_detail"] if c["dataset"] == "sts12" and c.get("vs_zero_shot")
+                and c["vs_zero_shot"]["ci95"][0] > 0)
+    assert f"sts12 {helps}/1" in lines[-1]
