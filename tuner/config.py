@@ -19,28 +19,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from tuner.config_values import (OPTIONAL_INTS, ConfigError, check_integer, check_loss_map, check_lora, check_names,
+                                 check_number, check_prompt, check_text, fmt_default, fmt_value)
 from tuner.errors import TunerError
-from tuner.losses.registry import (FALLBACK_LOSS, LOSSES, canonical_loss, default_taus, parse_loss_values,
-                                   row_of_weights)
+from tuner.losses.registry import FALLBACK_LOSS, LOSSES, default_taus, parse_loss_values, row_of_weights
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TASKS = ("sts", "classification", "nli")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Pooling = Union[str, int]
-
-
-class ConfigError(TunerError):
-    """A bad run setting; ``key`` is the field's name."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key} {problem}" if problem.startswith("is ") else f"{key}: {problem}")
 
 
 def _f(default: Any = None, *, help: str, section: Optional[str] = None, factory: Any = None,
@@ -88,6 +79,15 @@ class RunConfig:
     max_grad_norm: float = _f(1.0, section="train", help="gradient clipping norm (0 = off)")
     precision: str = _f("auto", section="train", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     length_grouping: bool = _f(True, section="train", help="batch sentences of similar length (less padding)")
+    # ---- decoder LLMs as encoders (tuner.decoder, tuner.lora)
+    prompt: Optional[str] = _f(None, section="train", help="template around every sentence, {text} where it goes, "
+                               "in training and scoring alike (e.g. PromptEOL's 'This sentence : \"{text}\" means "
+                               "in one word:\"'; default: none)")
+    lora_r: int = _f(0, section="train", help="LoRA rank: > 0 trains only LoRA adapters (peft), 0 = full fine-tuning")
+    lora_alpha: Optional[float] = _f(None, section="train", help="LoRA alpha; scale = alpha / rank (default: the rank)")
+    lora_dropout: float = _f(0.0, section="train", help="dropout on the LoRA branch")
+    lora_targets: list[str] = _f(factory=list, section="train", metavar="MODULES",
+                                 help="modules LoRA adapts, e.g. q_proj,v_proj (default: every linear layer)")
     # ---- budget
     epochs: int = _f(1, section="budget", help="passes over the training pairs")
     max_steps: Optional[int] = _f(None, section="budget", help="stop after this many steps (overrides epochs)")
@@ -129,9 +129,9 @@ class RunConfig:
         """Normalise and check every field; raises :class:`ConfigError` naming the first bad key."""
         from tuner.pooling import parse_pooling
 
-        self.model = _text(self.model, "model")
-        self.train = _names(self.train, "train", allow_empty=False)
-        self.eval = _names(self.eval, "eval", allow_empty=True)
+        self.model = check_text(self.model, "model")
+        self.train = check_names(self.train, "train", allow_empty=False)
+        self.eval = check_names(self.eval, "eval", allow_empty=True)
         if self.task is not None and self.task not in TASKS:
             raise ConfigError("task", f"'{self.task}' is unknown; use {' or '.join(TASKS)}")
         from tuner.data.nli import check_neutral
@@ -147,12 +147,12 @@ class RunConfig:
         except TunerError as exc:
             raise ConfigError("nli_neutral", str(exc).removeprefix("neutral: ")) from None
         self.nli_neutral = "drop" if neutral is None else neutral
-        self.weights = _loss_map(self.weights, "weights", taus=False)
+        self.weights = check_loss_map(self.weights, "weights", taus=False)
         for name, w in self.weights.items():
             if w < 0:
                 raise ConfigError("weights", f"{name} is {w:g}; weights must be >= 0 (0 switches a loss off)")
         self.weights = {n: self.weights.get(n, 0.0) for n in LOSSES}
-        self.taus = {**default_taus(), **_loss_map(self.taus, "taus", taus=True)}
+        self.taus = {**default_taus(), **check_loss_map(self.taus, "taus", taus=True)}
         for name, tau in self.taus.items():
             if tau <= 0:
                 raise ConfigError("taus", f"{name} is {tau:g}; a temperature must be > 0 "
@@ -163,10 +163,10 @@ class RunConfig:
             except TunerError as exc:
                 raise ConfigError("pooling", str(exc)) from None
         for key in ("ibn_positive_threshold", "lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
-            setattr(self, key, _number(getattr(self, key), key))
+            setattr(self, key, check_number(getattr(self, key), key))
         for key in ("batch_size", "max_seq_length", "epochs", "seed", "max_steps", "max_train_examples",
                     "max_eval_examples", "eval_every"):
-            setattr(self, key, _integer(getattr(self, key), key))
+            setattr(self, key, check_integer(getattr(self, key), key))
         checks = (
             ("ibn_positive_threshold", 0 <= self.ibn_positive_threshold <= 1, "use a value in 0..1 (0.6 = 3 of 5)"),
             ("lr", self.lr > 0, "use a positive learning rate such as 2e-5"),
@@ -190,6 +190,8 @@ class RunConfig:
             raise ConfigError("precision", f"'{self.precision}' is unknown; use one of {', '.join(PRECISIONS)}")
         if not isinstance(self.length_grouping, bool):
             raise ConfigError("length_grouping", f"must be true or false, got {self.length_grouping!r}")
+        self.prompt = check_prompt(self.prompt)
+        check_lora(self)
 
     # ---- conversions
     def replace(self, **changes: Any) -> "RunConfig":
@@ -233,11 +235,11 @@ class RunConfig:
             if isinstance(value, bool):
                 argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
             elif isinstance(value, dict):
-                argv += [flag, ",".join(f"{k}={_fmt(v)}" for k, v in value.items())]
+                argv += [flag, ",".join(f"{k}={fmt_value(v)}" for k, v in value.items())]
             elif isinstance(value, list):
                 argv += [flag, ",".join(value)]
             else:
-                argv += [flag, _fmt(value)]
+                argv += [flag, fmt_value(value)]
         return argv
 
     def command(self, output: Optional[str] = None) -> str:
@@ -275,7 +277,7 @@ def add_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> 
             continue
         flag = "--" + f.name.replace("_", "-")
         value = getattr(default, f.name)
-        shown = _fmt_default(value)
+        shown = fmt_default(value)
         help_text = f.metadata["help"] if "(default" in f.metadata["help"] else f"{f.metadata['help']} (default: {shown})"
         if isinstance(value, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
@@ -301,15 +303,15 @@ def _from_text(name: str, raw: Any, base: RunConfig) -> Any:
     flag = "--" + name.replace("_", "-")
     if not isinstance(raw, str):
         return raw
-    if name in ("train", "eval"):
+    if name in ("train", "eval", "lora_targets"):
         return [s.strip() for s in raw.split(",") if s.strip()]
     if name == "weights":
         return _parse_map(raw, flag, taus=False)
     if name == "taus":
         return {**base.taus, **_parse_map(raw, flag, taus=True)}
     kind = type(getattr(RunConfig(), name))
-    optional_int = name in ("max_steps", "max_train_examples", "max_eval_examples", "eval_every")
-    if name == "pooling" or kind is str or name in ("task", "data_dir"):
+    optional_int = name in OPTIONAL_INTS
+    if name == "pooling" or kind is str or name in ("task", "data_dir", "prompt"):
         return raw
     try:
         return int(raw) if (kind is int or optional_int) else float(raw)
@@ -324,77 +326,3 @@ def _parse_map(text: str, flag: str, taus: bool) -> dict[str, float]:
     except ValueError as exc:
         raise ConfigError(flag.lstrip("-"), str(exc)) from None
 
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value) if value != int(value) or abs(value) >= 1e16 else f"{value:g}"
-    return str(value)
-
-
-def _fmt_default(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "none"
-    if isinstance(value, list):
-        return ",".join(value) or "none"
-    return "none" if value is None else _fmt(value)
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, f"must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _names(value: Any, key: str, allow_empty: bool) -> list[str]:
-    if isinstance(value, str):
-        value = [s.strip() for s in value.split(",") if s.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(key, f"must be a list of dataset names or files, got {value!r}")
-    if not value and not allow_empty:
-        raise ConfigError(key, "is empty; name at least one dataset, e.g. stsb")
-    return [v.strip() for v in value]
-
-
-def _loss_map(value: Any, key: str, taus: bool) -> dict[str, float]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        try:
-            return parse_loss_values(value, key, taus=taus)
-        except ValueError as exc:
-            raise ConfigError(key, str(exc)) from None
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a table of loss -> number, got {value!r}")
-    out: dict[str, float] = {}
-    for name, number in value.items():
-        try:
-            loss = canonical_loss(name)
-        except ValueError as exc:
-            raise ConfigError(key, str(exc)) from None
-        if taus and not LOSSES[loss].has_tau:
-            raise ConfigError(key, f"{loss} takes no temperature; only "
-                                   f"{', '.join(n for n, s in LOSSES.items() if s.has_tau)} do")
-        out[loss] = _number(number, f"{key}.{loss}")
-    return out
-
-
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ConfigError(key, f"is {value}; use a finite number")
-    return float(value)
-
-
-def _integer(value: Any, key: str) -> Optional[int]:
-    if value is None and key in ("max_steps", "max_train_examples", "max_eval_examples", "eval_every"):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    return value

@@ -29,8 +29,10 @@ from tuner.losses.registry import (LOSSES, all_combinations, combo_key, param_lo
                                    use_param, weight_param)
 from tuner.study.checks import Checker, pooling_value, show
 
-#: Non-loss parameters a study may search, in the order they are drawn.
-RUN_PARAMS = ("pooling", "lr", "epochs", "batch_size", "warmup_ratio")
+#: Non-loss parameters a study may search, in the order they are drawn. ``prompt`` takes choices of
+#: templates ("none" = no prompt); ``lora_r`` 0 is full fine-tuning (tuner.lora).
+RUN_PARAMS = ("pooling", "lr", "epochs", "batch_size", "warmup_ratio", "prompt", "lora_r", "lora_alpha",
+              "lora_dropout")
 NO_LOSS = "no_loss"
 
 
@@ -113,16 +115,20 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
                 Param(name, "fixed", value=choices[0])
         return Param(name, "fixed", value=pooling_value(check, value, key))
 
-    integer = name in ("epochs", "batch_size")
-    minimum = {"epochs": 1, "batch_size": 2}.get(name)
+    if name == "prompt":
+        return _prompt_param(check, key, value)
+    integer = name in ("epochs", "batch_size", "lora_r")
+    minimum = {"epochs": 1, "batch_size": 2, "lora_r": 0}.get(name)
 
     def num(v: Any, k: str) -> float:
         if integer:
             return float(check.integer(v, k, int(minimum or 0)))
         if _is_tau(name) or name == "lr":
             return check.number(v, k, positive=True)
-        if name == "warmup_ratio":
+        if name in ("warmup_ratio", "lora_dropout"):
             return check.number(v, k, minimum=0.0, below=1.0)
+        if name == "lora_alpha":
+            return check.number(v, k, positive=True)
         return check.number(v, k, minimum=0.0)  # weights (> 0 enforced for on/off spaces)
 
     def categorical(values: list, k: str) -> Param:
@@ -149,7 +155,7 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
                 raise check.fail(k, "step and log=true cannot be combined; drop one")
         return Param(name, "int" if integer else "float", low=lo, high=hi, log=log, step=step)
 
-    if name == "batch_size" and isinstance(value, list):
+    if name in ("batch_size", "lora_r") and isinstance(value, list):
         return categorical(value, key)
     if isinstance(value, dict):
         check.known(value, ("low", "high", "log", "step", "choices"), key + ".")
@@ -172,6 +178,28 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
         return ranged(value[0], value[1], _log_default(name), None, key)
     fixed = num(value, key)
     return Param(name, "fixed", value=int(fixed) if integer else fixed)
+
+
+def _prompt_param(check: Checker, key: str, value: Any) -> Param:
+    """``prompt``: one template or ``{ choices = [...] }`` of templates; ``"none"`` is no prompt."""
+    from tuner.config_values import ConfigError, check_prompt
+
+    choices = value.get("choices") if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        check.known(value, ("choices",), key + ".")
+    items = choices if isinstance(choices, list) else [choices]
+    if not items:
+        raise check.fail(key, "is empty; list prompt templates with {text}, or \"none\" for no prompt")
+    parsed = []
+    for i, item in enumerate(items):
+        try:
+            parsed.append(check_prompt(item) or "none")
+        except ConfigError as exc:
+            raise check.fail(f"{key}[{i}]" if len(items) > 1 else key, exc.problem) from None
+    if len(set(parsed)) != len(parsed):
+        raise check.fail(key, "lists a prompt twice; remove the duplicate")
+    return Param("prompt", "categorical", choices=tuple(parsed)) if len(parsed) > 1 else \
+        Param("prompt", "fixed", value=parsed[0])
 
 
 @dataclass(frozen=True)
