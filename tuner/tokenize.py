@@ -1,7 +1,7 @@
 """Tokenise once, pad per batch.
 
 Datasets are tokenised once (without padding) and cached in memory, keyed by tokenizer (name,
-class, vocabulary size), max length and the texts themselves (a hash), so every trial in a worker
+class, vocabulary size, prompt), max length and the texts themselves (a hash), so every trial in a worker
 reuses the ids. The cache is bounded: at most :data:`_CACHE_SIZE` text lists and
 :data:`_CACHE_BYTES` of ids (about 120 bytes per text plus 8 per token), least recently used
 first out; a list bigger than the whole budget is returned but not kept. Batches are padded to
@@ -29,7 +29,9 @@ def _key(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple:
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     vocab = getattr(tokenizer, "vocab_size", 0)
-    return (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, vocab, max_length, len(texts), digest.hexdigest())
+    prompt = getattr(tokenizer, "tuner_prompt", None)  # tuner.decoder.PromptedTokenizer
+    return (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, vocab, prompt, max_length, len(texts),
+            digest.hexdigest())
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[np.ndarray]:

@@ -5,6 +5,8 @@ batches of sentence pairs in the zigzag layout ``[a0, b0, a1, b1, ...]`` encoded
 pass and padded to the batch's longest; length-grouped batching (random batch composition within
 a length bucket, buckets shuffled) so padding stays small while in-batch negatives stay random.
 Mixed precision on GPU (bf16 where supported, else fp16 with loss scaling), fp32 on CPU.
+``lora_r > 0`` wraps the model in LoRA adapters first (:mod:`tuner.lora`): only they train; a prompt
+(decoders, :mod:`tuner.decoder`) goes into the encoder's tokenizer, so scoring applies it too.
 
 NLI data (:class:`NliTrainData`) gives each loss its own view of the same rows: the pair losses a
 batch of scored pairs, the triplet losses (in-batch negatives) a batch of (premise, entailed,
@@ -110,6 +112,7 @@ class TrainResult:
     losses: list[float]  # total loss per step
     loss_parts: dict[str, list[float]]
     precision: str
+    trainable_params: int = 0  # parameters that trained (LoRA: the adapters only)
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -269,6 +272,20 @@ def _view_loss(view: _View, batch: np.ndarray, encoder: Encoder, loss_fn: Combin
     return loss_fn.triplets(emb[:k], emb[k:2 * k], emb[2 * k:])
 
 
+def _set_up(encoder: Encoder, config: RunConfig) -> int:
+    """The run's pooling and prompt on ``encoder``, LoRA adapters when ``lora_r > 0`` (call after
+    seeding: their init is part of the run); returns how many parameters will train."""
+    if config.pooling is not None:
+        encoder.pooling = config.pooling
+    if config.prompt is not None:
+        encoder.prompt = config.prompt
+    if config.lora_r:
+        from tuner import lora
+
+        lora.attach(encoder, config)
+    return sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+
+
 def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfig,
              on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
     """Fine-tune ``encoder`` in place on ``data`` (pairs, or the two views of NLI rows). ``on_eval(step)``
@@ -276,10 +293,9 @@ def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfi
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    if config.pooling is not None:
-        encoder.pooling = config.pooling
     loss_fn = CombinedLoss.from_config(config)
     seed_everything(config.seed)
+    trainable = _set_up(encoder, config)
     rng = np.random.default_rng(config.seed)
     device = encoder.device
     precision = resolve_precision(config.precision, device)
@@ -345,4 +361,4 @@ def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfi
         del optimizer, scheduler, scaler
     wall = time.perf_counter() - start
     return TrainResult(steps=step, examples=examples, wall_s=wall, pairs_per_s=examples / max(wall, 1e-9),
-                       losses=losses, loss_parts=parts, precision=precision)
+                       losses=losses, loss_parts=parts, precision=precision, trainable_params=trainable)

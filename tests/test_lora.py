@@ -1,0 +1,147 @@
+"""tuner.lora: LoRA fine-tuning through peft on a tiny random-init Llama (and BERT): only adapters
+train, the loss goes down, saved adapters and merged models reproduce the encodings, studies search it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from _tiny_llama import make_tiny_llama
+from conftest import tiny_sentences
+from tuner import lora
+from tuner.config import RunConfig
+from tuner.errors import TunerError
+from tuner.evaluate import encode
+from tuner.losses.combined import CombinedLoss
+from tuner.models import load_encoder, save_encoder
+from tuner.tokenize import pad_batch, pad_id_of, tokenize
+from tuner.train import PairData, finetune
+
+TEXTS = ["a man is playing the guitar", "dog runs in park", "cat sleeps on sofa", "red car drives fast"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def _pairs(n: int = 32) -> PairData:
+    """Pairs whose score is how many words the two sentences share: learnable, not noise."""
+    a, b = tiny_sentences(n, seed=11), tiny_sentences(n, seed=12)
+    b = [x if i % 2 else y for i, (x, y) in enumerate(zip(a, b))]  # half the pairs are identical
+    score = [len(set(x.split()) & set(y.split())) / max(len(set(x.split()) | set(y.split())), 1) for x, y in zip(a, b)]
+    return PairData(a, b, np.asarray(score, dtype=np.float32))
+
+
+def _full_loss(encoder, data: PairData, config: RunConfig) -> float:
+    """The run's loss on every training pair at once (a fixed batch: comparable before and after)."""
+    ids = [x for pair in zip(tokenize(encoder.tokenizer, data.text1, 32), tokenize(encoder.tokenizer, data.text2, 32))
+           for x in pair]
+    input_ids, mask = pad_batch(ids, pad_id_of(encoder.tokenizer))
+    encoder.eval()
+    with torch.no_grad():
+        loss, _ = CombinedLoss.from_config(config)(encoder(input_ids, mask), torch.from_numpy(data.labels))
+    return float(loss)
+
+
+CONFIG = RunConfig(weights={"cosent": 1.0}, batch_size=8, lr=5e-3, max_steps=24, warmup_ratio=0.0,
+                   max_seq_length=32, lora_r=4, lora_alpha=8, seed=3)
+
+
+def test_lora_trains_only_the_adapters_and_lowers_the_loss(tiny_llama_dir):
+    encoder = load_encoder(tiny_llama_dir, device="cpu")
+    base = {n: p.detach().clone() for n, p in encoder.model.named_parameters()}
+    data = _pairs()
+    before = _full_loss(encoder, data, CONFIG)
+    result = finetune(encoder, data, CONFIG, progress=False)
+    after = _full_loss(encoder, data, CONFIG)
+    assert after < before - 0.05, (before, after)
+    assert lora.is_lora(encoder.model)
+    trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    # every linear layer (all-linear): r * (in + out) per layer, 2 decoder layers of hidden 32
+    per_layer = 4 * ((32 + 32) * 2 + (32 + 16) * 2 + (32 + 64) * 2 + (64 + 32))
+    assert result.trainable_params == 2 * per_layer == sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    frozen = dict(encoder.model.get_base_model().named_parameters())
+    for name, weight in base.items():  # the base weights did not move
+        key = name if name in frozen else name.replace(".weight", ".base_layer.weight")
+        assert torch.equal(frozen[key], weight), name
+
+
+def test_full_fine_tuning_is_the_default_and_trains_everything(tiny_llama_dir):
+    encoder = load_encoder(tiny_llama_dir, device="cpu")
+    config = CONFIG.replace(lora_r=0)
+    result = finetune(encoder, _pairs(), config, progress=False)
+    assert not lora.is_lora(encoder.model)
+    assert result.trainable_params == sum(p.numel() for p in encoder.parameters())
+    assert RunConfig().lora_r == 0
+
+
+def test_lora_on_chosen_targets_and_a_bad_target(tiny_llama_dir, tiny_model_dir):
+    encoder = load_encoder(tiny_llama_dir, device="cpu")
+    torch.manual_seed(0)
+    count = lora.attach(encoder, CONFIG.replace(lora_targets=["q_proj", "v_proj"]))
+    assert count == 2 * 4 * ((32 + 32) + (32 + 16))
+    bert = load_encoder(tiny_model_dir, device="cpu")  # encoders take LoRA too
+    with pytest.raises(TunerError, match="lora_targets: .*e.g. .*query"):
+        lora.attach(bert, CONFIG.replace(lora_targets=["q_proj"]))
+
+
+def test_saved_adapter_and_merged_model_give_the_trained_encodings(tiny_llama_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    encoder = load_encoder(tiny_llama_dir, device="cpu")
+    finetune(encoder, _pairs(), CONFIG, progress=False)
+    trained = encode(encoder, TEXTS)
+    assert np.abs(trained - encode(load_encoder(tiny_llama_dir, device="cpu"), TEXTS)).max() > 1e-4
+    out = save_encoder(encoder, tmp_path / "saved", {"config": CONFIG.to_dict(), "max_seq_length": 32})
+    assert lora.is_lora(encoder.model)  # saving left the encoder unmerged
+    adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["lora_alpha"] == 8
+    assert not any("lora" in k for k in AutoModel.from_pretrained(out).state_dict())  # merged: plain weights
+    # the adapter on a fresh base model
+    fresh = lora.load_adapter(load_encoder(tiny_llama_dir, device="cpu"), out)
+    assert np.abs(encode(fresh, TEXTS) - trained).max() < 1e-5
+    # the merged model
+    merged = load_encoder(out, device="cpu")
+    assert not lora.is_lora(merged.model) and merged.pooling == "last"
+    assert np.abs(encode(merged, TEXTS) - trained).max() < 1e-5
+    # sentence-transformers reads the merged folder with last-token pooling (right padding)
+    st = SentenceTransformer(str(out), device="cpu")
+    assert np.abs(st.encode(TEXTS, convert_to_numpy=True) - trained).max() < 1e-4
+
+
+def test_a_folder_without_adapter_is_one_line(tiny_llama_dir, tmp_path):
+    with pytest.raises(TunerError, match="holds no LoRA adapter"):
+        lora.load_adapter(load_encoder(tiny_llama_dir, device="cpu"), tmp_path)
+
+
+def test_a_study_searches_rank_alpha_dropout_and_prompt():
+    from tuner.study import parse_spec
+
+    raw = {"task": "sts", "models": ["smollm2-135m"], "sampler": "tpe", "n_trials": 5,
+           "data": {"train": ["stsb"]},
+           "train": {"lora_targets": ["q_proj", "v_proj"]},
+           "search": {"losses": "cosent", "lora_r": [0, 8, 16], "lora_alpha": [8.0, 32.0],
+                      "lora_dropout": {"choices": [0.0, 0.1]},
+                      "prompt": {"choices": ["none", 'This sentence : "{text}" means in one word:"']}}}
+    spec = parse_spec(raw)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_r, seen_prompt = set(), set()
+    for _ in range(30):
+        trial = study.ask()
+        config = spec.suggest(trial)
+        assert config.lora_r in (0, 8, 16) and 8 <= config.lora_alpha <= 32 and config.lora_dropout in (0.0, 0.1)
+        assert config.lora_targets == ["q_proj", "v_proj"]
+        seen_r.add(config.lora_r)
+        seen_prompt.add(config.prompt)
+        study.tell(trial, 0.0)
+    assert seen_r == {0, 8, 16} and seen_prompt == {None, 'This sentence : "{text}" means in one word:"'}
+    with pytest.raises(TunerError, match="search.prompt.*has no {text}"):
+        parse_spec({**raw, "search": {"prompt": "means in one word"}})
+    with pytest.raises(TunerError, match="search.lora_r"):
+        parse_spec({**raw, "search": {"lora_r": [-1, 8]}})
