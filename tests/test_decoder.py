@@ -143,6 +143,21 @@ def test_saved_prompt_and_pooling_come_back_on_load(llama, tmp_path):
     assert again.prompt == PROMPT and again.pooling == "avg" and again.causal
     assert np.abs(encode(again, texts) - encode(llama, texts)).max() < 1e-5
     assert load_encoder(out, device="cpu", prompt="").prompt is None
+    assert not (out / "config_sentence_transformers.json").exists()  # words after {text}: not expressible there
+
+
+def test_a_prefix_prompt_is_sentence_transformers_default_prompt(llama, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["a man is playing the guitar", "dog runs", "cat sleeps on sofa"]
+    llama.prompt = "good story : {text}"
+    out = save_encoder(llama, tmp_path / "saved", {"max_seq_length": 32})
+    st = SentenceTransformer(str(out), device="cpu")
+    assert st.default_prompt_name == "tuner" and st.prompts["tuner"] == "good story : "
+    ours = encode(llama, texts)
+    assert np.abs(st.encode(texts, convert_to_numpy=True) - ours).max() < 1e-4
+    llama.prompt = None
+    assert np.abs(encode(llama, texts) - ours).max() > 1e-4  # the prompt did change the embeddings
 
 
 def test_bundled_decoder_without_its_package_or_with_a_bad_file_is_one_line(monkeypatch, tmp_path):

@@ -16,12 +16,13 @@ puts a saved adapter back onto a freshly loaded base encoder.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from tuner.errors import TunerError
 
@@ -47,6 +48,14 @@ def parameter_counts(module: "nn.Module") -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft asks transformers a deprecated question (``is_gradient_checkpointing``): not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _peft() -> Any:
     try:
         import peft
@@ -69,8 +78,7 @@ def attach(encoder: "Encoder", config: "RunConfig") -> int:
         settings = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha or config.lora_r,
                                    lora_dropout=config.lora_dropout, target_modules=targets, bias="none")
         try:
-            with warnings.catch_warnings():  # peft asks transformers a deprecated question (is_gradient_checkpointing)
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            with _quiet_peft():
                 encoder.model = peft.get_peft_model(encoder.model, settings)
         except ValueError as exc:
             raise TunerError(f"lora_targets: {str(exc).splitlines()[0]}; use names of linear layers of this "
@@ -93,7 +101,8 @@ def linear_names(model: "nn.Module") -> list[str]:
 def save_adapter(model: "nn.Module", folder: "str | os.PathLike") -> Path:
     """Write the adapter weights and their config (peft's ``adapter_model.safetensors`` + ``adapter_config.json``)."""
     out = Path(folder)
-    model.save_pretrained(out)
+    with _quiet_peft():
+        model.save_pretrained(out)
     return out
 
 
@@ -101,7 +110,8 @@ def merged_copy(model: "nn.Module") -> "nn.Module":
     """A plain transformers model with the adapters folded into its weights; ``model`` is left as it is.
 
     Costs a second copy of the weights while it exists (fine for the small decoders this runs on)."""
-    return copy.deepcopy(model).merge_and_unload()
+    with _quiet_peft():
+        return copy.deepcopy(model).merge_and_unload()
 
 
 def load_adapter(encoder: "Encoder", folder: "str | os.PathLike") -> "Encoder":
@@ -114,6 +124,7 @@ def load_adapter(encoder: "Encoder", folder: "str | os.PathLike") -> "Encoder":
     if not (path / "adapter_config.json").is_file():
         raise TunerError(f"{folder} holds no LoRA adapter (no adapter_config.json); pass the adapter/ folder of a "
                          "model saved with lora_r > 0")
-    encoder.model = peft.PeftModel.from_pretrained(encoder.model, str(path))
+    with _quiet_peft():
+        encoder.model = peft.PeftModel.from_pretrained(encoder.model, str(path))
     encoder.eval()
     return encoder

@@ -42,7 +42,7 @@ from tuner.decoder import ensure_pad_token, is_decoder_model, position_ids, take
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
 from tuner.pooling import Pooling, parse_pooling, pool
-from tuner.st_format import st_pooling, write_st_modules
+from tuner.st_format import st_pooling, write_st_modules, write_st_prompt
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2"}
@@ -301,8 +301,9 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
 
     A LoRA encoder (:mod:`tuner.lora`) writes its adapter to ``adapter/`` (peft's format, loadable
     onto the base model) and the merged weights as the folder's model; the encoder itself is left
-    unmerged. A prompt is recorded in ``tuner.json`` (``load_encoder`` applies it again);
-    sentence-transformers cannot express a prompt around the text, so there it is not applied.
+    unmerged. A prompt is recorded in ``tuner.json`` (``load_encoder`` applies it again); one that
+    ends with ``{text}`` is also sentence-transformers' default prompt, one with words after the text
+    cannot be expressed there (:func:`tuner.st_format.write_st_prompt`).
     """
     out = Path(out_dir)
     try:
@@ -316,6 +317,7 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
             encoder.tokenizer.save_pretrained(out)
         dim = int(model.config.hidden_size)
         write_st_modules(out, encoder.pooling, dim)
+        write_st_prompt(out, encoder.prompt)
         max_len = int(training_config.get("max_seq_length", 128))
         (out / "sentence_bert_config.json").write_text(dumps({"max_seq_length": max_len, "do_lower_case": False}))
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,

@@ -88,3 +88,22 @@ def write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
     pooling_dir.mkdir(exist_ok=True)
     (pooling_dir / "config.json").write_text(dumps(config, indent=2))
     (out / "modules.json").write_text(dumps(modules, indent=2))
+
+
+def write_st_prompt(out: Path, prompt: "str | None") -> bool:
+    """Write a prompt sentence-transformers can apply; returns whether it could.
+
+    sentence-transformers puts a prompt *before* the text (``prompts`` + ``default_prompt_name`` in
+    ``config_sentence_transformers.json``), so only a template that ends with ``{text}`` (and has it
+    once) is written; one with words after the text (PromptEOL's ``... means in one word:"``) is
+    not: sentence-transformers would encode the bare sentence, and only ``tuner.load_encoder``
+    reproduces the model (``tuner.json`` records the prompt)."""
+    from tuner.config_values import PROMPT_SLOT
+
+    path = out / "config_sentence_transformers.json"
+    if not prompt or not prompt.endswith(PROMPT_SLOT) or prompt.count(PROMPT_SLOT) != 1:
+        path.unlink(missing_ok=True)  # a stale one from an earlier save into the same folder
+        return False
+    path.write_text(dumps({"model_type": "SentenceTransformer", "prompts": {"tuner": prompt[:-len(PROMPT_SLOT)]},
+                           "default_prompt_name": "tuner"}, indent=2))
+    return True
