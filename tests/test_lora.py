@@ -145,3 +145,29 @@ def test_a_study_searches_rank_alpha_dropout_and_prompt():
         parse_spec({**raw, "search": {"prompt": "means in one word"}})
     with pytest.raises(TunerError, match="search.lora_r"):
         parse_spec({**raw, "search": {"lora_r": [-1, 8]}})
+
+
+def test_a_lora_run_through_the_engine_scores_and_saves_with_its_prompt(tiny_llama_dir, tiny_data_dir, tmp_path):
+    """run_finetune (what a trial runs): the prompt is in training, in the dev/test scores and in the
+    saved model; scoring the saved model again gives the run's own test score."""
+    from tuner.engine import evaluate_model, run_finetune
+
+    prompt = 'good story : "{text}" means'
+    config = RunConfig(model=str(tiny_llama_dir), train=["stsb"], data_dir=str(tiny_data_dir), protocol="seed",
+                       weights={"cosent": 1.0}, batch_size=8, max_steps=4, eval_every=2, max_seq_length=32,
+                       lr=5e-3, prompt=prompt, lora_r=4, lora_targets=["q_proj", "v_proj"])
+    seen: list = []
+    outcome = run_finetune(config, output=tmp_path / "m", device="cpu", progress=False,
+                           on_eval=lambda step, dev: seen.append(step))
+    assert seen == [2]
+    assert outcome.train.trainable_params == 2 * 4 * ((32 + 32) + (32 + 16))
+    assert outcome.config.prompt == prompt and outcome.config.pooling == "last" and outcome.config.lora_r == 4
+    record = json.loads((outcome.output / "tuner.json").read_text())
+    assert record["prompt"] == prompt and record["config"]["lora_r"] == 4
+    assert (outcome.output / "adapter" / "adapter_config.json").is_file()
+    again = evaluate_model(str(outcome.output), "stsb", split="test", protocol="seed", data_dir=tiny_data_dir,
+                           max_seq_length=32, device="cpu")
+    assert again["score"].iloc[0] == pytest.approx(outcome.scores["test"]["stsb"], abs=1e-6)
+    bare = evaluate_model(load_encoder(outcome.output, device="cpu", prompt=""), "stsb", split="test",
+                          protocol="seed", data_dir=tiny_data_dir, max_seq_length=32)
+    assert bare["score"].iloc[0] != pytest.approx(outcome.scores["test"]["stsb"], abs=1e-6)
