@@ -171,3 +171,27 @@ def test_a_lora_run_through_the_engine_scores_and_saves_with_its_prompt(tiny_lla
     bare = evaluate_model(load_encoder(outcome.output, device="cpu", prompt=""), "stsb", split="test",
                           protocol="seed", data_dir=tiny_data_dir, max_seq_length=32)
     assert bare["score"].iloc[0] != pytest.approx(outcome.scores["test"]["stsb"], abs=1e-6)
+
+
+def test_gradient_checkpointing_recomputes_and_trains_the_same(tiny_llama_dir):
+    def run(checkpointing: bool):
+        encoder = load_encoder(tiny_llama_dir, device="cpu")
+        calls = []
+        mlp = encoder.model.layers[0].mlp  # counted by its forward: module hooks do not run in the recompute
+        forward = mlp.forward
+
+        def counted(*args, **kwargs):
+            calls.append(1)
+            return forward(*args, **kwargs)
+
+        mlp.forward = counted
+        result = finetune(encoder, _pairs(), CONFIG.replace(max_steps=3, gradient_checkpointing=checkpointing),
+                          progress=False)
+        return result.losses, len(calls), encode(encoder, TEXTS)
+
+    plain_losses, plain_calls, plain = run(False)
+    ckpt_losses, ckpt_calls, ckpt = run(True)
+    assert plain_calls == 3 and ckpt_calls == 2 * 3  # each step's layer forward runs again in backward
+    assert ckpt_losses == pytest.approx(plain_losses, abs=1e-5)
+    assert np.abs(ckpt - plain).max() < 1e-5
+    assert RunConfig().gradient_checkpointing is False

@@ -79,6 +79,8 @@ class RunConfig:
     max_grad_norm: float = _f(1.0, section="train", help="gradient clipping norm (0 = off)")
     precision: str = _f("auto", section="train", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     length_grouping: bool = _f(True, section="train", help="batch sentences of similar length (less padding)")
+    gradient_checkpointing: bool = _f(False, section="train", help="recompute activations in the backward pass: "
+                                      "less memory, slower steps (large decoders)")
     # ---- decoder LLMs as encoders (tuner.decoder, tuner.lora)
     prompt: Optional[str] = _f(None, section="train", help="template around every sentence, {text} where it goes, "
                                "in training and scoring alike (e.g. PromptEOL's 'This sentence : \"{text}\" means "
@@ -188,8 +190,9 @@ class RunConfig:
                 raise ConfigError(key, f"is {getattr(self, key)}; {fix}")
         if self.precision not in PRECISIONS:
             raise ConfigError("precision", f"'{self.precision}' is unknown; use one of {', '.join(PRECISIONS)}")
-        if not isinstance(self.length_grouping, bool):
-            raise ConfigError("length_grouping", f"must be true or false, got {self.length_grouping!r}")
+        for key in ("length_grouping", "gradient_checkpointing"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(key, f"must be true or false, got {getattr(self, key)!r}")
         self.prompt = check_prompt(self.prompt)
         check_lora(self)
 

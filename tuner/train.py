@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tuner import lora
 from tuner.config import RunConfig
 from tuner.errors import TunerError
 from tuner.losses.combined import CombinedLoss
@@ -274,15 +275,24 @@ def _view_loss(view: _View, batch: np.ndarray, encoder: Encoder, loss_fn: Combin
 
 def _set_up(encoder: Encoder, config: RunConfig) -> int:
     """The run's pooling and prompt on ``encoder``, LoRA adapters when ``lora_r > 0`` (call after
-    seeding: their init is part of the run); returns how many parameters will train."""
+    seeding: their init is part of the run), gradient checkpointing when asked for; returns how many
+    parameters will train."""
     if config.pooling is not None:
         encoder.pooling = config.pooling
     if config.prompt is not None:
         encoder.prompt = config.prompt
     if config.lora_r:
-        from tuner import lora
-
         lora.attach(encoder, config)
+    if config.gradient_checkpointing:
+        base = encoder.model.get_base_model() if lora.is_lora(encoder.model) else encoder.model
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise TunerError(f"{type(base).__name__} does not support gradient checkpointing; "
+                             "set gradient_checkpointing to false")
+        # non-reentrant: correct when the inputs need no grad (frozen embeddings under LoRA)
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x's name for it
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return sum(p.numel() for p in encoder.parameters() if p.requires_grad)
 
 
