@@ -195,3 +195,22 @@ def test_gradient_checkpointing_recomputes_and_trains_the_same(tiny_llama_dir):
     assert ckpt_losses == pytest.approx(plain_losses, abs=1e-5)
     assert np.abs(ckpt - plain).max() < 1e-5
     assert RunConfig().gradient_checkpointing is False
+
+
+def test_a_trained_and_saved_lora_encoder_is_freed_by_reference_count(tiny_llama_dir, tmp_path):
+    """A worker runs trial after trial: nothing (optimizer, peft wrapper, merged copy) may keep the
+    last trial's weights alive until a full garbage collection."""
+    import gc
+    import weakref
+
+    encoder = load_encoder(tiny_llama_dir, device="cpu")
+    finetune(encoder, _pairs(), CONFIG.replace(max_steps=2), progress=False)
+    save_encoder(encoder, tmp_path / "saved", {"max_seq_length": 32})
+    weight = weakref.ref(next(encoder.model.get_base_model().parameters()))
+    adapter = weakref.ref(next(p for n, p in encoder.named_parameters() if "lora_A" in n))
+    gc.disable()
+    try:
+        del encoder
+        assert weight() is None and adapter() is None
+    finally:
+        gc.enable()
