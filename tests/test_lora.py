@@ -214,3 +214,30 @@ def test_a_trained_and_saved_lora_encoder_is_freed_by_reference_count(tiny_llama
         assert weight() is None and adapter() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.slow
+def test_a_grid_of_the_four_losses_on_a_lora_decoder_runs_and_exports(tmp_path, tiny_llama_dir, tiny_data_dir):
+    """The study machinery is model-agnostic: a decoder with LoRA and a prompt in [train] goes through
+    the grid workers, the trial records and the export like an encoder."""
+    import tuner
+    from _tiny import unique
+
+    prompt = 'good story : "{text}" means'
+    spec = tuner.parse_spec({
+        "name": unique("lora-grid"), "task": "sts", "models": [str(tiny_llama_dir)], "data_dir": str(tiny_data_dir),
+        "sampler": "grid", "protocol": "seed", "data": {"datasets": ["stsb"]}, "budget": {"max_steps": 2},
+        "train": {"batch_size": 8, "max_seq_length": 16, "lr": 1e-3, "prompt": prompt, "lora_r": 4},
+        "grid": {"losses": ["cos_mse", "cosent", "ibn", "angle"]},
+    })
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    study = tuner.optimize(spec, storage=url, workers=1, artifacts=False, quiet=True)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == len(study.trials) >= 4
+    trained = [t for t in done if t.user_attrs["config"].get("lora_r") == 4]
+    assert sorted(t.user_attrs["loss"] for t in trained) == ["angle", "cos_mse", "cosent", "ibn"]
+    assert all(t.user_attrs["config"]["prompt"] == prompt and t.user_attrs["config"]["pooling"] == "last"
+               for t in trained)
+    assert all(np.isfinite(t.user_attrs["scores.test.stsb"]) for t in done)
+    result = tuner.export(study, tmp_path / "export", storage=url)
+    assert result.filled >= 4
