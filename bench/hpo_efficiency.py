@@ -242,6 +242,8 @@ def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
     """Trajectories per strategy and seed from the storage, and the warm starts' quick-study compute."""
     import optuna
 
+    from tuner import parse_spec
+
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
     offsets: dict[str, dict[int, float]] = {}
     names = {s.study_name for s in optuna.get_all_study_summaries(args.storage)}
@@ -252,8 +254,11 @@ def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
             if name not in names:
                 continue
             traj = trajectory(optuna.load_study(study_name=name, storage=args.storage).get_trials(deepcopy=False))
-            if traj:
-                runs.setdefault(strategy, {})[seed] = traj
+            target = len(parse_spec({**studies[-1][1], "name": name}).cells()) if strategy == "grid" else args.n_trials
+            if len(traj) < target:
+                note(f"{name}: {len(traj)} of {target} trials finished; left out (run the bench again to finish it)")
+                continue
+            runs.setdefault(strategy, {})[seed] = traj
             if strategy == "tpe-mv-warm" and studies[0][0] in names:
                 quick = trajectory(optuna.load_study(study_name=studies[0][0], storage=args.storage).get_trials())
                 offsets.setdefault("tpe-mv-warm+quick", {})[seed] = quick[-1]["cpu_s"] if quick else 0.0

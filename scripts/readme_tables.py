@@ -14,6 +14,8 @@ ARG is a path relative to the repository root. Kinds:
   95% interval of the exporter's paired bootstrap over the test items (``cells_detail[*].vs_zero_shot``);
   bold = the interval excludes 0 (a significant gain, or a loss when negative); a line per model
   counting, per dataset, the rows that help and hurt.
+* ``include FILE``: a markdown table a committed script wrote (e.g. ``bench/hpo_efficiency.py``'s
+  ``bench/results/hpo_efficiency.md``), verbatim.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
 * ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
 * ``protocols FILE``: ``scripts/compare_protocols.py``'s record (a grid's gains over zero-shot under
@@ -195,8 +197,13 @@ def render_gains(folder: Path) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+def render_include(path: Path) -> list[str]:
+    return path.read_text().rstrip("\n").split("\n")
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
-    "matrix": render_matrix, "gains": render_gains, "combinations": render_combinations, "rerun": render_rerun,
+    "matrix": render_matrix, "gains": render_gains, "include": render_include,
+    "combinations": render_combinations, "rerun": render_rerun,
     "overlap": render_overlap, "protocols": render_protocols}
 
 
