@@ -13,8 +13,10 @@ step() { echo "== $* ($(date -u +%H:%M:%S))" >&2; }
 timed() { local start=$SECONDS; "$@"; echo "   wall time $((SECONDS - start)) s: $*" >&2; }
 
 # the CPU grids, then the same grids with 3 seeds per cell under the seed and the disjoint protocol
+# then the NLI-transfer grid and the two-model grid (MiniLM + mpnet)
 for study in sts-cpu sts-grid-cpu senteval-grid-cpu \
-             sts-grid-cpu-seed-r3 sts-grid-cpu-disjoint-r3 senteval-grid-cpu-seed-r3 senteval-grid-cpu-disjoint-r3; do
+             sts-grid-cpu-seed-r3 sts-grid-cpu-disjoint-r3 senteval-grid-cpu-seed-r3 senteval-grid-cpu-disjoint-r3 \
+             nli-grid-cpu sts-grid-cpu-models; do
   step "optimize $study"
   timed python -m tuner optimize --study "$study" --storage "$STORAGE" --workers "$WORKERS"
   step "export $study"
@@ -36,6 +38,10 @@ timed python scripts/overlap_table.py --out docs/results
 
 step "STS-B references (full dev/test files): zero-shot, sentence-transformers' default recipe (3 seeds)"
 timed bash scripts/stsb_reference.sh all
+
+step "search efficiency: samplers, pruners, warm starts on the real objective (bench/README.md)"
+timed python bench/hpo_efficiency.py --storage "$STORAGE" --n-trials 16 --eval-pairs 150 --train-pairs 128 --eval-every 2 \
+  --seeds "${HPO_SEEDS:-0,1,2}"
 
 step "README tables from the records above"
 python scripts/readme_tables.py
