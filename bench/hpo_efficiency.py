@@ -182,8 +182,9 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
             return "–"
         return f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")
 
+    grid = f"{summary['grid_cpu_s']:.0f} CPU-s" if summary["grid_cpu_s"] else "no finished grid run"
     lines = [f"Target: best dev {100 * summary['best_dev']:.2f} - {100 * summary['gap']:.1f} = "
-             f"{100 * summary['target']:.2f} (Spearman x 100). Grid compute: {summary['grid_cpu_s']:.0f} CPU-s.", "",
+             f"{100 * summary['target']:.2f} (Spearman x 100). Grid compute: {grid}.", "",
              "| strategy | runs reaching the target | compute to target (% of grid; mean, range) | "
              "final best dev | its test | compute spent (CPU-s) |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
