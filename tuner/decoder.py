@@ -30,18 +30,12 @@ from tuner.config_values import PROMPT_SLOT, check_prompt
 if TYPE_CHECKING:
     import torch
 
-#: Model types to treat as decoders even if transformers' tables say otherwise (none needed so far).
-EXTRA_DECODER_TYPES: frozenset[str] = frozenset()
-
-
 def is_decoder_model(model: Any) -> bool:
     """True for decoder-only models (a causal-LM head and no masked-LM head in transformers' tables)."""
     config = getattr(model, "config", None)
     model_type = str(getattr(config, "model_type", "") or "")
     if not model_type:
         return False
-    if model_type in EXTRA_DECODER_TYPES:
-        return True
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
