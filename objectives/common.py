@@ -135,7 +135,8 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
         attrs = study.user_attrs
         if all(k in attrs for k in wanted):
             return
-        encoder = load_encoder(config.model, pooling=spec.zero_shot_pooling(), device=ctx.device)
+        encoder = load_encoder(config.model, pooling=spec.zero_shot_pooling(), device=ctx.device,
+                               prompt=config.prompt)
         scores, details = score_eval_sets(encoder, data, splits, max_seq_length=config.max_seq_length,
                                           seed=config.seed)
         for split in splits:
