@@ -39,19 +39,21 @@ def test_trajectory_follows_finish_order_and_charges_pruned_trials():
 
 
 def test_summary_fractions_of_the_grid_and_warm_start_offsets():
-    grid = [{"cpu_s": 50.0, "best_dev": 0.80, "best_test": 0.7}, {"cpu_s": 100.0, "best_dev": 0.85, "best_test": 0.8}]
-    fast = [{"cpu_s": 20.0, "best_dev": 0.849, "best_test": 0.79}, {"cpu_s": 40.0, "best_dev": 0.849, "best_test": 0.79}]
+    grid = [{"cpu_s": 50.0, "best_dev": 0.80, "best_test": 0.7}, {"cpu_s": 100.0, "best_dev": 0.83, "best_test": 0.8}]
+    fast = [{"cpu_s": 20.0, "best_dev": 0.849, "best_test": 0.79}, {"cpu_s": 40.0, "best_dev": 0.85, "best_test": 0.8}]
     slow = [{"cpu_s": 30.0, "best_dev": 0.80, "best_test": 0.7}]
     runs = {"grid": {42: grid}, "tpe": {0: fast, 1: slow}, "warm": {0: fast}}
     summary = hpo.summarise(runs, gap=0.002, offsets={"warm": {0: 30.0}})
-    assert summary["best_dev"] == 0.85 and summary["grid_cpu_s"] == 100.0
-    assert summary["target"] == pytest.approx(0.848)
+    assert summary["best_dev"] == 0.85 and summary["grid_cpu_s"] == 100.0 and summary["grid_best_dev"] == 0.83
+    assert summary["targets"] == {"best": pytest.approx(0.848), "grid": pytest.approx(0.828)}
     tpe = summary["rows"]["tpe"]
-    assert tpe["reached"] == 1 and tpe["runs"] == 2
-    assert tpe["fraction_of_grid"]["mean"] == pytest.approx(0.20)
-    assert summary["rows"]["warm"]["fraction_of_grid"]["mean"] == pytest.approx(0.50)  # 20 + 30 quick
-    assert summary["rows"]["grid"]["fraction_of_grid"]["mean"] == pytest.approx(1.0)
-    assert "| tpe | 1/2 | 20% |" in hpo.markdown(summary, None)
+    assert tpe["runs"] == 2 and tpe["reached_best"] == 1 and tpe["reached_grid"] == 1
+    assert tpe["fraction_to_best"]["mean"] == pytest.approx(0.20)
+    assert tpe["final_dev"]["mean"] == pytest.approx((0.85 + 0.80) / 2)
+    assert summary["rows"]["warm"]["fraction_to_best"]["mean"] == pytest.approx(0.50)   # 20 + 30 of the quick study
+    assert summary["rows"]["grid"]["reached_best"] == 0                                   # 0.83 < 0.848
+    assert summary["rows"]["grid"]["fraction_to_grid"]["mean"] == pytest.approx(1.0)      # its best came last
+    assert "| tpe | 2 | 1 | 20% | 1 | 20% |" in hpo.markdown(summary, None)
 
 
 def test_studies_search_the_same_space_with_different_samplers_and_pruners():
@@ -88,8 +90,7 @@ def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir
     rows = record["summary"]["rows"]
     assert set(rows) == {"tpe-mv-median", "tpe-mv-warm", "tpe-mv-warm+quick", "grid"}
     assert record["summary"]["grid_cpu_s"] > 0 and len(record["runs"]["grid"]["42"]) == 4
-    if rows["grid"]["reached"]:                                # the grid reaches the target at or before its end
-        assert rows["grid"]["fraction_of_grid"]["max"] <= 1.0
+    assert rows["grid"]["reached_grid"] == 1 and rows["grid"]["fraction_to_grid"]["max"] <= 1.0
     assert rows["tpe-mv-warm+quick"]["total_cpu_s"]["mean"] > rows["tpe-mv-warm"]["total_cpu_s"]["mean"]
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "| grid | " in out.with_suffix(".md").read_text()
