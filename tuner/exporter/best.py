@@ -113,6 +113,12 @@ def _settings(config: RunConfig, section: str, skip: tuple[str, ...] = ()) -> di
             if name not in skip and getattr(config, name) is not None}
 
 
+def _switched_off(config: RunConfig) -> tuple[str, ...]:
+    """Settings of features the run did not use (LoRA off, no checkpointing): left out of the file."""
+    off = () if getattr(config, "lora_r", None) else ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+    return off + (() if getattr(config, "gradient_checkpointing", False) else ("gradient_checkpointing",))
+
+
 def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Optional[str] = None) -> str:
     """``best_study.toml``: a study file that refines ``trial`` (see the module docstring).
 
@@ -133,7 +139,8 @@ def best_study_toml(trial: Any, study_attrs: Mapping[str, Any], study_name: Opti
         "data": {"train": list(config.train), "eval": list(config.eval_sets)},
         "budget": _settings(config, "budget"),
         # weights, taus and lr are searched; the other [train] settings are the trial's
-        "train": _settings(config, "train", skip=("weights", "taus", "lr", *(() if task == "nli" else ("nli_neutral",)))),
+        "train": _settings(config, "train", skip=("weights", "taus", "lr", *(() if task == "nli" else ("nli_neutral",)),
+                                                  *_switched_off(config))),
         "search": refine_search(config),
     }
     header = [f"# Refines the best trial ({trial.number}) of study '{study_name}': objective (mean dev score) "
