@@ -27,7 +27,8 @@ def copy_repo(tables: ModuleType, dest: Path) -> Path:
     for match in tables.BLOCK.finditer(readme):
         source = REPO / match.group(3)
         if source.is_dir():
-            shutil.copytree(source, dest / match.group(3), ignore=shutil.ignore_patterns("plots"))
+            shutil.copytree(source, dest / match.group(3), ignore=shutil.ignore_patterns("plots"),
+                            dirs_exist_ok=True)  # several blocks may read one export
         else:
             (dest / match.group(3)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, dest / match.group(3))
