@@ -70,7 +70,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from tuner.config import ConfigError, RunConfig, section_fields
 from tuner.errors import TunerError
@@ -284,23 +284,29 @@ def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str
     return out
 
 
+def _typed_table(check: Checker, value: dict, key: str, choices: tuple[str, ...],
+                 options_of: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A ``[sampler]`` / ``[pruner]`` table: its ``type`` and the options that type takes (unchecked values)."""
+    check.known(value, ("type", *sorted({k for keys in options_of.values() for k in keys})), f"{key}.")
+    if "type" not in value:
+        raise check.fail(f"{key}.type", f"is missing; use one of {', '.join(choices)}")
+    kind = check.string(value["type"], f"{key}.type", choices)
+    allowed = options_of[kind]
+    for k in value:
+        if k != "type" and k not in allowed:
+            raise check.fail(f"{key}.{k}", f"does not apply to the {kind} {key}; it takes "
+                                           f"{', '.join(allowed) or 'no options'}")
+    return kind, {k: v for k, v in value.items() if k != "type"}
+
+
 def _sampler(check: Checker, value: Any) -> tuple[str, dict[str, Any]]:
     """``sampler = "tpe"`` or ``[sampler] type = "tpe"`` plus TPE options (see SAMPLER_OPTIONS)."""
     if not isinstance(value, dict):
         return check.string(value, "sampler", SAMPLERS), {}
-    check.known(value, ("type", *sorted({k for keys in SAMPLER_OPTIONS.values() for k in keys})), "sampler.")
-    if "type" not in value:
-        raise check.fail("sampler.type", f"is missing; use one of {', '.join(SAMPLERS)}")
-    stype = check.string(value["type"], "sampler.type", SAMPLERS)
-    allowed = SAMPLER_OPTIONS[stype]
+    stype, raw = _typed_table(check, value, "sampler", SAMPLERS, SAMPLER_OPTIONS)
     options: dict[str, Any] = {}
-    for k, v in value.items():
-        if k == "type":
-            continue
-        if k not in allowed:
-            raise check.fail(f"sampler.{k}", f"does not apply to the {stype} sampler; it takes "
-                                             f"{', '.join(allowed) or 'no options'}")
-        if allowed[k] is bool:
+    for k, v in raw.items():
+        if SAMPLER_OPTIONS[stype][k] is bool:
             if not isinstance(v, bool):
                 raise check.fail(f"sampler.{k}", f"must be true or false, not {v!r}")
             options[k] = v
@@ -312,18 +318,9 @@ def _sampler(check: Checker, value: Any) -> tuple[str, dict[str, Any]]:
 def _pruner(check: Checker, value: Any) -> PrunerSpec:
     if not isinstance(value, dict):
         return PrunerSpec(check.string(value, "pruner", PRUNERS))
-    check.known(value, ("type", *sorted({k for keys in PRUNER_OPTIONS.values() for k in keys})), "pruner.")
-    if "type" not in value:
-        raise check.fail("pruner.type", f"is missing; use one of {', '.join(PRUNERS)}")
-    ptype = check.string(value["type"], "pruner.type", PRUNERS)
-    allowed = PRUNER_OPTIONS[ptype]
+    ptype, raw = _typed_table(check, value, "pruner", PRUNERS, PRUNER_OPTIONS)
     options = {}
-    for k, v in value.items():
-        if k == "type":
-            continue
-        if k not in allowed:
-            raise check.fail(f"pruner.{k}", f"does not apply to the {ptype} pruner; it takes "
-                                            f"{', '.join(allowed) or 'no options'}")
+    for k, v in raw.items():
         minimum = 1 if k in ("interval_steps", "min_resource", "max_resource", "reduction_factor") else 0
         options[k] = check.integer(v, f"pruner.{k}", minimum)
     if ptype == "hyperband" and options.get("reduction_factor", 3) < 2:
