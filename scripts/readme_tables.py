@@ -14,6 +14,9 @@ ARG is a path relative to the repository root. Kinds:
   95% interval of the exporter's paired bootstrap over the test items (``cells_detail[*].vs_zero_shot``);
   bold = the interval excludes 0 (a significant gain, or a loss when negative); a line per model
   counting, per dataset, the rows that help and hurt.
+* ``models DIR``: a several-model export side by side: per loss row, each model's mean over the
+  datasets (x100; bold = the exporter's best mean of that model) and its gain over the model's own
+  zero-shot row.
 * ``include FILE``: a markdown table a committed script wrote (e.g. ``bench/hpo_efficiency.py``'s
   ``bench/results/hpo_efficiency.md``), verbatim.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
@@ -29,6 +32,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -197,12 +201,35 @@ def render_gains(folder: Path) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+def render_models(folder: Path) -> list[str]:
+    meta = json.loads((folder / "matrix.json").read_text())
+    values = np.load(folder / "matrix.npy")
+    rows, titles, models = meta["losses"], meta["loss_titles"], meta["models"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)        # a row no model scored: all-NaN mean
+        means = np.nanmean(values, axis=2)                     # models x rows
+    zero = rows.index(ZERO_SHOT) if ZERO_SHOT in rows else None
+    shown = [ri for ri in range(len(rows)) if np.isfinite(means[:, ri]).any()]
+    best = [column_best(means[mi]) for mi in range(len(models))]
+    head = " | ".join(f"{m} mean | gain" for m in models)
+    lines = [f"| Loss | {head} |", "|---|" + "---:|---:|" * len(models)]
+    for ri in shown:
+        cells = [titles[ri]]
+        for mi in range(len(models)):
+            mean = pct(means[mi, ri]) if np.isfinite(means[mi, ri]) else "n/a"
+            cells.append(f"**{mean}**" if ri in best[mi] else mean)
+            gain = means[mi, ri] - means[mi, zero] if zero is not None and ri != zero else np.nan
+            cells.append(f"{100 * gain:+.2f}" if np.isfinite(gain) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_include(path: Path) -> list[str]:
     return path.read_text().rstrip("\n").split("\n")
 
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
-    "matrix": render_matrix, "gains": render_gains, "include": render_include,
+    "matrix": render_matrix, "gains": render_gains, "include": render_include, "models": render_models,
     "combinations": render_combinations, "rerun": render_rerun,
     "overlap": render_overlap, "protocols": render_protocols}
 

@@ -97,3 +97,19 @@ def test_gains_show_the_bootstrap_interval_and_count_significant_rows(tables: Mo
     helps = sum(1 for c in meta["cells_detail"] if c["dataset"] == "sts12" and c.get("vs_zero_shot")
                 and c["vs_zero_shot"]["ci95"][0] > 0)
     assert f"sts12 {helps}/1" in lines[-1]
+
+
+def test_models_side_by_side_means_and_gains_over_each_models_zero_shot(tables: ModuleType, tmp_path: Path) -> None:
+    import numpy as np
+
+    values = np.array([[[0.70, 0.72], [0.75, 0.77], [np.nan, np.nan]],      # model a: zero-shot, cosent, ibn
+                       [[0.80, 0.80], [0.79, 0.83], [0.90, np.nan]]])     # model b
+    np.save(tmp_path / "matrix.npy", values)
+    (tmp_path / "matrix.json").write_text(json.dumps({
+        "models": ["a", "b"], "losses": ["zero_shot", "cosent", "ibn"],
+        "loss_titles": ["Without Fine-Tuning", "CoSENT", "In-Batch Negatives"], "datasets": ["x", "y"]}))
+    lines = tables.render_models(tmp_path)
+    assert lines[0] == "| Loss | a mean | gain | b mean | gain |"
+    assert lines[2] == "| Without Fine-Tuning | 71.00 |  | 80.00 |  |"
+    assert lines[3] == "| CoSENT | **76.00** | +5.00 | 81.00 | +1.00 |"
+    assert lines[4] == "| In-Batch Negatives | n/a |  | **90.00** | +10.00 |"   # mean over the scored dataset
