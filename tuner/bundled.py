@@ -125,19 +125,24 @@ def cache_root() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tuner"
 
 
-def locate_part(part: Part) -> Path | None:
-    """Where the installed distribution ``part.package`` keeps ``part.file``, or None if not installed."""
+def installed_file(package: str, name: str) -> Path | None:
+    """The file called ``name`` that the installed distribution ``package`` holds, or None."""
     from importlib import metadata
 
     try:
-        dist = metadata.distribution(part.package)
+        dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:
         return None
     for entry in dist.files or ():
-        if PurePosixPath(str(entry)).name == part.file:
+        if PurePosixPath(str(entry)).name == name:
             path = Path(dist.locate_file(entry))
             return path if path.is_file() else None
     return None
+
+
+def locate_part(part: Part) -> Path | None:
+    """Where the installed distribution ``part.package`` keeps ``part.file``, or None if not installed."""
+    return installed_file(part.package, part.file)
 
 
 def installed_parts(spec: BundledModel, locate: Callable[[Part], Path | None] | None = None) -> list[Path | None]:

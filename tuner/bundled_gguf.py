@@ -32,10 +32,10 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
-from tuner.bundled import ENV_CACHE, cache_root
+from tuner.bundled import ENV_CACHE, cache_root, installed_file
 from tuner.errors import TunerError
 
 _CHUNK = 1 << 20
@@ -88,17 +88,7 @@ def find_gguf(name: str) -> GgufModel | None:
 
 def locate_gguf(spec: GgufModel) -> Path | None:
     """The installed GGUF file of ``spec``, or None when its distribution is not installed."""
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(spec.package)
-    except metadata.PackageNotFoundError:
-        return None
-    for entry in dist.files or ():
-        if PurePosixPath(str(entry)).name == spec.file:
-            path = Path(dist.locate_file(entry))
-            return path if path.is_file() else None
-    return None
+    return installed_file(spec.package, spec.file)
 
 
 def _target(spec: GgufModel, cache_dir: "str | os.PathLike | None") -> Path:
