@@ -139,6 +139,8 @@ ERRORS = [
     (BASE_TPE, "sampler", {"type": "random", "group": True}, r"key 'sampler.group': does not apply to the random"),
     (BASE_TPE, "sampler", {"type": "tpe", "group": 1}, r"key 'sampler.group': must be true or false"),
     (BASE_TPE, "sampler", {"type": "tpe", "gamma": 0.1}, r"key 'sampler.gamma': unknown key"),
+    (BASE_TPE, "sampler", {"type": "tpe", "multivariate": False, "group": True},
+     r"key 'sampler.group': needs multivariate = true"),
     (BASE_TPE, "train.seed", "x", r"key 'train.seed'"),
 ]
 

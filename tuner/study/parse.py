@@ -312,6 +312,8 @@ def _sampler(check: Checker, value: Any) -> tuple[str, dict[str, Any]]:
             options[k] = v
         else:
             options[k] = check.integer(v, f"sampler.{k}", 0)
+    if options.get("group") and options.get("multivariate") is False:
+        raise check.fail("sampler.group", "needs multivariate = true (univariate TPE samples each parameter alone)")
     return stype, options
 
 

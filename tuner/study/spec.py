@@ -193,7 +193,7 @@ class StudySpec:
             options = {"multivariate": True, "group": True, "constant_liar": True,
                        "n_startup_trials": max(1, min(10, (self.n_trials or 10) // 4)), **self.sampler_options}
             if not options["multivariate"]:
-                options["group"] = False  # group needs multivariate; univariate TPE samples each parameter alone
+                options["group"] = False  # the default group=True needs multivariate (the parser refuses both set)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.samplers.TPESampler(seed=seed, **options)
