@@ -401,8 +401,12 @@ class QuickTrialRunner:
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", storage_path: Optional[Path] = None,
-                 quick: Optional[dict] = None, device: str = "cpu", malloc_trim: bool = False) -> None:
+                 quick: Optional[dict] = None, device: str = "cpu", malloc_trim: bool = False,
+                 run_settings: Optional[dict] = None) -> None:
         self.malloc_trim = malloc_trim
+        #: RunConfig fields every trial sets (e.g. pooling, prompt, lora_r for a decoder); pooling
+        #: here replaces the rotation's
+        self.run_settings = dict(run_settings or {})
         self.model = model_path(model)
         self.model_name = model
         self.quick = dict(QUICK, **(quick or {}))
@@ -442,6 +446,7 @@ class QuickTrialRunner:
 
         q = self.quick
         weights, pooling = CHOICES[0 if identical else number % len(CHOICES)]
+        pooling = self.run_settings.get("pooling", pooling)
         seed = 42 if identical else 42 + number
         phases = Phases()
         trial = None
@@ -457,7 +462,8 @@ class QuickTrialRunner:
         with phases("data"):
             data = self.prepared(seed=number)
         with phases("model_load"):
-            encoder = load_encoder(self.model, pooling=pooling, device=self.device)
+            encoder = load_encoder(self.model, pooling=pooling, device=self.device,
+                                   prompt=self.run_settings.get("prompt"))
         with phases("tokenize"):
             # what finetune/encode would tokenise first; cached across trials by tokenizer + length
             tokenize(encoder.tokenizer, data.train.text1, q["max_seq_length"])
@@ -469,7 +475,7 @@ class QuickTrialRunner:
                     tokenize(encoder.tokenizer, texts, q["max_seq_length"])
         config = RunConfig(weights=dict(weights), pooling=pooling, lr=q["lr"], epochs=q["epochs"],
                            batch_size=q["batch_size"], max_seq_length=q["max_seq_length"], seed=seed,
-                           eval_every=q["eval_every"])
+                           eval_every=q["eval_every"], **{k: v for k, v in self.run_settings.items() if k != "pooling"})
 
         def on_eval(step: int) -> None:
             with phases("eval"):

@@ -31,7 +31,11 @@ trial; the anytime curves (best dev so far against compute) with their seed band
     python bench/hpo_efficiency.py                        # everything (about an hour on 2 cores)
     python bench/hpo_efficiency.py --strategies tpe-mv,grid --seeds 0
     python bench/hpo_efficiency.py --analyse-only         # tables and plot from the storage
-Every run is resumable: a finished study is read, not re-run.
+    python bench/hpo_efficiency.py --strategies random,tpe,tpe-mv,tpe-mv-median,tpe-mv-hyperband,tpe-mv-warm \
+        --seeds 2 --merge bench/results/hpo_efficiency.json   # one more seed beside the recorded ones
+Every run is resumable: a finished study is read, not re-run. ``--merge FILE`` keeps the runs a
+previous ``--out`` JSON recorded (the storage may be gone) for the strategies and seeds that the
+storage lacks; it refuses a file whose budget settings differ.
 """
 from __future__ import annotations
 
@@ -282,6 +286,33 @@ def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
     return runs, offsets
 
 
+#: Settings that change what a trial measures: runs merged from a file must share them.
+BUDGET_KEYS = ("n_trials", "model", "train_pairs", "eval_pairs", "batch_size", "lr", "eval_every",
+               "pruner_startup", "quick_pairs", "quick_trials", "warm_k", "grid_losses")
+
+
+def merge_recorded(runs: dict, offsets: dict, path: Path, args: argparse.Namespace) -> None:
+    """Add the runs (and warm-start offsets) recorded in ``path`` that ``runs`` lacks, in place."""
+    import json
+
+    recorded = json.loads(path.read_text())
+    differ = [k for k in BUDGET_KEYS if recorded["settings"].get(k) != getattr(args, k)]
+    if differ:
+        was = ", ".join(f"{k}={recorded['settings'].get(k)!r}" for k in differ)
+        raise ValueError(f"{path} was run with other settings ({was}); "
+                         "pass the same values or drop --merge")
+    for strategy, by_seed in recorded["runs"].items():
+        for seed, traj in by_seed.items():
+            runs.setdefault(strategy, {}).setdefault(int(seed), traj)
+    for strategy, by_seed in recorded.get("offsets", {}).items():
+        for seed, value in by_seed.items():
+            offsets.setdefault(strategy, {}).setdefault(int(seed), value)
+    for strategy in runs:
+        runs[strategy] = dict(sorted(runs[strategy].items()))
+    if "tpe-mv-warm" in runs and "tpe-mv-warm+quick" in offsets:
+        runs["tpe-mv-warm+quick"] = runs["tpe-mv-warm"]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -305,6 +336,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--target-gap", type=float, default=0.002, help="0.002 = 0.2 Spearman points")
     ap.add_argument("--out", default="bench/results/hpo_efficiency", help="writes OUT.json, OUT.md, OUT.png")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument("--merge", default=None, metavar="JSON",
+                    help="also use the runs recorded in this earlier --out JSON (same budget settings)")
     args = ap.parse_args(argv)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = sorted(set(strategies) - set(STRATEGIES))
@@ -320,6 +353,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     note(f"{strategy} seed {seed}: {name}")
                     run_study(name, study, args)
     runs, offsets = collect(args, strategies, seeds)
+    if args.merge:
+        try:
+            merge_recorded(runs, offsets, Path(args.merge), args)
+        except ValueError as exc:
+            ap.error(str(exc))
     if "grid" not in runs:
         note("no grid run in the storage: fractions of the grid's compute need --strategies ...,grid")
     summary = summarise(runs, args.target_gap, offsets)
@@ -327,7 +365,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     from tuner import jsonsafe
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only",)}
+    settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only", "merge")}
+    if args.merge:  # the recorded settings name every strategy and seed now in the file
+        settings["strategies"] = ",".join(runs)
+        settings["seeds"] = ",".join(str(s) for s in sorted({s for by in runs.values() for s in by}))
     out.with_suffix(".json").write_text(jsonsafe.dumps(
         {"settings": settings, "environment": common.environment(), "summary": summary,
          "offsets": offsets, "runs": runs}, indent=1) + "\n")

@@ -12,6 +12,9 @@ trial 20 times (a pure leak test).
 
     python bench/rss_trials.py                 # 20 trials, a few minutes on 2 cores
     python bench/rss_trials.py --smoke         # 3 tiny trials
+    python bench/rss_trials.py --model smollm2-135m --trials 10 --pooling last --lora-r 8 \
+        --prompt 'This sentence : "{text}" means in one word:"' --train-pairs 32 --eval-pairs 32
+                                               # a decoder with LoRA adapters and a prompt
 """
 from __future__ import annotations
 
@@ -33,6 +36,11 @@ def main(argv=None) -> int:
                     help="every trial the same config and seed (a pure leak test); default: configs rotate")
     ap.add_argument("--malloc-trim", action="store_true",
                     help="glibc malloc_trim(0) after each trial (what a worker could do between trials)")
+    ap.add_argument("--pooling", default=None, help="every trial this pooling (default: the rotation's)")
+    ap.add_argument("--prompt", default=None, help="every trial this prompt template ({text} where the sentence goes)")
+    ap.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
+    ap.add_argument("--train-pairs", type=int, default=64)
+    ap.add_argument("--eval-pairs", type=int, default=64, help="dev/test sample size")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--no-model-cache", action="store_true",
                     help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.model_cache off)")
@@ -40,14 +48,17 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     if args.no_model_cache:
         os.environ["TUNER_MODEL_CACHE"] = "0"
-    quick = {"max_train_examples": 64, "max_eval_examples": 64, "batch_size": 16, "eval_every": 2}
+    quick = {"max_train_examples": args.train_pairs, "max_eval_examples": args.eval_pairs, "batch_size": 16,
+             "eval_every": 2}
+    run_settings = {k: v for k, v in {"pooling": args.pooling, "prompt": args.prompt,
+                                      "lora_r": args.lora_r or None}.items() if v is not None}
     if args.smoke:
         quick = {"max_train_examples": 16, "max_eval_examples": 16, "batch_size": 8, "eval_every": None}
         args.trials = 3
     start_rss = rss_now_mb()
     with tempfile.TemporaryDirectory() as tmp:
         runner = QuickTrialRunner(args.model, Path(tmp) / "rss.db", quick=quick, device=args.device,
-                                  malloc_trim=args.malloc_trim)
+                                  malloc_trim=args.malloc_trim, run_settings=run_settings)
         rows = []
         for number in range(args.trials):
             row = runner.run(number, identical=args.identical)
@@ -67,7 +78,7 @@ def main(argv=None) -> int:
          peak_growth_mb=last["peak_rss_mb"] - first["peak_rss_mb"],
          first_rss_mb=first["rss_mb"], last_rss_mb=last["rss_mb"], rss_growth_mb=last["rss_mb"] - first["rss_mb"],
          rss_growth_after_trial_2_mb=last["rss_mb"] - rows[min(1, len(rows) - 1)]["rss_mb"],
-         settings=runner.quick, model_cache=model_cache_info(), env=environment())
+         model=args.model, settings=runner.quick, run_settings=run_settings, model_cache=model_cache_info(), env=environment())
     return 0
 
 

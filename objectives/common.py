@@ -136,7 +136,7 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
         if all(k in attrs for k in wanted):
             return
         encoder = load_encoder(config.model, pooling=spec.zero_shot_pooling(), device=ctx.device,
-                               prompt=config.prompt)
+                               prompt=spec.zero_shot_prompt())
         scores, details = score_eval_sets(encoder, data, splits, max_seq_length=config.max_seq_length,
                                           seed=config.seed)
         for split in splits:
@@ -313,6 +313,7 @@ def _record_scores(trial: Any, outcomes: list) -> float:
     trial.set_user_attr("pooling", str(first.config.pooling))
     trial.set_user_attr("config", first.config.to_dict())
     trial.set_user_attr("train_pairs_per_s", round(float(np.mean([o.train.pairs_per_s for o in outcomes])), 2))
+    trial.set_user_attr("trainable_params", int(first.train.trainable_params))  # LoRA: the adapters only
     return float(np.mean([o.dev_score for o in outcomes]))
 
 

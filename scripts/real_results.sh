@@ -16,7 +16,7 @@ timed() { local start=$SECONDS; "$@"; echo "   wall time $((SECONDS - start)) s:
 # then the NLI-transfer grid and the two-model grid (MiniLM + mpnet)
 for study in sts-cpu sts-grid-cpu senteval-grid-cpu \
              sts-grid-cpu-seed-r3 sts-grid-cpu-disjoint-r3 senteval-grid-cpu-seed-r3 senteval-grid-cpu-disjoint-r3 \
-             nli-grid-cpu sts-grid-cpu-models; do
+             nli-grid-cpu sts-grid-cpu-models sts-grid-cpu-decoder sts-lora-cpu; do
   step "optimize $study"
   timed python -m tuner optimize --study "$study" --storage "$STORAGE" --workers "$WORKERS"
   step "export $study"
@@ -42,6 +42,13 @@ timed bash scripts/stsb_reference.sh all
 step "search efficiency: samplers, pruners, warm starts on the real objective (bench/README.md)"
 timed python bench/hpo_efficiency.py --storage "$STORAGE" --n-trials 16 --eval-pairs 150 --train-pairs 128 --eval-every 2 \
   --seeds "${HPO_SEEDS:-0,1,2}"
+
+step "decoder LLM (SmolLM2-135M): zero-shot readings, the LoRA study's before/after, LoRA vs full fine-tuning, RSS"
+timed python scripts/decoder_zero_shot.py --out docs/results/smollm2-zero-shot.json --resume
+timed python scripts/study_before_after.py --study sts-lora-cpu --storage "$STORAGE" --out docs/results/sts-lora-cpu/before_after
+timed python bench/lora_vs_full.py --out bench/results/lora_vs_full.json
+python bench/rss_trials.py --model smollm2-135m --trials 10 --pooling last --lora-r 8 --threads 1 --malloc-trim \
+  --prompt 'This sentence : "{text}" means in one word:"' --train-pairs 32 --eval-pairs 32 > bench/results/rss_trials_smollm2_lora.jsonl
 
 step "README tables from the records above"
 python scripts/readme_tables.py

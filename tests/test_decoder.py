@@ -201,3 +201,46 @@ def test_smollm2_zero_shot_stsb_is_positive(shared_data):
     print(f"SmolLM2-135M: load {loaded:.1f} s, zero-shot STS-B test (first {len(test)} pairs, avg) "
           f"Spearman {result['spearman']:.4f}")
     assert np.isfinite(result["spearman"]) and result["spearman"] > 0
+
+
+def test_evaluate_applies_a_prompt_and_a_bad_one_is_one_line(tiny_llama_dir, tiny_data_dir, capsys):
+    from tuner.cli import main
+
+    def scores(*extra):
+        assert main(["evaluate", "--model", str(tiny_llama_dir), "--datasets", "stsb", "--data-dir",
+                     str(tiny_data_dir), "--device", "cpu", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    bare, prompted = scores(), scores("--prompt", PROMPT)
+    assert prompted["prompt"] == PROMPT and "prompt" not in bare
+    # the prompt changes every embedding, so the scores differ
+    assert bare["scores"]["stsb"] != pytest.approx(prompted["scores"]["stsb"], abs=1e-6)
+    assert main(["evaluate", "--model", str(tiny_llama_dir), "--datasets", "stsb", "--data-dir",
+                 str(tiny_data_dir), "--prompt", "means in one word:"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no {text}" in err[0]
+
+
+def test_zero_shot_row_takes_the_train_prompt_or_a_single_searched_one_never_a_draw(tmp_path):
+    from tuner.study.parse import load_spec
+
+    def spec(search_prompt):
+        path = tmp_path / "s.toml"
+        path.write_text(f'''task = "sts"
+models = ["m"]
+sampler = "tpe"
+n_trials = 2
+[data]
+train = ["stsb"]
+[train]
+prompt = 'A "{{text}}"'
+[search]
+w_cosent = [0.1, 1.0]
+{search_prompt}
+''')
+        return load_spec(path)
+
+    assert spec("").zero_shot_prompt() == 'A "{text}"'
+    assert spec("""prompt = { choices = ["none", 'B {text}'] }""").zero_shot_prompt() == 'A "{text}"'
+    assert spec("""prompt = 'B {text}'""").zero_shot_prompt() == "B {text}"
+    assert spec('''prompt = "none"''').zero_shot_prompt() is None

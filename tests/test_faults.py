@@ -88,8 +88,11 @@ def test_four_workers_grid_exactly_once_on_server(tmp_path, tiny_data_dir, url, 
     server_study.append((url, name))
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=ALL_ROWS, datasets=("stsb",),
                              models=["fake-a", "fake-b"])
-    procs = [start_fake_worker(study, url, i, sleep=0.1) for i in range(4)]
-    assert wait_all(procs, timeout=240) == [0, 0, 0, 0]
+    # no worker dies here: a long grace keeps a worker stalled by a loaded machine from being taken
+    # for dead (its cell would be re-run and, after max_retries, the others would give up)
+    procs = [start_fake_worker(study, url, i, sleep=0.1, grace=20) for i in range(4)]
+    codes = wait_all(procs, timeout=240)
+    assert codes == [0, 0, 0, 0], "\n".join(p.stdout.read()[-1500:] for p in procs if p.returncode)
     trials = all_trials(url, name)
     assert_exactly_once(trials, 16)
     assert len(trials) == 16 and not [t for t in trials if t.state.name == "FAIL"]

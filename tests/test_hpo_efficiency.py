@@ -56,6 +56,27 @@ def test_summary_fractions_of_the_grid_and_warm_start_offsets():
     assert "| tpe | 2 | 1 | 20% | 1 | 20% |" in hpo.markdown(summary, None)
 
 
+def test_merge_keeps_recorded_runs_the_storage_lacks_and_refuses_other_budgets(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(**{k: 1 for k in hpo.BUDGET_KEYS})
+    step = {"cpu_s": 1.0, "best_dev": 0.8, "best_test": 0.7}
+    recorded = {"settings": dict(vars(args)), "offsets": {"tpe-mv-warm+quick": {"0": 5.0}},
+                "runs": {"grid": {"42": [step]}, "tpe": {"0": [step], "1": [step]}, "tpe-mv-warm": {"0": [step]}}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(recorded))
+    new = {"cpu_s": 2.0, "best_dev": 0.9, "best_test": 0.8}
+    runs, offsets = {"tpe": {2: [new], 1: [new]}}, {}
+    hpo.merge_recorded(runs, offsets, path, args)
+    assert list(runs["tpe"]) == [0, 1, 2]                  # sorted by seed
+    assert runs["tpe"][1] == [new]                         # the storage's run wins over the file's
+    assert runs["grid"] == {42: [step]} and offsets == {"tpe-mv-warm+quick": {0: 5.0}}
+    assert runs["tpe-mv-warm+quick"] is runs["tpe-mv-warm"]
+    args.train_pairs = 2
+    with pytest.raises(ValueError, match="train_pairs=1"):
+        hpo.merge_recorded({}, {}, path, args)
+
+
 def test_studies_search_the_same_space_with_different_samplers_and_pruners():
     args = hpo.main.__globals__["argparse"].Namespace(
         model="m", n_trials=5, train_pairs=16, eval_pairs=16, batch_size=8, lr=5e-5, data_dir=None, prefix="p",
@@ -80,7 +101,7 @@ def test_studies_search_the_same_space_with_different_samplers_and_pruners():
 def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir, tiny_data_dir):
     out = tmp_path / "hpo"
     cmd = [sys.executable, str(REPO / "bench" / "hpo_efficiency.py"), "--strategies", "tpe-mv-median,tpe-mv-warm,grid",
-           "--seeds", "0", "--n-trials", "3", "--workers", "1", "--storage", f"sqlite:///{tmp_path / 'h.db'}",
+           "--seeds", "0", "--n-trials", "2", "--workers", "1", "--storage", f"sqlite:///{tmp_path / 'h.db'}",
            "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--train-pairs", "16",
            "--eval-pairs", "16", "--batch-size", "4", "--eval-every", "1", "--quick-pairs", "8", "--quick-trials", "2",
            "--warm-k", "1", "--grid-losses", "cosent,ibn", "--out", str(out)]

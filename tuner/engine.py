@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import RunConfig
+from tuner.config_values import check_prompt
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.errors import TunerError
 from tuner.evaluate import evaluate_classification, evaluate_classification_splits, evaluate_sts
@@ -79,18 +80,25 @@ def score_split(encoder: Encoder, dataset: Dataset, frame: pd.DataFrame, *, trai
 def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSpec]", *, pooling=None,
                    split: str = "test", protocol: Optional[str] = None, classification_protocol: Optional[str] = None,
                    data_dir=None, batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
-                   device=None) -> pd.DataFrame:
+                   device=None, prompt: Optional[str] = None) -> pd.DataFrame:
     """Score ``model`` on ``datasets``; one row per dataset.
 
     With ``protocol=None`` the full official split is scored (``split``: test for STS-B/SICK-R,
     the whole file for sets that only have a test file) and classification uses SentEval's
     10-fold CV over the whole set. With ``protocol`` ('seed' or 'standard') that protocol's
     ``split`` (train/dev/test) is scored and classification fits on its train split.
+    ``prompt``: a template with ``{text}`` every sentence is put in (decoders, PromptEOL style);
+    None keeps the prompt a saved model was trained with, ``""`` scores the bare text.
     """
-    encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=pooling, device=device)
+    if prompt:
+        check_prompt(prompt)  # a template without {text} is one line before the model loads
+    encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=pooling, device=device,
+                                                                    prompt=prompt)
     if pooling is not None and isinstance(model, Encoder):
         from tuner.pooling import parse_pooling
         encoder.pooling = parse_pooling(pooling)
+    if prompt is not None and isinstance(model, Encoder):
+        encoder.prompt = prompt or None
     rows = []
     for spec in as_list(datasets):
         ds = as_dataset(spec, data_dir=data_dir)

@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", required=True,
                    help="comma-separated built-in names (sts12..sts16, stsb, sickr, mr, cr, mpqa, subj) or file paths")
     p.add_argument("--pooling", default=None, help="cls, cls_avg, avg, max, last or a token index (default: the model's)")
+    p.add_argument("--prompt", default=None,
+                   help="template every sentence is put in, {text} where it goes (e.g. PromptEOL: "
+                        "'This sentence : \"{text}\" means in one word:\"'); default: the prompt a saved model "
+                        "was trained with; '' for none")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--protocol", default=None, choices=PROTOCOLS,
                    help="score a protocol split instead of the full official split (disjoint: no test/dev "
@@ -37,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     table = evaluate_model(args.model, args.datasets, pooling=args.pooling, split=args.split, protocol=args.protocol,
                            classification_protocol=args.classification_protocol, data_dir=args.data_dir,
-                           batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device)
+                           batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device,
+                           prompt=args.prompt)
     if args.json:
-        print_json({"model": args.model, "results": table.to_dict(orient="records"),
+        print_json({"model": args.model, **({"prompt": args.prompt} if args.prompt else {}), "results": table.to_dict(orient="records"),
                     "scores": dict(zip(table["dataset"], table["score"]))})
     else:
         print(format_table(table, ["dataset", "split", "metric", "score", "n", "protocol", "pooling"]))

@@ -180,6 +180,14 @@ class StudySpec:
         """The pooling the zero-shot row is scored with (the grid's single pooling, else [train])."""
         return self.grid_pooling[0] if self.is_grid and len(self.grid_pooling) == 1 else self.base.pooling
 
+    def zero_shot_prompt(self) -> Optional[str]:
+        """The prompt the zero-shot row is scored with: a single ``[search] prompt``, else [train]'s
+        (a searched choice of prompts leaves [train]'s, so the row never depends on a trial's draw)."""
+        param = self.search.params.get("prompt") if self.search is not None else None
+        if param is not None and param.kind == "fixed":
+            return None if param.value == "none" else param.value
+        return self.base.prompt
+
     def build_sampler(self, seed: Optional[int] = None) -> Any:
         """TPE: multivariate + group (the on/off space makes weights and taus conditional),
         constant liar (parallel workers), a quarter of the trials (at most 10) random first;
