@@ -62,8 +62,9 @@ def markdown(record: dict[str, Any]) -> str:
                 gain = "–" if row["gain"] is None else f"{100 * row['gain']:+.2f}"
                 lines.append(f"| {name} | {split} | {pct(row['zero_shot'])} | {pct(row['best'])} | {gain} |")
     s = record["settings"]
-    weights = " + ".join(f"{k} {v:.2f}" for k, v in (s.get("weights") or {}).items())
-    taus = ", ".join(f"{k} {v:.3g}" for k, v in (s.get("taus") or {}).items() if k in (s.get("weights") or {}))
+    on = {k: v for k, v in (s.get("weights") or {}).items() if v}  # the losses that were on
+    weights = " + ".join(f"{k} {v:.2f}" for k, v in on.items())
+    taus = ", ".join(f"{k} {v:.3g}" for k, v in (s.get("taus") or {}).items() if k in on)
     prompt = f"`{s['prompt']}`" if s.get("prompt") else "none"
     trainable = record["trainable_params"]
     lines += ["", f"Best trial #{record['best_trial']} of {record['trials']['complete']} complete "

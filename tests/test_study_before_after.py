@@ -22,7 +22,7 @@ def test_best_is_chosen_on_dev_and_compared_with_the_zero_shot_row(tmp_path):
         study.set_user_attr(f"zero_shot.m.stsb.{key}", value)
 
     def add(dev, test, lora_r, prompt):
-        config = {"weights": {"cosent": 0.5, "ibn": 0.2}, "taus": {"cosent": 20.0, "ibn": 10.0, "angle": 1.0},
+        config = {"weights": {"cos_mse": 0.0, "cosent": 0.5, "ibn": 0.2}, "taus": {"cosent": 20.0, "ibn": 10.0, "angle": 1.0},
                   "pooling": "last", "prompt": prompt, "lora_r": lora_r, "lora_alpha": None}
         study.add_trial(optuna.trial.create_trial(
             value=dev, params={"lora_r": lora_r}, distributions={"lora_r": optuna.distributions.CategoricalDistribution([8, 16])},
