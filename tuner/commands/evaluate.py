@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device,
                            prompt=args.prompt)
     if args.json:
-        print_json({"model": args.model, **({"prompt": args.prompt} if args.prompt else {}), "results": table.to_dict(orient="records"),
+        print_json({"model": args.model, **({"prompt": args.prompt} if args.prompt else {}),
+                    "results": table.to_dict(orient="records"),
                     "scores": dict(zip(table["dataset"], table["score"]))})
     else:
         print(format_table(table, ["dataset", "split", "metric", "score", "n", "protocol", "pooling"]))
