@@ -14,6 +14,8 @@ after every (variant, set), so a stopped run keeps what it finished (``--resume`
 
     nice -n 10 python scripts/decoder_zero_shot.py        # -> docs/results/smollm2-zero-shot.json
     python scripts/decoder_zero_shot.py --limit 100 --out /tmp/z.json
+    python scripts/decoder_zero_shot.py --split dev --datasets stsb --variants last+prompteol \
+        --max-seq-length 64 --out docs/results/sts-lora-cpu/zero_shot_dev.json    # the LoRA study's "before"
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each test file")
+    ap.add_argument("--split", default="test", choices=("test", "dev"),
+                    help="test: the official test files (default); dev: the official dev split (STS-B, SICK-R)")
+    ap.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each file")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--resume", action="store_true", help="keep the results already in --out")
@@ -51,7 +55,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     out = Path(args.out)
     record = json.loads(out.read_text()) if args.resume and out.is_file() else {}
     record.update({"model": args.model, "max_seq_length": args.max_seq_length, "limit": args.limit,
-                   "split": "official test file", "metric": "spearman of cosine similarity (x1)",
+                   "split": "official test file" if args.split == "test" else "official dev split",
+                   "metric": "spearman of cosine similarity (x1)",
                    "torch": torch.__version__, "threads": torch.get_num_threads(),
                    "prompts": {name: prompt or None for name, (_, prompt) in VARIANTS.items()}})
     results = record.setdefault("results", {})
@@ -63,10 +68,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name in args.datasets.split(","):
             if name in results.get(variant, {}):
                 continue
-            frame = load_dataset(name, data_dir=args.data_dir).official()
+            ds = load_dataset(name, data_dir=args.data_dir)
+            frame = ds.official() if args.split == "test" else ds.splits["dev"]
             spec = frame.head(args.limit).reset_index(drop=True) if args.limit else name
             t0 = time.perf_counter()
             table = evaluate_model(encoder, [spec] if args.limit else spec, pooling=pooling, prompt=prompt,
+                                   split="test" if args.limit else args.split,
                                    data_dir=args.data_dir, batch_size=args.batch_size,
                                    max_seq_length=args.max_seq_length)
             row = table.iloc[0]
@@ -85,7 +92,8 @@ def markdown(record: dict) -> str:
     results = record["results"]
     sets = list(dict.fromkeys(name for per in results.values() for name in per))
     n = {name: next(per[name]["n"] for per in results.values() if name in per) for name in sets}
-    lines = ["| reading | prompt | " + " | ".join(f"{name} test (n={n[name]:,})" for name in sets) + " |",
+    split = "dev" if "dev" in record.get("split", "") else "test"
+    lines = ["| reading | prompt | " + " | ".join(f"{name} {split} (n={n[name]:,})" for name in sets) + " |",
              "| --- | --- | " + " | ".join("---:" for _ in sets) + " |"]
     for variant, per in results.items():
         prompt = record["prompts"].get(variant)

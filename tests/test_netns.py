@@ -128,9 +128,9 @@ def test_two_hosts_share_one_grid_exactly_once(network, tmp_path, tiny_model_dir
 
 
 def _vanish(network, tmp_path, tiny_model_dir, tiny_data_dir, how: str) -> None:
-    # 4 cells of tens of seconds each (12 epochs), so that both hosts are up and one cell is in flight on
+    # 4 cells of ten-odd seconds each (8 epochs), so that both hosts are up and one cell is in flight on
     # the host that vanishes even when a loaded machine starts one host's workers late
-    name, study = study_for(tmp_path, tiny_model_dir, tiny_data_dir, how, epochs=12, datasets=("stsb",))
+    name, study = study_for(tmp_path, tiny_model_dir, tiny_data_dir, how, epochs=8, datasets=("stsb",))
     lost_host, other = network.hosts
     procs = {h.name: optimize(h, study, tmp_path / h.name) for h in network.hosts}
 
