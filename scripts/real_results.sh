@@ -46,6 +46,11 @@ timed python bench/hpo_efficiency.py --storage "$STORAGE" --n-trials 16 --eval-p
 step "decoder LLM (SmolLM2-135M): zero-shot readings, the LoRA study's before/after, LoRA vs full fine-tuning, RSS"
 timed python scripts/decoder_zero_shot.py --out docs/results/smollm2-zero-shot.json --resume
 timed python scripts/study_before_after.py --study sts-lora-cpu --storage "$STORAGE" --out docs/results/sts-lora-cpu/before_after
+timed python scripts/rerun_best.py docs/results/sts-lora-cpu --seeds 42
+for split in dev test; do
+  timed python scripts/decoder_zero_shot.py --split "$split" --datasets stsb --variants last+prompteol --max-seq-length 64 \
+    --out "docs/results/sts-lora-cpu/zero_shot_$split.json"
+done
 timed python bench/lora_vs_full.py --out bench/results/lora_vs_full.json
 python bench/rss_trials.py --model smollm2-135m --trials 10 --pooling last --lora-r 8 --threads 1 --malloc-trim \
   --prompt 'This sentence : "{text}" means in one word:"' --train-pairs 32 --eval-pairs 32 > bench/results/rss_trials_smollm2_lora.jsonl
