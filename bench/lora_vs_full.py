@@ -31,7 +31,8 @@ from typing import Any, Optional
 
 from common import emit, environment, median, note, rss_now_mb, stsb_train_pairs
 
-PROMPTEOL = 'This sentence : "{text}" means in one word:"'
+from tuner.decoder import PROMPTEOL
+
 MODES = ("full", "lora", "lora-gc")
 
 

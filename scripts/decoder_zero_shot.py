@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tuner.decoder import PROMPTEOL
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "results" / "smollm2-zero-shot.json"
-PROMPTEOL = 'This sentence : "{text}" means in one word:"'
 VARIANTS = {"avg": ("avg", ""), "last": ("last", ""), "last+prompteol": ("last", PROMPTEOL)}
 
 

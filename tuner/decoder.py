@@ -30,6 +30,9 @@ from tuner.config_values import PROMPT_SLOT, check_prompt
 if TYPE_CHECKING:
     import torch
 
+#: PromptEOL's template (Jiang et al. 2023): the last token predicts a one-word summary of the sentence.
+PROMPTEOL = 'This sentence : "{text}" means in one word:"'
+
 def is_decoder_model(model: Any) -> bool:
     """True for decoder-only models (a causal-LM head and no masked-LM head in transformers' tables)."""
     config = getattr(model, "config", None)
