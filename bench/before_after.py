@@ -27,6 +27,9 @@ from common import (REPO, Clock, emit, environment, interleaved, median, model_p
                     stsb_test_sentences, stsb_train_pairs)
 
 ENGINE = ("tokenize", "models", "train", "evaluate")
+#: where each of those modules lives now
+NOW = {"tokenize": "tuner.models._tokenize", "models": "tuner.models._encoder", "train": "tuner.engine._train",
+       "evaluate": "tuner.evaluation"}
 
 
 def load_at_commit(commit: str):
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         args.steps, args.batch_size, args.repeats = 2, 8, 2
     set_threads(args.threads)
     old = load_at_commit(args.commit)
-    new = {name: importlib.import_module(f"tuner.{name}") for name in ENGINE}
+    new = {name: importlib.import_module(module) for name, module in NOW.items()}
     path = model_path(args.model)
     for mods in (old, new):
         mods["models"].load_encoder(path, device="cpu")  # fill each side's base-weights cache

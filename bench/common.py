@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tuner import jsonsafe  # noqa: E402
-from tuner.memory import malloc_trim  # noqa: E402
+from tuner.engine._memory import malloc_trim  # noqa: E402
 
 
 def quiet_libraries() -> None:
@@ -101,7 +101,7 @@ def environment() -> dict[str, Any]:
 
 def model_path(name: Optional[str] = None) -> str:
     """The model folder: ``name`` resolved by tuner, default the bundled all-MiniLM-L6-v2."""
-    from tuner.models import resolve_model
+    from tuner.models._encoder import resolve_model
 
     return resolve_model(name or "all-MiniLM-L6-v2")
 
@@ -113,15 +113,15 @@ def stsb():
 
 
 def stsb_train_pairs(n: Optional[int] = None, seed: int = 0):
-    """STS-B train pairs (scores normalised to 0..1) as ``tuner.train.PairData``; a seeded random
+    """STS-B train pairs (scores normalised to 0..1) as ``tuner.engine._train.PairData``; a seeded random
     sample of ``n`` pairs when ``n`` is given (same sample for every caller with the same seed)."""
-    from tuner.train import pairs_from_frame
+    from tuner.engine._train import pairs_from_frame
 
     ds = stsb()
     pairs = pairs_from_frame(ds.splits["train"], "sts", ds.score_range)
     if n is not None and n < len(pairs):
         keep = np.random.default_rng(seed).permutation(len(pairs))[:n]
-        from tuner.train import PairData
+        from tuner.engine._train import PairData
 
         pairs = PairData([pairs.text1[i] for i in keep], [pairs.text2[i] for i in keep], pairs.labels[keep])
     return pairs
@@ -153,7 +153,7 @@ def st_train_loop(model, pairs, batch_size: int, steps: int, *, lr: float = 2e-5
 
     Per step: ``model.preprocess`` (tokenise, pad to the batch's longest) for each column, move to
     the device, ``CoSENTLoss(model, scale)`` (one forward per column), backward, gradient clipping,
-    AdamW step, linear warmup/decay -- the same work per step as ``tuner.train.finetune``.
+    AdamW step, linear warmup/decay -- the same work per step as ``tuner.engine._train.finetune``.
     Batches are random (shuffled indices). ``fused_adamw``: AdamW(fused=True), what ST's own trainer
     (transformers' ``optim`` default with torch >= 2.8) uses; the plain loop uses torch's default.
     Returns wall seconds (ending with a device sync) and token counts.
@@ -212,10 +212,10 @@ def batch_token_stats(pairs, tokenizer, batch_size: int, steps: int, max_seq_len
     """Real and padded token counts of the batches a loop sees.
 
     ``mode='st'``: random batches, each column padded to its own longest (ST's two forwards).
-    ``mode='ours'``: ``tuner.train`` length-grouped zigzag batches padded to the batch's longest.
+    ``mode='ours'``: ``tuner.engine._train`` length-grouped zigzag batches padded to the batch's longest.
     """
-    from tuner.tokenize import tokenize
-    from tuner.train import length_grouped_batches
+    from tuner.models._tokenize import tokenize
+    from tuner.engine._train import length_grouped_batches
 
     ids1 = tokenize(tokenizer, pairs.text1, max_seq_length)
     ids2 = tokenize(tokenizer, pairs.text2, max_seq_length)
@@ -393,7 +393,7 @@ CHOICES = [({"cosent": 1.0}, "avg"), ({"cosent": 0.5, "angle": 1.0}, "cls"), ({"
 class QuickTrialRunner:
     """Runs ``sts-quick``-like trials the way a worker does, timing each phase.
 
-    Mirrors ``objectives.common.run_objective`` + ``tuner.engine.run_finetune``: data prepared
+    Mirrors ``objectives.common.run_objective`` + ``tuner.engine._run.run_finetune``: data prepared
     once per worker (cached by its arguments), ``load_encoder`` (base weights cached per process),
     ``finetune`` with an ``on_eval`` hook scoring dev every ``eval_every`` steps and reporting to
     the study, then dev+test scoring, with the trial's storage calls (ask, user attrs, report,
@@ -424,7 +424,7 @@ class QuickTrialRunner:
 
     def prepared(self, seed: int):
         from tuner.config import RunConfig
-        from tuner.engine import prepare_data
+        from tuner.engine._run import prepare_data
 
         q = self.quick
         key = (q["max_train_examples"], q["max_eval_examples"], q["batch_size"])
@@ -438,11 +438,11 @@ class QuickTrialRunner:
     def run(self, number: int, identical: bool = False) -> dict[str, Any]:
         """Trial ``number``: loss weights/pooling rotate through ``CHOICES`` and the seed is
         42 + number, unless ``identical`` (every trial the first choice, seed 42)."""
-        from tuner.engine import score_eval_sets
-        from tuner.models import load_encoder
-        from tuner.tokenize import tokenize
+        from tuner.engine._run import score_eval_sets
+        from tuner.models._encoder import load_encoder
+        from tuner.models._tokenize import tokenize
         from tuner.config import RunConfig
-        from tuner.train import finetune
+        from tuner.engine._train import finetune
 
         q = self.quick
         weights, pooling = CHOICES[0 if identical else number % len(CHOICES)]

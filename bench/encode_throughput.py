@@ -1,4 +1,4 @@
-"""Encoding throughput: tuner.evaluate.encode vs SentenceTransformer.encode, same batch size.
+"""Encoding throughput: tuner.evaluation.encode vs SentenceTransformer.encode, same batch size.
 
 Sentences: the unique STS-B test sentences (2,551; what ``evaluate_sts`` encodes), or
 ``--sentences train`` for the 11.5k STS-B train sentences (with their duplicates, as given).
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 
 def spearman_of(emb: np.ndarray, sentences: list[str], test) -> float:
-    from tuner.evaluate import cosine_rows, sts_correlations
+    from tuner.evaluation import cosine_rows, sts_correlations
 
     index = {t: i for i, t in enumerate(sentences)}
     a = emb[[index[t] for t in test["sentence1"].astype(str)]]
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
         args.limit, args.repeats = 256, 2
     set_threads(args.threads)
 
-    from tuner.evaluate import encode
-    from tuner.models import load_encoder
-    from tuner.tokenize import clear_cache
+    from tuner.evaluation import encode
+    from tuner.models._encoder import load_encoder
+    from tuner.models._tokenize import clear_cache
 
     path = model_path(args.model)
     sentences, test = stsb_test_sentences()

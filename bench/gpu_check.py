@@ -10,7 +10,7 @@ profile (the ``data`` field of the first line says which).
 For each model, batch size (32, 128) and precision (fp32, bf16 autocast):
   * ``st``:   a plain loop over a SentenceTransformer (``model.preprocess`` per column, padding to
               the longest, ``CoSENTLoss`` scale 20, AdamW, clipping, linear schedule);
-  * ``ours``: ``tuner.train.finetune(weights={"cosent": 1})``, token-id cache warm (as in every
+  * ``ours``: ``tuner.engine._train.finetune(weights={"cosent": 1})``, token-id cache warm (as in every
               trial after a worker's first; ``--cold-cache`` clears it before each run);
   each side runs the first ``--steps`` batches of an epoch over the whole set (its own batch
   order, so the pairs differ: ``ratio_real_tokens_per_s`` is the like-for-like ratio);
@@ -19,7 +19,7 @@ For each model, batch size (32, 128) and precision (fp32, bf16 autocast):
   and padded tokens (what the GPU computes) -- and MFU = 6 x N x tokens/s / peak, N = non-embedding
   parameters (attention-score FLOPs, < 1% at these lengths, left out), peak = ``--peak-tflops``
   (default 989: H100 SXM dense bf16; used for fp32 runs too).
-Encoding: ``tuner.evaluate.encode`` vs ``SentenceTransformer.encode`` at batch 256, fp32 and bf16.
+Encoding: ``tuner.evaluation.encode`` vs ``SentenceTransformer.encode`` at batch 256, fp32 and bf16.
 
 Prints JSON lines; the last one (``"summary": true``) has the ratios against ST's faster
 precision. Under 4 minutes on one H100 (``--time-budget`` skips what would not fit, and says so).
@@ -51,7 +51,7 @@ def get_tokenizer(workdir: Path):
     """The bundled MiniLM tokenizer (bert-base-uncased vocab), else a word-level one."""
     from transformers import AutoTokenizer, BertTokenizerFast
 
-    from tuner.models import bundled_model_path
+    from tuner.models._encoder import bundled_model_path
 
     path = bundled_model_path()
     if path is not None:
@@ -70,7 +70,7 @@ _WORDS = ("a man is playing the guitar woman cutting an onion dog runs in park c
 
 def get_pairs(n_synthetic: int = 5749):
     """STS-B train pairs if the data is found, else synthetic pairs with a similar length profile."""
-    from tuner.train import PairData
+    from tuner.engine._train import PairData
 
     try:
         from common import stsb_train_pairs
@@ -92,7 +92,7 @@ def build_model(name: str, tokenizer, folder: Path, seed: int = 0) -> tuple[Path
     """Random-init BERT of size ``name`` saved (with the tokenizer, avg pooling) to ``folder``."""
     from transformers import BertConfig, BertModel
 
-    from tuner.models import build_encoder, save_encoder
+    from tuner.models._encoder import build_encoder, save_encoder
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=max(len(tokenizer), 30522 if name != "tiny" else len(tokenizer)),
@@ -141,14 +141,14 @@ def main(argv=None) -> int:
             args.precisions = "fp32"
     precisions = [p for p in args.precisions.split(",") if p]
     if device.type == "cpu" and "bf16" in precisions:
-        note("bf16 needs a GPU here (tuner.train uses fp32 on CPU); dropping it")
+        note("bf16 needs a GPU here (tuner.engine._train uses fp32 on CPU); dropping it")
         precisions = [p for p in precisions if p != "bf16"] or ["fp32"]
 
-    from tuner.evaluate import encode
-    from tuner.models import load_encoder
-    from tuner.tokenize import clear_cache
+    from tuner.evaluation import encode
+    from tuner.models._encoder import load_encoder
+    from tuner.models._tokenize import clear_cache
     from tuner.config import RunConfig
-    from tuner.train import finetune
+    from tuner.engine._train import finetune
 
     try:
         from sentence_transformers import SentenceTransformer

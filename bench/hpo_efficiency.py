@@ -105,7 +105,7 @@ def study_dicts(strategy: str, seed: int, args: argparse.Namespace) -> list[tupl
 
 def run_study(name: str, study: dict[str, Any], args: argparse.Namespace) -> None:
     from tuner import parse_spec
-    from tuner.orchestrate import quiet_log, run_study as run
+    from tuner.service._orchestrate import quiet_log, run_study as run
 
     spec = parse_spec({**study, "name": name})
     st = run(spec, args.storage, workers=args.workers, artifacts=False, log=quiet_log, progress=False)

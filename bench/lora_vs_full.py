@@ -3,7 +3,7 @@
 Default model: SmolLM2-135M-Instruct (``smollm2-135m``, a 30-layer Llama, 134.5M parameters).
 Every mode fine-tunes the same model on the same seeded sample of STS-B train pairs with the same
 batch, sequence length, loss (CoSENT, scale 20), prompt (PromptEOL) and last-token pooling through
-``tuner.train.finetune``; only what trains differs:
+``tuner.engine._train.finetune``; only what trains differs:
 
 * ``full``:     every weight trains (AdamW moments for all 134.5M parameters);
 * ``lora``:     LoRA adapters of rank ``--lora-r`` (alpha = rank) on every linear layer; the base is frozen;
@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from common import emit, environment, median, note, rss_now_mb, stsb_train_pairs
 
-from tuner.decoder import PROMPTEOL
+from tuner.models._decoder import PROMPTEOL
 
 MODES = ("full", "lora", "lora-gc")
 
@@ -58,8 +58,8 @@ def run_one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from tuner.config import RunConfig
-    from tuner.models import load_encoder
-    from tuner.train import finetune
+    from tuner.models._encoder import load_encoder
+    from tuner.engine._train import finetune
 
     torch.manual_seed(0)
     pairs = stsb_train_pairs((args.steps + 2) * args.batch_size, seed=0)

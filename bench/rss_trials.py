@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-pairs", type=int, default=64, help="dev/test sample size")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--no-model-cache", action="store_true",
-                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.model_cache off)")
+                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.models._cache off)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     if args.no_model_cache:
@@ -83,9 +83,9 @@ def main(argv=None) -> int:
 
 
 def model_cache_info():
-    """Loads from disk and from memory (``tuner.model_cache``; None before it existed)."""
+    """Loads from disk and from memory (``tuner.models._cache``; None before it existed)."""
     try:
-        from tuner import model_cache
+        from tuner.models import _cache as model_cache
     except ImportError:
         return None
     return model_cache.info()

@@ -2,7 +2,7 @@
 encoding one sentence at a time as the seed notebook did.
 
 Per set, ours:
-  * encode: ``tuner.evaluate.encode`` of every sentence of the set (batch 64, length-sorted,
+  * encode: ``tuner.evaluation.encode`` of every sentence of the set (batch 64, length-sorted,
     padded per batch; token-id cache cleared first, so tokenisation is included);
   * LR seed: the seed protocol (``protocol_splits(ds, "seed")``: fit
     ``LogisticRegression(max_iter=10000)`` on train, accuracy on test) -- ``logistic_regression_seed``;
@@ -11,7 +11,7 @@ Per set, ours:
 
 ``--cv-only`` times only the SentEval cross-validation, on embeddings encoded once (and cached as
 .npy under ``--cache`` when given), for ``--variants``:
-  * ``exact``: ``tuner.evaluate.senteval_cv`` (warm-started Newton path; ``--n-jobs`` outer folds
+  * ``exact``: ``tuner.evaluation.senteval_cv`` (warm-started Newton path; ``--n-jobs`` outer folds
     in parallel, BLAS held to one thread per fold);
   * ``before``: the variant this replaced (GridSearchCV, inner 5 folds, C in 2^-2..2^4,
     ``LogisticRegression(max_iter=2000)``), one BLAS thread;
@@ -82,7 +82,7 @@ def senteval_literal(x: np.ndarray, y: np.ndarray, sentences: list[str]) -> dict
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from tuner.evaluate import SENTEVAL_CS, senteval_order
+    from tuner.evaluation import SENTEVAL_CS, senteval_order
 
     order = senteval_order(sentences, y)
     x, y = x[order], y[order]
@@ -115,8 +115,8 @@ def cv_only(args) -> int:
     from threadpoolctl import threadpool_limits
 
     from tuner.data import load_dataset
-    from tuner.evaluate import encode, senteval_cv
-    from tuner.models import load_encoder
+    from tuner.evaluation import encode, senteval_cv
+    from tuner.models._encoder import load_encoder
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     enc = None
@@ -184,9 +184,9 @@ def main(argv=None) -> int:
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
 
     from tuner.data import load_dataset, protocol_splits
-    from tuner.evaluate import encode, logistic_regression_seed, senteval_cv
-    from tuner.models import load_encoder
-    from tuner.tokenize import clear_cache
+    from tuner.evaluation import encode, logistic_regression_seed, senteval_cv
+    from tuner.models._encoder import load_encoder
+    from tuner.models._tokenize import clear_cache
 
     enc = load_encoder(model_path(args.model), device=args.device)
     encode(enc, ["warm up"] * 8, batch_size=8)

@@ -3,7 +3,7 @@
     nice -n 10 python bench/storage_scale.py                       # full run -> bench/results/storage_scale.{json,md}
     python bench/storage_scale.py --backends postgresql,proxy --workers 32 --samplers grid --window 20 --out /tmp/x
 
-Each worker is tuner's real worker loop (:meth:`tuner.service.StudyService.run_worker`: study lock,
+Each worker is tuner's real worker loop (:meth:`tuner.service._study_service.StudyService.run_worker`: study lock,
 grid queue / TPE ask, heartbeats, tell) with an objective that trains nothing: it sleeps 0.5-3 s in
 5 steps, reports an intermediate value and asks ``should_prune`` after each step, and sets the user
 attributes a real trial sets (13 at the start, 2 scores and 4 more at the end). Workers are
@@ -148,7 +148,7 @@ def instrument(handle: Any, service: Any, rec: Recorder) -> None:
 
 
 def worker_main(url: str, study_path: Path, index: int, go: Path, window: float, out: Path) -> int:
-    from tuner.service import StudyService, worker_label
+    from tuner.service._study_service import StudyService, worker_label
     from tuner.storage import open_storage
     from tuner.study import load_spec
 
@@ -302,7 +302,7 @@ def complete_count(url: str, name: str) -> int:
 
 def run_one(backend: str, sampler: str, n: int, window: float, folder: Path, threads: int,
             until_complete: int = 0, max_window: float = 300.0) -> dict[str, Any]:
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
     from tuner.storage import delete_study, open_storage
     from tuner.study import cell_key, load_spec
 
@@ -595,7 +595,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     import optuna  # noqa: F401 - imported once, before the forks
 
-    import tuner.service  # noqa: F401
+    import tuner.service._study_service  # noqa: F401
     import tuner.study  # noqa: F401
 
     rows: list[dict] = []

@@ -1,4 +1,4 @@
-"""Training throughput: tuner.train.finetune vs a plain sentence-transformers loop.
+"""Training throughput: tuner.engine._train.finetune vs a plain sentence-transformers loop.
 
 Same model (same weights), same data (STS-B train pairs), same batch size, same number of steps,
 same loss (CoSENT, scale 20), same optimiser work per step (AdamW, linear warmup/decay, gradient
@@ -13,7 +13,7 @@ compare ``ratio_real_tokens_per_s`` (real, non-pad tokens per second), not pairs
 
 * ``st``:   per step ``model.preprocess`` each column (padding to the column's longest), forward
             each column, ``CoSENTLoss``, backward, clip, AdamW step (random batches).
-* ``ours``: ``tuner.train.finetune`` with ``weights={"cosent": 1}``: the token-id cache is cleared
+* ``ours``: ``tuner.engine._train.finetune`` with ``weights={"cosent": 1}``: the token-id cache is cleared
   before every timed run (``--warm-cache`` keeps it, as a worker's later trials see it), so
   tokenisation is inside the timing on both sides.
 
@@ -57,10 +57,10 @@ def main(argv=None) -> int:
         args.batch_size, args.steps, args.repeats = 8, 2, 2
     set_threads(args.threads)
 
-    from tuner.models import load_encoder
-    from tuner.tokenize import clear_cache
+    from tuner.models._encoder import load_encoder
+    from tuner.models._tokenize import clear_cache
     from tuner.config import RunConfig
-    from tuner.train import finetune
+    from tuner.engine._train import finetune
 
     path = model_path(args.model)
     device = torch.device(args.device)

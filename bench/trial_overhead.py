@@ -9,7 +9,7 @@ would. Phases, timed per trial, in one process (like one worker):
                (``tuner.storage.open_storage`` when that module exists, else optuna's RDBStorage);
 * data:       ``prepare_data`` (load, split, subsample) -- cached per worker after the first trial;
 * model_load: ``load_encoder`` (disk on the first trial; a copy of the base weights kept by
-               ``tuner.model_cache`` later; every trial from disk with ``--no-model-cache``);
+               ``tuner.models._cache`` later; every trial from disk with ``--no-model-cache``);
 * tokenize:   token ids of the train and eval texts (cached by tokenizer + max length);
 * train:      ``finetune`` minus the dev scoring it triggers;
 * eval:       dev scoring during training + final dev/test scoring;
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
                          "the per-trial gc.collect() only scans objects created since")
     ap.add_argument("--smoke", action="store_true", help="2 trials of 32 pairs, batch 8, 32-pair eval samples")
     ap.add_argument("--no-model-cache", action="store_true",
-                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.model_cache off)")
+                    help="TUNER_MODEL_CACHE=0: every trial reads the model from disk (tuner.models._cache off)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     if args.no_model_cache:
@@ -82,9 +82,9 @@ def main(argv=None) -> int:
 
 
 def model_cache_info():
-    """Loads from disk and from memory (``tuner.model_cache``; None before it existed)."""
+    """Loads from disk and from memory (``tuner.models._cache``; None before it existed)."""
     try:
-        from tuner import model_cache
+        from tuner.models import _cache as model_cache
     except ImportError:
         return None
     return model_cache.info()

@@ -1,6 +1,6 @@
 """Study objectives: trial -> sampled config -> fine-tune -> evaluate -> record.
 
-Thin by design: the training and scoring live in :mod:`tuner.engine`; what a trial records is
+Thin by design: the training and scoring live in :mod:`tuner.engine._run`; what a trial records is
 the contract in ``docs/trial-record.md``. :func:`get_objective` picks the one for a study's task.
 """
 from __future__ import annotations

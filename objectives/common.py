@@ -1,7 +1,7 @@
 """What every objective does: record, (zero-shot once), fine-tune, score, record, upload artifacts.
 
 One :class:`WorkerContext` lives per worker process; it keeps the prepared data (loaded, split,
-subsampled and - through :mod:`tuner.tokenize` - tokenised once) for every data configuration the
+subsampled and - through :mod:`tuner.models._tokenize` - tokenised once) for every data configuration the
 worker has seen, so consecutive trials on the same datasets do not reload anything.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 from tuner.errors import TunerError
-from tuner.memory import release_memory
-from tuner.service import worker_label
+from tuner.engine._memory import release_memory
+from tuner.service._study_service import worker_label
 from tuner.storage import StorageHandle, StorageUnavailable
 from tuner.config import RunConfig
 from tuner.study import StudySpec, is_empty_draw
@@ -96,7 +96,7 @@ class WorkerContext:
 
     def prepared(self, config: RunConfig) -> Any:
         """Load/split/subsample/tokenise the data of ``config`` once per worker (cached by its data fields)."""
-        from tuner.engine import prepare_data
+        from tuner.engine._run import prepare_data
 
         key = (tuple(config.train), tuple(config.eval_sets), config.task, config.protocol, config.data_dir,
                config.seed, config.max_train_examples, config.max_eval_examples, config.batch_size, config.nli_neutral)
@@ -117,8 +117,8 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
     The first worker that needs a (model, datasets) pair computes it under a storage-wide lock;
     the others find it recorded.
     """
-    from tuner.engine import score_eval_sets
-    from tuner.models import load_encoder
+    from tuner.engine._run import score_eval_sets
+    from tuner.models._encoder import load_encoder
 
     from tuner.exporter.items import gold_key, overlap_key, zero_shot_items_key
 
@@ -175,7 +175,7 @@ def _record_overlap(study: Any, attrs: dict, config: RunConfig, data: Any) -> No
     """Once per study and dataset: how much of the scored dev/test rows the protocol's train split holds."""
     from tuner.data import protocol_splits
     from tuner.data.overlap import splits_overlap
-    from tuner.engine import SPLIT_SEED
+    from tuner.engine._run import SPLIT_SEED
     from tuner.exporter.items import overlap_key
 
     for ds, parts in data.eval:
@@ -204,7 +204,7 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
     import optuna
     import torch
 
-    from tuner.engine import run_finetune
+    from tuner.engine._run import run_finetune
 
     spec = ctx.spec
     if task != spec.task:
@@ -339,7 +339,7 @@ def _record_items(trial: Any, outcomes: list) -> None:
 
 def _upload(trial: Any, ctx: WorkerContext, model: str, outcome: Any) -> None:
     """Loss curve and config of the (first seed's) run as dashboard artifacts."""
-    from tuner.artifacts import upload_trial_artifacts
+    from tuner.service._artifacts import upload_trial_artifacts
 
     if ctx.artifact_store is None:
         return

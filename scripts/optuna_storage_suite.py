@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = r'''
 import optuna
 import optuna.testing.storages as ts
-from tuner.rdb_storage import TunerRDBStorage, sqlite_engine_kwargs
+from tuner.storage._rdb import TunerRDBStorage, sqlite_engine_kwargs
 
 _enter = ts.StorageSupplier.__enter__
 

@@ -1,10 +1,11 @@
-"""Regenerate README.md's result tables from the committed records they report.
+"""Regenerate the result tables of README.md and docs/*.md from the committed records they report.
 
-    python scripts/readme_tables.py            # rewrite the generated blocks of README.md in place
+    python scripts/readme_tables.py            # rewrite the generated blocks of README.md and docs/*.md in place
     python scripts/readme_tables.py --check    # exit 1 naming every block that differs from its record
 
-A generated block sits between ``<!-- generated: KIND ARG -->`` and ``<!-- end generated -->``;
-ARG is a path relative to the repository root. Kinds:
+A generated block sits between ``<!-- generated: KIND ARG -->`` and ``<!-- end generated -->`` in
+README.md or any docs/*.md page; ARG is a path relative to the repository root (wherever the page
+is). Kinds:
 
 * ``matrix DIR``: an export folder's matrix (``matrix.npy`` + ``matrix.json``) as results.md shows
   it: loss rows x datasets + Mean, x100 with 2 decimals, ``mean ± half-width of the 95% t-interval``
@@ -234,14 +235,19 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "overlap": render_overlap, "protocols": render_protocols}
 
 
-def regenerate(readme: str, root: Path) -> tuple[str, list[str]]:
-    """(README with every generated block re-rendered, the blocks whose content changed)."""
+def pages(root: Path) -> list[Path]:
+    """The pages whose generated blocks this script keeps: README.md and every docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def regenerate(readme: str, root: Path, page: str = "README.md") -> tuple[str, list[str]]:
+    """(the page with every generated block re-rendered, the blocks whose content changed)."""
     stale: list[str] = []
 
     def replace(match: re.Match) -> str:
         start, kind, arg, old, end = match.groups()
         if kind not in RENDERERS:
-            raise SystemExit(f"README.md: unknown generated kind {kind!r} (known: {', '.join(RENDERERS)})")
+            raise SystemExit(f"{page}: unknown generated kind {kind!r} (known: {', '.join(RENDERERS)})")
         new = "\n".join(RENDERERS[kind](root / arg)) + "\n"
         if new != old:
             stale.append(f"{kind} {arg}")
@@ -253,18 +259,26 @@ def regenerate(readme: str, root: Path) -> tuple[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
-    ap.add_argument("--root", type=Path, default=REPO, help="repository root holding README.md (default: this repo)")
+    ap.add_argument("--root", type=Path, default=REPO,
+                    help="repository root holding README.md and docs/ (default: this repo)")
     args = ap.parse_args(argv)
-    path = args.root / "README.md"
-    text, stale = regenerate(path.read_text(), args.root)
-    if args.check:
-        for name in stale:
-            print(f"README.md: generated block '{name}' is stale; run python scripts/readme_tables.py", file=sys.stderr)
-        return 1 if stale else 0
-    if stale:
-        path.write_text(text)
-    print(f"README.md: {len(stale)} block(s) rewritten" + (f" ({', '.join(stale)})" if stale else ""))
-    return 0
+    any_stale = False
+    for path in pages(args.root):
+        if not path.is_file():
+            continue
+        page = path.relative_to(args.root).as_posix()
+        text, stale = regenerate(path.read_text(), args.root, page)
+        any_stale = any_stale or bool(stale)
+        if args.check:
+            for name in stale:
+                print(f"{page}: generated block '{name}' is stale; run python scripts/readme_tables.py",
+                      file=sys.stderr)
+            continue
+        if stale:
+            path.write_text(text)
+        if stale or BLOCK.search(text):
+            print(f"{page}: {len(stale)} block(s) rewritten" + (f" ({', '.join(stale)})" if stale else ""))
+    return 1 if args.check and any_stale else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's "Results on real data": the three studies with CPU budgets on the
+# Reproduces docs/results.md ("Results on real data"): the three studies with CPU budgets on the
 # bundled all-MiniLM-L6-v2 and ../shared/data, their exports under docs/results/, and the STS-B
 # reference runs (zero-shot, sentence-transformers' default recipe, the best TPE trial re-run with
 # three seeds and scored on the full dev/test files), all written under docs/results/. Every step is resumable: run it again after a stop.
@@ -55,5 +55,5 @@ timed python bench/lora_vs_full.py --out bench/results/lora_vs_full.json
 python bench/rss_trials.py --model smollm2-135m --trials 10 --pooling last --lora-r 8 --threads 1 --malloc-trim \
   --prompt 'This sentence : "{text}" means in one word:"' --train-pairs 32 --eval-pairs 32 > bench/results/rss_trials_smollm2_lora.jsonl
 
-step "README tables from the records above"
+step "README and docs/*.md tables from the records above"
 python scripts/readme_tables.py

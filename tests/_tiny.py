@@ -2,7 +2,7 @@
 
 - tiny study files (grid and TPE) over the tiny data dir and the tiny random-init BERT of conftest;
 - a *fake-objective worker* (``python tests/_tiny.py worker ...``): the real
-  :class:`tuner.service.StudyService` loop with an objective that only sleeps, so the
+  :class:`tuner.service._study_service.StudyService` loop with an objective that only sleeps, so the
   exactly-once / retry / heartbeat / signal logic is tested with several processes in seconds
   (no torch import);
 - database servers: reachable or skipped (failed under CI).
@@ -181,7 +181,7 @@ def wait_all(procs: list, timeout: float) -> list[int]:
 
 def _fake_worker_main(argv: Optional[list[str]] = None) -> int:
     sys.path.insert(0, str(REPO))
-    from tuner.service import StudyService, worker_label
+    from tuner.service._study_service import StudyService, worker_label
     from tuner.storage import open_storage
     from tuner.study import load_spec
 

@@ -87,7 +87,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from tuner.models import bundled_model_path
+    from tuner.models._encoder import bundled_model_path
 
     path = bundled_model_path()
     if path is None:

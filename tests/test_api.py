@@ -25,15 +25,15 @@ def sts_frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
 
 
 def test_public_names_resolve():
-    import tuner.orchestrate  # noqa: F401 - core modules must not shadow the API's names
-    import tuner.study_status  # noqa: F401
+    import tuner.service._orchestrate  # noqa: F401 - core modules must not shadow the API's names
+    import tuner.service._status  # noqa: F401
 
     for name in ("evaluate", "finetune", "optimize", "status", "export", "plot_matrix"):
         assert getattr(tuner, name) is getattr(api, name)
 
 
 def test_importing_the_api_loads_no_engine_and_no_cli():
-    code = ("import sys, tuner.api; bad = [m for m in ('tuner.engine', 'tuner.cli', 'tuner.commands', 'optuna', "
+    code = ("import sys, tuner.api; bad = [m for m in ('tuner.engine._run', 'tuner.cli', 'tuner.commands', 'optuna', "
             "'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -102,7 +102,7 @@ def test_finetune_dataframe_overrides_and_settings(tiny_model_dir, tmp_path):
 
 
 def test_finetune_from_config_with_a_loaded_encoder(tiny_model_dir, tiny_data_dir):
-    from tuner.models import load_encoder
+    from tuner.models._encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model_dir), pooling="avg", device="cpu")
     base = RunConfig(train=["stsb"], data_dir=str(tiny_data_dir), max_steps=1, batch_size=8, max_seq_length=16,
@@ -127,7 +127,7 @@ def test_load_run_config_reads_records_and_plain_dicts(tmp_path):
 
 
 def test_status_of_a_prepared_grid_study(tmp_path, tiny_model_dir, tiny_data_dir):
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
     from tuner.storage import open_storage
     from tuner.study import load_spec
 

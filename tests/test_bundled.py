@@ -1,4 +1,4 @@
-"""Split-zip models (tuner.bundled) with small fake parts: assembly, concurrency, corrupt and missing parts."""
+"""Split-zip models (tuner.models._bundled) with small fake parts: assembly, concurrency, corrupt and missing parts."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner import bundled
-from tuner.bundled import MPNET, BundledModel, Part, ensure_bundle, find_bundled
+from tuner.models import _bundled as bundled
+from tuner.models._bundled import MPNET, BundledModel, Part, ensure_bundle, find_bundled
 from tuner.errors import TunerError
 
 WEIGHTS = os.urandom(40_000)
@@ -179,7 +179,7 @@ def test_names_that_resolve_to_the_split_zip_model():
 
 
 def test_resolve_model_uses_the_bundle_and_the_hub_otherwise(fake, monkeypatch):
-    from tuner.models import resolve_model
+    from tuner.models._encoder import resolve_model
 
     spec, _, cache = fake
     monkeypatch.setenv("TUNER_CACHE", str(cache))
@@ -190,7 +190,7 @@ def test_resolve_model_uses_the_bundle_and_the_hub_otherwise(fake, monkeypatch):
 
 
 def test_mpnet_without_parts_offline_says_what_to_install(monkeypatch, tmp_path):
-    from tuner.models import resolve_model
+    from tuner.models._encoder import resolve_model
 
     monkeypatch.setattr(bundled, "locate_part", lambda part: None)
     monkeypatch.setenv("TUNER_CACHE", str(tmp_path))
@@ -204,7 +204,7 @@ def test_mpnet_without_parts_offline_says_what_to_install(monkeypatch, tmp_path)
 
 
 def test_assembled_folder_is_used_after_the_parts_are_uninstalled(fake, monkeypatch):
-    from tuner.models import resolve_model
+    from tuner.models._encoder import resolve_model
 
     spec, _, cache = fake
     monkeypatch.setenv("TUNER_CACHE", str(cache))

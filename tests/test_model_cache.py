@@ -1,4 +1,4 @@
-"""The per-process base-model cache (tuner.model_cache) and the bounded token-id cache."""
+"""The per-process base-model cache (tuner.models._cache) and the bounded token-id cache."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from tests.conftest import make_tiny_model, tiny_sentences
-from tuner import model_cache, tokenize
-from tuner.models import load_encoder
+from tuner.models import _cache as model_cache
+from tuner.models import _tokenize as tokenize
+from tuner.models._encoder import load_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def disk_loads() -> int:
 
 def test_fine_tuning_in_one_trial_does_not_leak_into_the_next(tiny_model_dir):
     from tuner.config import RunConfig
-    from tuner.train import PairData, finetune
+    from tuner.engine._train import PairData, finetune
 
     first = load_encoder(tiny_model_dir, pooling="avg", device="cpu")
     base = snapshot(first)

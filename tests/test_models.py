@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
-from tuner.models import default_pooling, load_encoder, resolve_model, save_encoder
+from tuner.models._encoder import default_pooling, load_encoder, resolve_model, save_encoder
 
 
 def test_bundled_minilm_resolves_without_network(minilm_path):
@@ -39,7 +39,7 @@ def test_saved_model_loads_in_transformers_and_sentence_transformers(tiny_model_
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    from tuner.evaluate import encode
+    from tuner.evaluation import encode
 
     enc = load_encoder(tiny_model_dir, pooling=pooling, device="cpu")
     out = save_encoder(enc, tmp_path / "out", {"lr": 1e-5, "max_seq_length": 32})
@@ -66,7 +66,7 @@ import sys
 from pathlib import Path
 from transformers.utils import logging as hf_logging
 hf_logging.set_verbosity_warning()  # a user's default: warnings on
-from tuner.models import load_encoder, save_encoder
+from tuner.models._encoder import load_encoder, save_encoder
 print("=== tuner", file=sys.stderr, flush=True)
 enc = load_encoder(sys.argv[1], device="cpu")
 out = save_encoder(enc, Path(sys.argv[2]), {"max_seq_length": 32})
@@ -118,8 +118,8 @@ def test_model_built_without_pooler_is_saved_with_one(tmp_path):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from conftest import make_tiny_model
-    from tuner.evaluate import encode
-    from tuner.models import build_encoder
+    from tuner.evaluation import encode
+    from tuner.models._encoder import build_encoder
 
     folder = make_tiny_model(tmp_path / "tiny")
     model = BertModel(BertConfig.from_pretrained(folder), add_pooling_layer=False)
@@ -154,7 +154,7 @@ def test_notebook_shows_no_library_noise(minilm_path, tmp_path):
         "                   'score': [4.0, 4.5, 0.5]})",
         "scores = tuner.evaluate('all-MiniLM-L6-v2', df)",
         f"enc = tuner.load_encoder('all-MiniLM-L6-v2')\n"
-        f"from tuner.models import save_encoder\n"
+        f"from tuner.models._encoder import save_encoder\n"
         f"out = save_encoder(enc, {str(tmp_path / 'saved')!r}, {{'max_seq_length': 64}})\n"
         f"print('saved')",
     ]

@@ -18,7 +18,7 @@ from tuner.data.nli import subsample_premises
 from tuner.errors import TunerError
 from tuner.losses.combined import CombinedLoss
 from tuner.losses.in_batch_negatives import hard_negatives_loss
-from tuner.train import NliTrainData, TripletData, _triplet_batch, nli_train_data
+from tuner.engine._train import NliTrainData, TripletData, _triplet_batch, nli_train_data
 
 STS7 = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"]
 LABELS = ("entailment", "neutral", "contradiction")
@@ -159,7 +159,7 @@ def test_protocol_and_task_go_together():
 
 
 def test_run_finetune_on_nli_scores_sts_test_sets(tiny_model_dir, tiny_data_dir, nli_tsv):
-    from tuner.engine import run_finetune
+    from tuner.engine._run import run_finetune
 
     config = RunConfig(model=str(tiny_model_dir), train=[str(nli_tsv)], eval=["sts12", "sickr"],
                        protocol="nli-transfer", data_dir=str(tiny_data_dir), weights={"cosent": 1, "ibn": 1},
@@ -178,7 +178,7 @@ def test_run_finetune_on_nli_scores_sts_test_sets(tiny_model_dir, tiny_data_dir,
 
 
 def test_nli_eval_dataset_is_a_one_line_error(tiny_model_dir, tiny_data_dir, nli_tsv):
-    from tuner.engine import evaluate_model, run_finetune
+    from tuner.engine._run import evaluate_model, run_finetune
 
     with pytest.raises(TunerError, match=r"is NLI data .* not scored; evaluate on STS sets") as err:
         evaluate_model(str(tiny_model_dir), [str(nli_tsv)])
@@ -300,7 +300,7 @@ losses = ["cosent", "cosent+ibn"]
 
 
 def test_an_nli_study_checks_its_sts_eval_sets_before_any_trial(tmp_path, tiny_model_dir, tiny_data_dir, nli_tsv):
-    from tuner.orchestrate import check_inputs
+    from tuner.service._orchestrate import check_inputs
     from tuner.study import load_spec
 
     study = tmp_path / "nli-check.toml"

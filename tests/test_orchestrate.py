@@ -1,4 +1,4 @@
-"""tuner.orchestrate: input checks before the storage is touched, the study file the workers read,
+"""tuner.service._orchestrate: input checks before the storage is touched, the study file the workers read,
 exit codes, and run_study resuming a complete study (fake-objective workers: no torch)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from _tiny import start_fake_worker, unique, wait_all, write_grid_study, write_tpe_study
-from tuner import orchestrate
+from tuner.service import _orchestrate as orchestrate
 from tuner.errors import TunerError
 from tuner.study import load_spec, parse_spec
 
@@ -81,7 +81,7 @@ def test_check_inputs_names_the_file_and_the_missing_piece(tmp_path, tiny_data_d
     def unreachable(source):
         raise TunerError(f"model '{source}' is not in the local cache")
 
-    monkeypatch.setattr("tuner.models.resolve_model", unreachable)  # e.g. a hub id while offline
+    monkeypatch.setattr("tuner.models._encoder.resolve_model", unreachable)  # e.g. a hub id while offline
     with pytest.raises(TunerError, match=r"ok-.*key 'models': model '.*tiny-bert.*' is not in the local cache"):
         orchestrate.check_inputs(load_spec(ok))
 
@@ -133,7 +133,7 @@ def test_metric_names_for_the_dashboard(tmp_path, tiny_data_dir, tiny_model_dir)
 def test_progress_line_reads_the_storage(tmp_path, tiny_data_dir, tiny_model_dir):
     import datetime as dt
 
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
     from tuner.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'tuner.db'}"

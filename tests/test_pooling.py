@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
-from tuner.pooling import parse_pooling, pool
+from tuner.models._pooling import parse_pooling, pool
 
 POOLINGS = ["cls", "cls_avg", "avg", "max", "last", 0, 1, 2, -1, -2, 50]
 

@@ -1,4 +1,4 @@
-"""tuner.progress (done/total, best, elapsed, ETA from synthetic FrozenTrials) and tuner.progress_view
+"""tuner.service._progress (done/total, best, elapsed, ETA from synthetic FrozenTrials) and tuner.service._progress_view
 (the line, the live display on a terminal and in a log), and the same numbers in ``status``."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 import optuna
 import pytest
 
-from tuner.progress import Snapshot, estimate_eta, summarize, trial_seconds
-from tuner.progress_view import CLEAR, LiveProgress, advance, format_duration, format_line
-from tuner.study_status import format_status
+from tuner.service._progress import Snapshot, estimate_eta, summarize, trial_seconds
+from tuner.service._progress_view import CLEAR, LiveProgress, advance, format_duration, format_line
+from tuner.service._status import format_status
 
 TS = optuna.trial.TrialState
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0)

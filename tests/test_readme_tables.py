@@ -1,4 +1,4 @@
-"""scripts/readme_tables.py: README's result tables are the committed records, rendered."""
+"""scripts/readme_tables.py: the result tables of README.md and docs/*.md are the committed records, rendered."""
 from __future__ import annotations
 
 import importlib.util
@@ -21,10 +21,13 @@ def tables() -> ModuleType:
 
 
 def copy_repo(tables: ModuleType, dest: Path) -> Path:
-    """README.md and every record one of its generated blocks names, under ``dest``."""
-    readme = (REPO / "README.md").read_text()
-    (dest / "README.md").write_text(readme)
-    for match in tables.BLOCK.finditer(readme):
+    """README.md, docs/*.md and every record one of their generated blocks names, under ``dest``."""
+    text = ""
+    for page in tables.pages(REPO):
+        (dest / page.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, dest / page.relative_to(REPO))
+        text += page.read_text()
+    for match in tables.BLOCK.finditer(text):
         source = REPO / match.group(3)
         if source.is_dir():
             shutil.copytree(source, dest / match.group(3), ignore=shutil.ignore_patterns("plots"),
@@ -35,10 +38,33 @@ def copy_repo(tables: ModuleType, dest: Path) -> Path:
     return dest
 
 
+def page_texts(tables: ModuleType, root: Path) -> dict[str, str]:
+    return {page.relative_to(root).as_posix(): page.read_text() for page in tables.pages(root)}
+
+
 def test_readme_is_in_sync_with_the_records(tables: ModuleType, capsys) -> None:
-    kinds = [m.group(2) for m in tables.BLOCK.finditer((REPO / "README.md").read_text())]
+    kinds = [m.group(2) for text in page_texts(tables, REPO).values() for m in tables.BLOCK.finditer(text)]
     assert {"matrix", "combinations", "rerun"} <= set(kinds)
     assert tables.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_check_covers_the_docs_pages(tables: ModuleType, tmp_path: Path, capsys) -> None:
+    names = [page.relative_to(REPO).as_posix() for page in tables.pages(REPO)]
+    assert names[0] == "README.md" and "docs/results.md" in names
+    assert tables.BLOCK.search((REPO / "docs/results.md").read_text())     # the results tables live there now
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# front door, no tables\n")
+    (tmp_path / "table.md").write_text("| a |\n| --- |\n| 1 |\n")
+    page = tmp_path / "docs" / "page.md"
+    page.write_text("intro\n\n<!-- generated: include table.md -->\n| stale |\n<!-- end generated -->\n\nafter\n")
+    assert tables.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "docs/page.md: generated block 'include table.md' is stale" in capsys.readouterr().err
+    assert "| stale |" in page.read_text()                                  # --check changes nothing
+    assert tables.main(["--root", str(tmp_path)]) == 0
+    assert page.read_text() == ("intro\n\n<!-- generated: include table.md -->\n| a |\n| --- |\n| 1 |\n"
+                                "<!-- end generated -->\n\nafter\n")
+    assert (tmp_path / "README.md").read_text() == "# front door, no tables\n"
+    assert tables.main(["--check", "--root", str(tmp_path)]) == 0
 
 
 def test_a_changed_record_makes_check_fail_and_a_rewrite_fixes_it(tables: ModuleType, tmp_path: Path,
@@ -49,14 +75,17 @@ def test_a_changed_record_makes_check_fail_and_a_rewrite_fixes_it(tables: Module
     record = json.loads(record_path.read_text())
     record["runs"]["43"]["dev"] = 0.912345
     record_path.write_text(json.dumps(record))
-    before = (root / "README.md").read_text()
+    before = page_texts(tables, root)
+    page = next(name for name, text in before.items() if "rerun docs/results/sts-cpu/best_rerun.json" in text)
     assert tables.main(["--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert "rerun docs/results/sts-cpu/best_rerun.json" in err and "matrix" not in err
-    assert (root / "README.md").read_text() == before               # --check changes nothing
+    assert page_texts(tables, root) == before                       # --check changes nothing
     assert tables.main(["--root", str(root)]) == 0
-    after = (root / "README.md").read_text()
-    assert "| 43 | 91.23 | 84.68 | 76 | 364 s |" in after and after.count("\n") == before.count("\n")
+    after = page_texts(tables, root)
+    assert "| 43 | 91.23 | 84.68 | 76 | 364 s |" in after[page] and after[page].count("\n") == before[page].count("\n")
+    assert {name: text for name, text in after.items() if name != page} == \
+        {name: text for name, text in before.items() if name != page}   # only the page with the block changes
     assert tables.main(["--check", "--root", str(root)]) == 0
 
 

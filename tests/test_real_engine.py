@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tuner.engine import evaluate_model, run_finetune
+from tuner.engine._run import evaluate_model, run_finetune
 from tuner.config import RunConfig
 
 pytestmark = pytest.mark.real

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.bundled import MPNET, ensure_bundle, installed_parts
+from tuner.models._bundled import MPNET, ensure_bundle, installed_parts
 
 pytestmark = pytest.mark.real
 REPO = Path(__file__).resolve().parents[1]

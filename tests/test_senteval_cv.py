@@ -1,4 +1,4 @@
-"""SentEval's classification protocol (tuner.evaluate.senteval_cv) against a reference nested CV
+"""SentEval's classification protocol (tuner.evaluation.senteval_cv) against a reference nested CV
 written with scikit-learn: GridSearchCV (inner folds, C grid) inside cross_validate (outer folds)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 
 from tuner.errors import TunerError
-from tuner.evaluate import SENTEVAL_CS, logistic_regression_senteval, senteval_cv, senteval_order
+from tuner.evaluation import SENTEVAL_CS, logistic_regression_senteval, senteval_cv, senteval_order
 
 
 def fixture(n: int, d: int, seed: int, shift: float = 0.6) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -3,7 +3,7 @@ a SIGKILLed worker's cell re-run after its heartbeat stops, Ctrl-C marking the t
 bounded retries, TPE with several workers.
 
 The multi-process tests (marked ``slow``) drive the real service loop
-(:class:`tuner.service.StudyService`) in worker processes with a fake objective that only sleeps
+(:class:`tuner.service._study_service.StudyService`) in worker processes with a fake objective that only sleeps
 (tests/_tiny.py), so they take seconds each; the ``test_optimize_cli_*`` ones run
 ``python -m tuner optimize`` end to end on the tiny random-init BERT.
 """
@@ -22,7 +22,7 @@ import pytest
 
 from _tiny import (env_with_repo, start_fake_worker, toml_dump, unique, wait_all, write_grid_study,
                    write_tpe_study)
-from tuner.service import StudyService
+from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
 from tuner.study import cell_key, load_spec
 
@@ -241,7 +241,7 @@ def test_prepare_queues_each_cell_once_and_status_reports_it(tmp_path, tiny_data
 
 def test_worker_plans_pin_gpus_and_split_cpu_cores():
     from tuner.errors import TunerError
-    from tuner.workers import aggregate, plan_workers, worker_env
+    from tuner.service._workers import aggregate, plan_workers, worker_env
 
     gpus = ["0", "1", "2", "3"]
     plans = plan_workers(None, None, available=gpus, cores=16)
@@ -405,7 +405,7 @@ def test_real_minilm_one_cell_of_sts_grid_quick(tmp_path, shared_data):
 def test_a_large_grid_is_queued_a_few_cells_at_a_time_and_runs_every_cell_once(tmp_path, tiny_data_dir, sqlite_url):
     """Only GRID_QUEUE_AHEAD cells wait at a time (each step re-reads every unfinished trial), and the
     workers still finish all 16 cells exactly once."""
-    from tuner.service import GRID_QUEUE_AHEAD
+    from tuner.service._study_service import GRID_QUEUE_AHEAD
 
     name = unique("window")
     path = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse", "cosent", "ibn", "angle"),

@@ -14,7 +14,7 @@ import pytest
 from _tiny import (MYSQL_URL, PG_URL, env_with_repo, require_server, start_fake_worker, unique, wait_all,
                    write_grid_study)
 from tuner.errors import TunerError
-from tuner.locks import named_lock
+from tuner.storage._locks import named_lock
 from tuner.storage import default_artifacts_dir, delete_study, is_transient, mask_url, open_storage, resolve_url
 from tuner.study import cell_key
 

@@ -61,7 +61,7 @@ def test_sqlite_in_memory_runs_a_study_with_heartbeats_and_the_service(tiny_data
     """The in-memory database used to fail with "cannot start a transaction within a transaction"."""
     import optuna
 
-    from tuner.service import StudyService
+    from tuner.service._study_service import StudyService
     from tuner.study import load_spec
 
     handle = open_storage("sqlite:///:memory:", heartbeat_interval=1, grace_period=3)

@@ -42,7 +42,7 @@ def test_helper_maps_non_finite_to_null_and_refuses_a_nan_that_slips_through():
 
 
 def test_saved_model_files_are_strict_json(tiny_model_dir: Path, tmp_path: Path):
-    from tuner.models import load_encoder, save_encoder
+    from tuner.models._encoder import load_encoder, save_encoder
 
     out = save_encoder(load_encoder(str(tiny_model_dir), pooling="cls_avg", device="cpu"), tmp_path / "m",
                        {"max_seq_length": 16, **nasty_record()})
@@ -56,7 +56,7 @@ def test_saved_model_files_are_strict_json(tiny_model_dir: Path, tmp_path: Path)
 def test_trial_config_artifact_is_strict_json(tmp_path: Path):
     from optuna.artifacts import FileSystemArtifactStore
 
-    from tuner.artifacts import upload_trial_artifacts
+    from tuner.service._artifacts import upload_trial_artifacts
 
     (tmp_path / "artifacts").mkdir()
     store = FileSystemArtifactStore(str(tmp_path / "artifacts"))

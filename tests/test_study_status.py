@@ -1,14 +1,14 @@
-"""tuner.study_status: the status dict of a study in its storage, and its text form."""
+"""tuner.service._status: the status dict of a study in its storage, and its text form."""
 from __future__ import annotations
 
 import pytest
 
 from _tiny import start_fake_worker, unique, wait_all, write_grid_study
 from tuner.errors import TunerError
-from tuner.service import StudyService
+from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
 from tuner.study import load_spec
-from tuner.study_status import collect_status, format_status, read_status
+from tuner.service._status import collect_status, format_status, read_status
 
 GRID = {
     "study": "g", "file": "g.toml", "storage": "sqlite:///x.db", "task": "sts", "metric": "spearman",

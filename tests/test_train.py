@@ -4,9 +4,9 @@ import torch
 
 from conftest import tiny_sentences
 from tuner.errors import TunerError
-from tuner.models import load_encoder
+from tuner.models._encoder import load_encoder
 from tuner.config import RunConfig
-from tuner.train import PairData, finetune, length_grouped_batches
+from tuner.engine._train import PairData, finetune, length_grouped_batches
 
 
 def _pairs(n=40, seed=0):

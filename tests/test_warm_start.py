@@ -1,4 +1,4 @@
-"""Warm starts (tuner.warm_start): the best k complete trials of one study enqueued, once, as the first
+"""Warm starts (tuner.service._warm_start): the best k complete trials of one study enqueued, once, as the first
 trials of another in the same storage; parameters outside the new space dropped; the study-file key;
 unknown studies and grid studies refused with one line. Fake-objective workers: no torch."""
 from __future__ import annotations
@@ -9,13 +9,13 @@ import optuna
 import pytest
 
 from _tiny import start_fake_worker, unique, wait_all, write_grid_study, write_tpe_study
-from tuner import orchestrate
+from tuner.service import _orchestrate as orchestrate
 from tuner.cli import main
 from tuner.errors import TunerError
-from tuner.service import StudyService
+from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
 from tuner.study import load_spec, parse_spec
-from tuner.warm_start import MARK, carry_over, resolve, space_distributions, warm_start
+from tuner.service._warm_start import MARK, carry_over, resolve, space_distributions, warm_start
 
 TS = optuna.trial.TrialState
 

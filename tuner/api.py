@@ -2,7 +2,7 @@
 
 This is the core the CLI is a thin layer over: ``tuner finetune`` builds a
 :class:`~tuner.config.RunConfig` from its flags and calls :func:`finetune`; ``optimize`` and
-``status`` call :mod:`tuner.orchestrate` and :mod:`tuner.study_status` as :func:`optimize` and
+``status`` call :mod:`tuner.service._orchestrate` and :mod:`tuner.service._status` as :func:`optimize` and
 :func:`status` do. Nothing here goes through the argument parser. Importing this module is
 light: torch, pandas and Optuna load when a function needs them.
 """
@@ -19,7 +19,7 @@ from tuner.errors import TunerError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from tuner.engine import DataSpec, FinetuneOutcome
+    from tuner.engine._run import DataSpec, FinetuneOutcome
 
 #: What ``train=``/``eval=`` record in the config for data given as a DataFrame.
 DATAFRAME_PLACEHOLDER = "<DataFrame>"
@@ -30,14 +30,14 @@ def evaluate(model: Any = "all-MiniLM-L6-v2", datasets: "DataSpec | Sequence[Dat
              pooling: "str | int | None" = None, split: str = "test", protocol: Optional[str] = None,
              classification_protocol: Optional[str] = None, data_dir: "str | os.PathLike | None" = None,
              batch_size: int = 64, max_seq_length: int = 128, device: Optional[str] = None) -> "pd.DataFrame":
-    """Score a model (hub id, local folder or a loaded :class:`tuner.models.Encoder`) on datasets.
+    """Score a model (hub id, local folder or a loaded :class:`tuner.models._encoder.Encoder`) on datasets.
 
     ``datasets``: built-in names (``"stsb"``, ``"sts12,sts13"``, ``"MR"``…), file paths or
     DataFrames with ``sentence1, sentence2, score`` (STS) or ``sentence, label`` (classification).
     Returns one row per dataset: ``dataset, task, split, metric, score, pearson, n, protocol, …``
     (scores in 0..1). Same as ``tuner evaluate``.
     """
-    from tuner.engine import evaluate_model
+    from tuner.engine._run import evaluate_model
 
     return evaluate_model(model, datasets, pooling=pooling, split=split, protocol=protocol,
                           classification_protocol=classification_protocol, data_dir=data_dir,
@@ -82,7 +82,7 @@ def finetune(model: Any = None, train: "DataSpec | Sequence[DataSpec] | None" = 
              config: "RunConfig | Mapping[str, Any] | None" = None, **settings: Any) -> "FinetuneOutcome":
     """Fine-tune ``model`` with ``sum(weights[k] * loss_k)`` and score dev and test. Same as ``tuner finetune``.
 
-    ``model``: hub id, local folder or a loaded :class:`tuner.models.Encoder` (default: the
+    ``model``: hub id, local folder or a loaded :class:`tuner.models._encoder.Encoder` (default: the
     config's, ``all-MiniLM-L6-v2``). ``train``/``eval``: built-in names, files or DataFrames
     (default: the config's; ``eval`` defaults to the training sets). ``weights`` keys: any
     registered loss (``cos_mse, cosent, ibn, angle``; all 0 = cosine-MSE alone). ``config``: a
@@ -90,11 +90,11 @@ def finetune(model: Any = None, train: "DataSpec | Sequence[DataSpec] | None" = 
     any other RunConfig field (``pooling, protocol, data_dir, lr, epochs, max_steps, batch_size,
     max_seq_length, max_train_examples, seed, …``); see :func:`run_config`.
 
-    Returns a :class:`tuner.engine.FinetuneOutcome`: ``.scores["dev"|"test"][dataset]``,
+    Returns a :class:`tuner.engine._run.FinetuneOutcome`: ``.scores["dev"|"test"][dataset]``,
     ``.dev_score``, ``.test_score``, ``.config`` (the run as it ran), ``.output`` (saved folder
     when ``output`` is given), ``.train``.
     """
-    from tuner.engine import run_finetune
+    from tuner.engine._run import run_finetune
 
     resolved = run_config(model, train, eval, weights=weights, taus=taus, config=config, **settings)
     return run_finetune(resolved, model=model if _is_encoder(model) else None,
@@ -138,7 +138,7 @@ def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] =
     """
     import optuna
 
-    from tuner.orchestrate import exit_code, quiet_log, run_study, stderr_log
+    from tuner.service._orchestrate import exit_code, quiet_log, run_study, stderr_log
     from tuner.storage import resolve_url
 
     url = resolve_url(storage)
@@ -155,7 +155,7 @@ def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] =
 def status(study: Any, storage: Optional[str] = None, study_name: Optional[str] = None) -> dict[str, Any]:
     """A study's progress as a dict: ``counts`` by trial state, ``progress``, ``grid`` coverage,
     ``best`` trial, ``running`` trials, ``zero_shot`` scores. Same as ``tuner status --json``."""
-    from tuner.study_status import read_status
+    from tuner.service._status import read_status
 
     return read_status(study, storage, study_name)
 

@@ -22,7 +22,7 @@ def positive_int(text: str) -> int:
 
 def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> None:
     """``--storage``, ``--study-name`` and (``heartbeat``) ``--heartbeat-interval``/``--grace-period``."""
-    from tuner.orchestrate import default_grace_period, default_heartbeat_interval
+    from tuner.service._orchestrate import default_grace_period, default_heartbeat_interval
 
     p.add_argument("--storage", default=None,
                    help="storage URL: sqlite:///tuner.db (default), postgresql://user:pass@host/db, "

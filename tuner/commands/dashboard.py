@@ -59,7 +59,7 @@ def make_server(app: Any, host: str, port: int) -> Any:
 def build_app(url: str, artifacts: Any = None) -> tuple[Any, Any]:
     from optuna_dashboard import wsgi
 
-    from tuner.artifacts import open_store, resolve_artifacts_dir
+    from tuner.service._artifacts import open_store, resolve_artifacts_dir
     from tuner.storage import open_storage
 
     handle = open_storage(url, heartbeat_interval=None, grace_period=None, must_exist=True)

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.engine import evaluate_model
+    from tuner.engine._run import evaluate_model
 
     table = evaluate_model(args.model, args.datasets, pooling=args.pooling, split=args.split, protocol=args.protocol,
                            classification_protocol=args.classification_protocol, data_dir=args.data_dir,

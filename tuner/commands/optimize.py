@@ -1,6 +1,6 @@
 """``tuner optimize``: run a study (``studies/NAME.toml`` or a path) with N worker processes.
 
-argparse -> :func:`tuner.orchestrate.run_study` -> print. Re-running the same command resumes the
+argparse -> :func:`tuner.service._orchestrate.run_study` -> print. Re-running the same command resumes the
 study: finished trials and complete grid cells are kept.
 """
 from __future__ import annotations
@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.orchestrate import exit_code, run_study
-    from tuner.study_status import format_status
+    from tuner.service._orchestrate import exit_code, run_study
+    from tuner.service._status import format_status
 
     status = run_study(args.study, args.storage, workers=args.workers, gpus=args.gpus, study_name=args.study_name,
                        artifacts=False if args.no_artifacts else args.artifacts, retry_failed=args.retry_failed,

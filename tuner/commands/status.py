@@ -1,6 +1,6 @@
 """``tuner status``: trial counts by state, grid coverage, best value and params, running trials.
 
-argparse -> :func:`tuner.study_status.read_status` -> print.
+argparse -> :func:`tuner.service._status.read_status` -> print.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.study_status import format_status, read_status
+    from tuner.service._status import format_status, read_status
 
     st = read_status(args.study, args.storage, args.study_name)
     if args.json:

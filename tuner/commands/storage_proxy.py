@@ -1,7 +1,7 @@
 """``tuner storage-proxy``: serve a study database to workers over gRPC (``--storage grpc://host:port``).
 
 One process holds the database connections for every worker (Optuna's gRPC storage proxy plus
-tuner's study lock and heartbeats: :mod:`tuner.proxy_server`). Bound to 127.0.0.1 unless
+tuner's study lock and heartbeats: :mod:`tuner.storage._proxy`). Bound to 127.0.0.1 unless
 ``--host`` says otherwise: the proxy has no authentication and can change every study.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.proxy_server import start_proxy
+    from tuner.storage._proxy import start_proxy
     from tuner.storage import mask_url, resolve_url
 
     url = resolve_url(args.storage)

@@ -2,7 +2,7 @@
 
 Runs trials until the study is finished. Start it by hand to add a worker to a running study
 (e.g. on another machine: ``TUNER_STORAGE=postgresql://... python -m tuner worker --study sts``).
-argparse -> :func:`tuner.orchestrate.run_worker`. Exit status: 0 finished, 1 cells/trials gave up
+argparse -> :func:`tuner.service._orchestrate.run_worker`. Exit status: 0 finished, 1 cells/trials gave up
 after their retries, 130 stopped by a signal.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.orchestrate import run_worker
+    from tuner.service._orchestrate import run_worker
 
     return run_worker(args.study, args.storage, study_name=args.study_name, worker_index=args.worker_index,
                       max_trials=args.max_trials, device=args.device,

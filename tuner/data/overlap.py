@@ -18,7 +18,7 @@ Every value is a plain float/int/str, so the reports go into JSON as they are.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,16 +88,6 @@ def overlap_report(dataset: Any, protocol: str = "standard", seed: int = 42, *, 
     parts = protocol_splits(ds, protocol, seed=seed, dev_fraction=dev_fraction, test_fraction=test_fraction)
     return {"dataset": ds.name, "task": ds.task, "protocol": str(protocol).strip().lower(), "seed": int(seed),
             **splits_overlap(parts, ds.task)}
-
-
-def overlap_reports(datasets: Iterable[Any], protocol: str = "standard", seed: int = 42, *,
-                    data_dir: Any = None) -> dict[str, dict[str, Any]]:
-    """``{dataset name: overlap_report(...)}`` for several datasets (e.g. a study's eval sets)."""
-    out: dict[str, dict[str, Any]] = {}
-    for spec in datasets:
-        report = overlap_report(spec, protocol, seed, data_dir=data_dir)
-        out[report["dataset"]] = report
-    return out
 
 
 def headline(report: dict[str, Any], split: str = "test") -> str:

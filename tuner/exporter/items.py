@@ -88,7 +88,7 @@ def overlap_key(dataset: str) -> str:
 
 
 def item_values(result: Mapping[str, Any]) -> Optional[tuple[str, np.ndarray]]:
-    """(kind, per-item values) of one evaluator result (:func:`tuner.engine.score_eval_sets` details)."""
+    """(kind, per-item values) of one evaluator result (:func:`tuner.engine._run.score_eval_sets` details)."""
     if "similarities" in result:
         return "similarity", np.asarray(result["similarities"], dtype=np.float64)
     if "correct" in result:

@@ -103,7 +103,7 @@ def show(value: Any) -> str:
 
 
 def pooling_value(check: Checker, value: Any, key: str) -> Any:
-    from tuner.pooling import parse_pooling
+    from tuner.models._pooling import parse_pooling
 
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise check.fail(key, f"must be a pooling name or token index, got {show(value)}")

@@ -30,7 +30,7 @@ from tuner.losses.registry import (LOSSES, all_combinations, combo_key, param_lo
 from tuner.study.checks import Checker, pooling_value, show
 
 #: Non-loss parameters a study may search, in the order they are drawn. ``prompt`` takes choices of
-#: templates ("none" = no prompt); ``lora_r`` 0 is full fine-tuning (tuner.lora).
+#: templates ("none" = no prompt); ``lora_r`` 0 is full fine-tuning (tuner.models._lora).
 RUN_PARAMS = ("pooling", "lr", "epochs", "batch_size", "warmup_ratio", "prompt", "lora_r", "lora_alpha",
               "lora_dropout")
 NO_LOSS = "no_loss"
@@ -182,7 +182,7 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
 
 def _prompt_param(check: Checker, key: str, value: Any) -> Param:
     """``prompt``: one template or ``{ choices = [...] }`` of templates; ``"none"`` is no prompt."""
-    from tuner.config_values import ConfigError, check_prompt
+    from tuner.config._checks import ConfigError, check_prompt
 
     choices = value.get("choices") if isinstance(value, dict) else value
     if isinstance(value, dict):

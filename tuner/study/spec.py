@@ -43,7 +43,7 @@ class PrunerSpec:
 @dataclass(frozen=True)
 class WarmStart:
     """``warm_start = { study = "...", k = 5 }``: enqueue the best ``k`` complete trials of that
-    study (same storage) as this study's first trials (:mod:`tuner.warm_start`)."""
+    study (same storage) as this study's first trials (:mod:`tuner.service._warm_start`)."""
 
     study: str
     k: int = 5

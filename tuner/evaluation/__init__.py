@@ -1,0 +1,20 @@
+"""Scoring embeddings: encoding, STS correlations, SentEval classification on frozen embeddings.
+
+One module per evaluation (as sentence-transformers' ``evaluation/``)::
+
+    _encode.py          sentences -> embeddings, batched by token length
+    _sts.py             Spearman/Pearson of cosine similarity vs gold scores
+    _classification.py  logistic regression on frozen embeddings (seed and SentEval protocols)
+"""
+from tuner.evaluation._classification import (CLASSIFICATION_PROTOCOLS, SENTEVAL_CS, SENTEVAL_SEED,
+                                              evaluate_classification, evaluate_classification_splits,
+                                              logistic_regression_seed, logistic_regression_senteval,
+                                              senteval_cv, senteval_order)
+from tuner.evaluation._encode import encode
+from tuner.evaluation._sts import cosine_rows, evaluate_sts, sts_correlations
+
+__all__ = [
+    "CLASSIFICATION_PROTOCOLS", "SENTEVAL_CS", "SENTEVAL_SEED", "cosine_rows", "encode", "evaluate_classification",
+    "evaluate_classification_splits", "evaluate_sts", "logistic_regression_seed", "logistic_regression_senteval",
+    "senteval_cv", "senteval_order", "sts_correlations",
+]
