@@ -16,13 +16,14 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from importlib.metadata import version
+from typing import Any, Callable, Iterator
 
-from tuner.errors import TunerError
-from tuner.engine._memory import release_memory
-from tuner.service._study_service import worker_label
-from tuner.storage import StorageHandle, StorageUnavailable
 from tuner.config import RunConfig
+from tuner.engine._memory import release_memory
+from tuner.errors import TunerError
+from tuner.storage._artifacts import upload_trial_artifacts
+from tuner.storage import StorageHandle, StorageUnavailable
 from tuner.study import StudySpec, is_empty_draw
 
 _log = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ def tuner_version() -> str:
     except ImportError:  # pragma: no cover
         pass
     try:
-        from importlib.metadata import version
-
         return version("tuner")
     except Exception:  # noqa: BLE001 - running from a source checkout
         return "unknown"
@@ -90,6 +89,7 @@ class WorkerContext:
     handle: StorageHandle
     study_name: str
     device: Any  # torch.device
+    worker: str  # ``host:pid``, recorded with each trial (tuner.service's worker_label)
     artifact_store: Any = None
     progress: bool = False
     _data: dict = field(default_factory=dict)
@@ -118,9 +118,8 @@ def ensure_zero_shot(ctx: WorkerContext, study: Any, model: str, config: RunConf
     the others find it recorded.
     """
     from tuner.engine._run import score_eval_sets
-    from tuner.models._encoder import load_encoder
-
     from tuner.exporter.items import gold_key, overlap_key, zero_shot_items_key
+    from tuner.models._encoder import load_encoder
 
     splits = ("dev", "test")
     names = [ds.name for ds, _ in data.eval]
@@ -292,7 +291,7 @@ def _record_static(trial: Any, config: RunConfig, ctx: WorkerContext, model: str
         "pooling": str(config.pooling) if config.pooling is not None else "model default",
         "train_datasets": config.train, "eval_datasets": config.eval_sets, "task": spec.task, "metric": spec.metric,
         "protocol": spec.protocol, "config": config.to_dict(), "device": describe_device(ctx.device),
-        "versions": library_versions(), "worker": worker_label(),
+        "versions": library_versions(), "worker": ctx.worker,
     }
     for key, value in static.items():
         trial.set_user_attr(key, value)
@@ -339,8 +338,6 @@ def _record_items(trial: Any, outcomes: list) -> None:
 
 def _upload(trial: Any, ctx: WorkerContext, model: str, outcome: Any) -> None:
     """Loss curve and config of the (first seed's) run as dashboard artifacts."""
-    from tuner.service._artifacts import upload_trial_artifacts
-
     if ctx.artifact_store is None:
         return
     config = outcome.config

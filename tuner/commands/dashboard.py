@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as _make
 
 from tuner.commands.common import is_loopback, positive_int
+from tuner.errors import TunerError
+from tuner.storage._artifacts import open_store, resolve_artifacts_dir
+from tuner.storage import open_storage
 
 __all__ = ["bind_warning", "build_app", "is_loopback", "make_server", "register"]
 
@@ -37,9 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def make_server(app: Any, host: str, port: int) -> Any:
     """A threaded wsgiref server that does not log every request."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-    from wsgiref.simple_server import make_server as _make
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
@@ -50,8 +54,6 @@ def make_server(app: Any, host: str, port: int) -> Any:
             pass
 
     if ":" in host:
-        import socket
-
         Server.address_family = socket.AF_INET6
     return _make(host, port, app, server_class=Server, handler_class=Quiet)
 
@@ -59,8 +61,6 @@ def make_server(app: Any, host: str, port: int) -> Any:
 def build_app(url: str, artifacts: Any = None) -> tuple[Any, Any]:
     from optuna_dashboard import wsgi
 
-    from tuner.service._artifacts import open_store, resolve_artifacts_dir
-    from tuner.storage import open_storage
 
     handle = open_storage(url, heartbeat_interval=None, grace_period=None, must_exist=True)
     folder = resolve_artifacts_dir(handle.url, artifacts)
@@ -69,8 +69,6 @@ def build_app(url: str, artifacts: Any = None) -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.errors import TunerError
-
     app, handle = build_app(args.storage, args.artifacts)
     warning = bind_warning(args.host)
     if warning:

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from tuner.commands.common import positive_int, print_json
+from tuner.study import load_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def study_name(text: str) -> str:
     """``--study``: a name as stored, or a study file (its ``name``, default the file stem)."""
     if text.endswith(".toml") or os.sep in text:
-        from tuner.study import load_spec
-
         return load_spec(text).name
     return text
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from tuner.api import finetune, load_run_config
 from tuner.commands.common import print_json
 from tuner.config import ConfigError, RunConfig, add_arguments, from_arguments
 from tuner.errors import TunerError
@@ -35,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.api import finetune, load_run_config
-
     base = load_run_config(args.config) if args.config else None
     config = _config_of(args, base)
     if args.seeds is not None:
@@ -73,7 +72,6 @@ def _parse_seeds(text: str) -> list[int]:
 
 def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
     """One run per seed; per split and dataset the mean, std and 95% interval over the seeds."""
-    from tuner.api import finetune
     from tuner.stats import seed_summary
 
     seeds = _parse_seeds(args.seeds)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import add_storage_args, positive_int, print_json
+from tuner.service._orchestrate import exit_code, run_study
+from tuner.service._status import format_status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.service._orchestrate import exit_code, run_study
-    from tuner.service._status import format_status
 
     status = run_study(args.study, args.storage, workers=args.workers, gpus=args.gpus, study_name=args.study_name,
                        artifacts=False if args.no_artifacts else args.artifacts, retry_failed=args.retry_failed,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tuner.errors import TunerError
+from tuner.exporter.files import check_out_dir
 from tuner.losses.registry import SEED_ROWS
 
 
@@ -61,7 +62,6 @@ def load_matrix(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.exporter.files import check_out_dir
     from tuner.exporter.plots import check_labels, plot_matrix
 
     path = Path(args.matrix)

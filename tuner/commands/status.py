@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import add_storage_args, print_json
+from tuner.service._status import format_status, read_status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.service._status import format_status, read_status
-
     st = read_status(args.study, args.storage, args.study_name)
     if args.json:
         print_json(st)

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from tuner.commands.common import positive_int
+from tuner.storage import mask_url, resolve_url
 
 
 def bind_warning(host: str) -> "str | None":
@@ -40,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.storage._proxy import start_proxy
-    from tuner.storage import mask_url, resolve_url
 
     url = resolve_url(args.storage)
     warning = bind_warning(args.host)

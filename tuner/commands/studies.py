@@ -5,6 +5,7 @@ import argparse
 
 from tuner.commands.common import print_json
 from tuner.errors import TunerError
+from tuner.study import list_study_files, load_spec, studies_dirs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.study import list_study_files, load_spec, studies_dirs
-
     rows = []
     for path in list_study_files():
         try:

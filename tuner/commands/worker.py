@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import add_storage_args, positive_int
+from tuner.service._orchestrate import run_worker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.service._orchestrate import run_worker
-
     return run_worker(args.study, args.storage, study_name=args.study_name, worker_index=args.worker_index,
                       max_trials=args.max_trials, device=args.device,
                       artifacts=False if args.no_artifacts else args.artifacts, progress=args.progress,

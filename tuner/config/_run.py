@@ -23,10 +23,22 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from tuner.config._checks import (OPTIONAL_INTS, ConfigError, check_integer, check_loss_map, check_lora, check_names,
-                                 check_number, check_prompt, check_text, fmt_default, fmt_value)
+from tuner.config._checks import (
+    OPTIONAL_INTS,
+    ConfigError,
+    check_integer,
+    check_lora,
+    check_loss_map,
+    check_names,
+    check_number,
+    check_prompt,
+    check_text,
+    fmt_default,
+    fmt_value,
+)
 from tuner.errors import TunerError
 from tuner.losses.registry import FALLBACK_LOSS, LOSSES, default_taus, parse_loss_values, row_of_weights
+from tuner.models._pooling import parse_pooling
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TASKS = ("sts", "classification", "nli")
@@ -129,8 +141,6 @@ class RunConfig:
     # ---- validation
     def validate(self) -> None:
         """Normalise and check every field; raises :class:`ConfigError` naming the first bad key."""
-        from tuner.models._pooling import parse_pooling
-
         self.model = check_text(self.model, "model")
         self.train = check_names(self.train, "train", allow_empty=False)
         self.eval = check_names(self.eval, "eval", allow_empty=True)

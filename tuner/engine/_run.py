@@ -21,10 +21,11 @@ import pandas as pd
 from tuner.config import RunConfig
 from tuner.config._checks import check_prompt
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
+from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError
 from tuner.evaluation import evaluate_classification, evaluate_classification_splits, evaluate_sts
 from tuner.models._encoder import Encoder, load_encoder, save_encoder
-from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
+from tuner.models._pooling import parse_pooling
 
 DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
 #: nli: the NLI-transfer protocol's score, STS Spearman (NLI data itself is never scored)
@@ -95,7 +96,6 @@ def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSp
     encoder = model if isinstance(model, Encoder) else load_encoder(model, pooling=pooling, device=device,
                                                                     prompt=prompt)
     if pooling is not None and isinstance(model, Encoder):
-        from tuner.models._pooling import parse_pooling
         encoder.pooling = parse_pooling(pooling)
     if prompt is not None and isinstance(model, Encoder):
         encoder.prompt = prompt or None
@@ -291,8 +291,6 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
     data = prepared or prepare_data(config, train, eval)
     encoder = model if model is not None else load_encoder(config.model, pooling=config.pooling, device=device)
     if config.pooling is not None:
-        from tuner.models._pooling import parse_pooling
-
         encoder.pooling = parse_pooling(config.pooling)
     config = config.replace(pooling=encoder.pooling, task=data.task)
 

@@ -26,6 +26,7 @@ from tuner.exporter.plots import check_labels, plot_matrix
 from tuner.exporter.tables import results_csv, results_frame, results_markdown
 from tuner.exporter.toml import toml_dumps
 from tuner.exporter.trials import SPLITS, metric_title
+from tuner.storage import open_storage
 
 __all__ = ["ExportResult", "Matrix", "build_matrix", "check_labels", "export_study", "mask_url", "open_study",
            "plot_matrix", "results_frame", "results_markdown", "toml_dumps"]
@@ -73,7 +74,6 @@ def open_study(name: str, storage_url: Optional[str] = None) -> tuple[Any, Any]:
     """
     import optuna
 
-    from tuner.storage import open_storage
 
     handle = open_storage(storage_url, heartbeat_interval=None, grace_period=None, must_exist=True)
     try:

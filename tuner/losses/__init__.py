@@ -12,6 +12,7 @@ float32 scalar:
 ``tuner.losses.registry`` is the one list of losses (names, titles, aliases, default
 temperatures, plot styles, functions). ``CombinedLoss`` weights them and works on the zigzag layout ``[a0, b0, a1, b1, ...]``.
 """
+import importlib
 from typing import Any
 
 from tuner.losses.registry import LOSSES, LossSpec, register_loss
@@ -29,8 +30,6 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f"tuner.losses.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'tuner.losses' has no attribute {name!r}")
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import Tensor
 
+from tuner.config import ConfigError
 from tuner.errors import TunerError
 from tuner.losses.in_batch_negatives import DEFAULT_POSITIVE_THRESHOLD
 from tuner.losses.registry import LOSSES
@@ -44,7 +45,6 @@ class CombinedLoss(torch.nn.Module):
     def __init__(self, weights: Mapping[str, float], taus: Mapping[str, float] | None = None,
                  ibn_positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD) -> None:
         super().__init__()
-        from tuner.config import RunConfig
 
         config = _as_config(lambda: RunConfig(weights=dict(weights), taus=dict(taus or {}),
                                                ibn_positive_threshold=ibn_positive_threshold))
@@ -125,8 +125,6 @@ class CombinedLoss(torch.nn.Module):
 
 def _as_config(build: Callable[[], "RunConfig"]) -> "RunConfig":
     """Build a config, rewording its errors the way the loss always has ("loss weight ...")."""
-    from tuner.config import ConfigError
-
     try:
         return build()
     except ConfigError as exc:

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
+import os
+import sys
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 ZERO_SHOT = "zero_shot"
@@ -138,8 +142,6 @@ ENV_PLUGINS = "TUNER_PLUGINS"
 
 def load_plugins() -> list[str]:
     """Import the plugin modules named by ``$TUNER_PLUGINS`` and the ``tuner.plugins`` entry points."""
-    import os
-    from importlib.metadata import entry_points
 
     names = [n.strip() for n in os.environ.get(ENV_PLUGINS, "").split(",") if n.strip()]
     loaded = []
@@ -147,7 +149,6 @@ def load_plugins() -> list[str]:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # one line, not a traceback: the losses it adds are then unknown
-            import sys
 
             print(f"warning: ${ENV_PLUGINS} names module '{name}', which cannot be imported ({exc}); "
                   "fix the name or put its folder on PYTHONPATH", file=sys.stderr)
@@ -303,8 +304,6 @@ def param_loss(param: str) -> Optional[tuple[str, str]]:
 
 def parse_loss_values(text: str, what: str = "--weights", taus: bool = False) -> dict[str, float]:
     """``"cosent=1,ibn=0"`` -> ``{"cosent": 1.0, "ibn": 0.0}``; ValueError with one line."""
-    import math
-
     out: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in str(text).split(","))):
         if "=" not in item:

@@ -33,6 +33,7 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
@@ -127,8 +128,6 @@ def cache_root() -> Path:
 
 def installed_file(package: str, name: str) -> Path | None:
     """The file called ``name`` that the installed distribution ``package`` holds, or None."""
-    from importlib import metadata
-
     try:
         dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:

@@ -23,6 +23,7 @@ one word:"``). What that takes here:
 """
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from tuner.config._checks import PROMPT_SLOT, check_prompt
@@ -39,16 +40,16 @@ def is_decoder_model(model: Any) -> bool:
     model_type = str(getattr(config, "model_type", "") or "")
     if not model_type:
         return False
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def takes_position_ids(model: Any) -> bool:
     """Whether ``model.forward`` (of the base model, under a peft wrapper) accepts ``position_ids``."""
-    import inspect
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
         return "position_ids" in inspect.signature(base.forward).parameters

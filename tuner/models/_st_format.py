@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from tuner.config._checks import PROMPT_SLOT
 from tuner.jsonsafe import dumps
 from tuner.models._pooling import Pooling
 
@@ -98,8 +99,6 @@ def write_st_prompt(out: Path, prompt: "str | None") -> bool:
     once) is written; one with words after the text (PromptEOL's ``... means in one word:"``) is
     not: sentence-transformers would encode the bare sentence, and only ``tuner.load_encoder``
     reproduces the model (``tuner.json`` records the prompt)."""
-    from tuner.config._checks import PROMPT_SLOT
-
     path = out / "config_sentence_transformers.json"
     if not prompt or not prompt.endswith(PROMPT_SLOT) or prompt.count(PROMPT_SLOT) != 1:
         path.unlink(missing_ok=True)  # a stale one from an earlier save into the same folder

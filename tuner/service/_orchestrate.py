@@ -14,12 +14,31 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from objectives import get_objective
+from objectives.common import WorkerContext
 from tuner.errors import TunerError
+from tuner.service import _warm_start as ws
+from tuner.storage._artifacts import open_store, resolve_artifacts_dir
+from tuner.service._progress import summarize
+from tuner.service._progress_view import TTY_ENV, LiveProgress
 from tuner.service._status import collect_status
+from tuner.service._study_service import StudyService, worker_label
+from tuner.service._workers import aggregate, plan_workers, run_workers
+from tuner.storage import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    ENV_STORAGE,
+    open_storage,
+    require_shared,
+    resolve_url,
+)
+from tuner.study import StudySpec, load_spec, parse_spec
 
 Log = Callable[[str], None]
 StudyRef = Union[str, "os.PathLike[str]", Any]  # a study name, a path or a StudySpec
@@ -40,21 +59,15 @@ def env_seconds(name: str, default: int) -> int:
 
 
 def default_heartbeat_interval() -> int:
-    from tuner.storage import DEFAULT_HEARTBEAT_INTERVAL
-
     return env_seconds("TUNER_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL)
 
 
 def default_grace_period() -> int:
-    from tuner.storage import DEFAULT_GRACE_PERIOD
-
     return env_seconds("TUNER_GRACE_PERIOD", DEFAULT_GRACE_PERIOD)
 
 
 def as_spec(study: StudyRef) -> Any:
     """A :class:`~tuner.study.StudySpec` for a study name, a path or a spec."""
-    from tuner.study import StudySpec, load_spec
-
     return study if isinstance(study, StudySpec) else load_spec(study)
 
 
@@ -64,10 +77,7 @@ def study_file(spec: Any, n_trials: Optional[int] = None, folder: "str | os.Path
 
     Study files are parsed, never executed; a relative ``data_dir`` is made absolute so the copy
     reads the same data."""
-    import tempfile
-
     from tuner.exporter.toml import toml_dumps
-    from tuner.study import parse_spec
 
     if n_trials is None and spec.path is not None:
         return Path(spec.path)
@@ -138,10 +148,6 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     ``warm_start``/``warm_start_k``: enqueue the best k complete trials of that study of the same
     storage first (default: the study file's ``warm_start``; :mod:`tuner.service._warm_start`).
     """
-    from tuner.service._artifacts import resolve_artifacts_dir
-    from tuner.service._study_service import StudyService
-    from tuner.storage import open_storage, require_shared, resolve_url
-    from tuner.service._workers import plan_workers
 
     # 1. everything the user gave is checked before the storage is touched
     spec = as_spec(study)
@@ -155,7 +161,6 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     grace = default_grace_period() if grace_period is None else int(grace_period)
     check_heartbeat(interval, grace)
     check_inputs(spec)
-    from tuner.service import _warm_start as ws
 
     warm = ws.resolve(spec, warm_start, warm_start_k)
     folder = None if artifacts is False else resolve_artifacts_dir(url, None if artifacts is True else artifacts)
@@ -198,9 +203,6 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
 
 def _run_workers(plans: list, args: list[str], url: str, live: Any, log: Log) -> list[int]:
     """The worker processes, with the live progress line ``live`` (or None) shown while they run."""
-    from tuner.service._progress_view import TTY_ENV
-    from tuner.storage import ENV_STORAGE
-    from tuner.service._workers import run_workers
 
     env = {**os.environ, ENV_STORAGE: url}
     if live is not None and live.tty:
@@ -214,8 +216,6 @@ def _run_workers(plans: list, args: list[str], url: str, live: Any, log: Log) ->
 
 def name_metric(study: Any, spec: Any, log: Log) -> None:
     """Name the objective on the dashboard ("dev spearman (mean over stsb)", not "Objective 0")."""
-    import warnings
-
     names = [spec.metric_name]
     try:
         if list(getattr(study, "metric_names", None) or []) != names:
@@ -230,9 +230,6 @@ def start_progress(url: str, service: Any, workers: int, started: "dt.datetime",
                    every_s: Optional[float] = None) -> Any:
     """The live progress line (:class:`tuner.service._progress_view.LiveProgress`) of a running study; it
     reads the storage through a connection of its own."""
-    from tuner.service._progress import summarize
-    from tuner.service._progress_view import LiveProgress
-    from tuner.storage import open_storage
 
     handles: list[Any] = []
 
@@ -258,8 +255,6 @@ def is_done(status: dict[str, Any]) -> bool:
 
 def exit_code(status: dict[str, Any]) -> int:
     """0 when the study is done and no worker was interrupted; 130 when one was; else non-zero."""
-    from tuner.service._workers import aggregate
-
     codes = status.get("worker_exit_codes", [])
     if is_done(status) and not any(c == 130 for c in codes):
         return 0
@@ -275,12 +270,8 @@ def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Op
     after their retries, 130 stopped by a signal. ``$TUNER_WORKER_THREADS`` sets torch's threads."""
     import torch
 
-    from objectives import get_objective
-    from objectives.common import WorkerContext
-    from tuner.service._artifacts import open_store, resolve_artifacts_dir
+
     from tuner.models._encoder import resolve_device
-    from tuner.service._study_service import StudyService
-    from tuner.storage import open_storage, resolve_url
 
     threads = os.environ.get("TUNER_WORKER_THREADS", "")
     if threads.isdigit() and int(threads) > 0:
@@ -296,7 +287,8 @@ def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Op
         service = StudyService(spec, handle, study_name)
         folder = None if artifacts is False else resolve_artifacts_dir(url, None if artifacts is True else artifacts)
         store = None if folder is None else open_store(folder)
-        ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=where, artifact_store=store,
+        ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=where, worker=worker_label(),
+                            artifact_store=store,
                             progress=progress)
         objective = get_objective(spec.task)
         service.create_or_load()  # a hand-started worker may be the first one

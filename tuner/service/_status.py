@@ -11,6 +11,11 @@ import os
 from typing import Any, Optional, Union
 
 from tuner.errors import TunerError
+from tuner.service._progress import summarize
+from tuner.service._progress_view import format_duration
+from tuner.service._study_service import StudyService
+from tuner.storage import open_storage
+from tuner.study import StudySpec, load_spec
 
 
 def read_status(study: Union[str, "os.PathLike[str]", Any], storage: Optional[str] = None,
@@ -18,9 +23,6 @@ def read_status(study: Union[str, "os.PathLike[str]", Any], storage: Optional[st
     """The status of ``study`` (a name, a path or a StudySpec) in ``storage`` (default
     ``$TUNER_STORAGE``, else ``sqlite:///tuner.db``; it must exist). ``study_name``: the name in
     the storage when it is not the study file's."""
-    from tuner.service._study_service import StudyService
-    from tuner.storage import open_storage
-    from tuner.study import StudySpec, load_spec
 
     spec = study if isinstance(study, StudySpec) else load_spec(study)
     handle = open_storage(storage, heartbeat_interval=None, grace_period=None, must_exist=True)
@@ -92,8 +94,6 @@ def _timing(trials: list, progress: Any) -> dict[str, Any]:
 
     While nothing runs, the study's clock stands at its last finished trial (elapsed = first
     start -> last finish), so a paused study's numbers do not grow."""
-    from tuner.service._progress import summarize
-
     now = None
     if not any(t.state.name == "RUNNING" for t in trials):
         now = max((t.datetime_complete for t in trials if t.datetime_complete is not None), default=None)
@@ -131,8 +131,6 @@ def format_status(st: dict[str, Any]) -> str:
                      f"{p['failed']} failed")
     t = st.get("timing")
     if t:
-        from tuner.service._progress_view import format_duration
-
         per = f", {format_duration(t['mean_trial_s'])} per trial" if t.get("mean_trial_s") is not None else ""
         if t["done"] >= t["target"] and p["running"] == 0:
             left = "done"

@@ -15,9 +15,11 @@ No torch; optuna is imported lazily.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Callable, Optional
 
 from tuner.errors import TunerError
+from tuner.losses.registry import LOSSES, use_param
 
 MARK = "warm_start_of"
 DEFAULT_K = 5
@@ -27,7 +29,6 @@ def space_distributions(spec: Any) -> dict[str, Any]:
     """Every parameter a trial of ``spec`` (a tpe/random study) can draw -> its Optuna distribution."""
     from optuna.distributions import CategoricalDistribution
 
-    from tuner.losses.registry import LOSSES, use_param
 
     out: dict[str, Any] = {}
     if len(spec.models) > 1:
@@ -106,9 +107,6 @@ def warm_start(service: Any, study: Any, source: str, k: int = DEFAULT_K,
                log: Callable[[str], None] = lambda s: None) -> int:
     """Enqueue the best ``k`` complete trials of ``source`` into ``study`` (served by ``service``,
     a :class:`tuner.service._study_service.StudyService`) once; returns how many were enqueued now."""
-    import warnings
-
-    import optuna
 
     spec = service.spec
     if spec.is_grid:

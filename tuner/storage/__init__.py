@@ -9,11 +9,14 @@ Modules (one concept each; the names below are the room's public surface)::
     _grpc.py    the client of ``python -m tuner storage-proxy`` (``grpc://host:port``)
     _proxy.py   the proxy server: Optuna's gRPC storage service plus tuner's locks and heartbeats
     _open.py    open_storage() -> StorageHandle, for any of the above
+    _artifacts.py  trial artifacts (loss curve, config) in an artifact store beside the storage
 
 Imports point down this list's dependency order: ``_urls`` <- ``_retry`` <- ``_locks`` / ``_rdb`` /
 ``_grpc`` <- ``_open`` <- ``_proxy``. ``_rdb`` (optuna) and ``_grpc`` (grpcio, an optional extra)
 are imported when a storage is opened, not by ``import tuner.storage``.
 """
+from tuner.storage._artifacts import (ENV_ARTIFACTS, open_store, resolve_artifacts_dir,
+                                      upload_trial_artifacts)
 from tuner.storage._locks import file_lock, named_lock, sqlite_lock_dir
 from tuner.storage._open import (PG_CONNECT_ARGS, StorageConfigError, StorageHandle, check_heartbeat_settings,
                                  delete_study, open_storage)
@@ -25,6 +28,7 @@ from tuner.storage._urls import (DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVA
                                  parse_grpc_url, require_shared, resolve_url, sqlite_path)
 
 __all__ = [
+    "ENV_ARTIFACTS", "open_store", "resolve_artifacts_dir", "upload_trial_artifacts",
     "DEFAULT_GRACE_PERIOD", "DEFAULT_HEARTBEAT_INTERVAL", "DEFAULT_STORAGE_RETRY_S", "DEFAULT_URL", "ENV_STORAGE",
     "ENV_STORAGE_RETRY", "PG_CONNECT_ARGS", "SQLITE_BUSY_TIMEOUT_S", "StorageConfigError", "StorageHandle",
     "StorageUnavailable", "call_with_retry", "check_heartbeat_settings", "default_artifacts_dir", "delete_study",

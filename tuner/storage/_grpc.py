@@ -35,8 +35,8 @@ from optuna.storages._grpc.client import GrpcClientCache
 from optuna.storages._heartbeat import BaseHeartbeat
 
 from tuner.errors import TunerError
-from tuner.storage._urls import mask_url, parse_grpc_url
 from tuner.storage._retry import StorageUnavailable, call_with_retry, retrying_method
+from tuner.storage._urls import mask_url, parse_grpc_url
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=ExperimentalWarning)

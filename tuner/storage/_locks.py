@@ -9,6 +9,7 @@ is queued once and run by one worker.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import threading
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from tuner.errors import TunerError
-from tuner.storage._urls import sqlite_path
 from tuner.storage._retry import call_with_retry, is_disconnect
+from tuner.storage._urls import sqlite_path
 
 _log = logging.getLogger("tuner.storage")
 
@@ -48,7 +49,6 @@ def file_lock(folder: Optional[Path], name: str, timeout: float) -> Iterator[Non
         finally:
             lock.release()
         return
-    import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (_lock_key(name)[:16] + ".lock")

@@ -23,8 +23,15 @@ from typing import Any, Optional
 from tuner.errors import TunerError
 from tuner.storage._locks import file_lock, named_lock, sqlite_lock_dir
 from tuner.storage._retry import _quiet_pool_disconnects, call_with_retry, storage_retry_seconds
-from tuner.storage._urls import (DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, _DRIVER_PACKAGES, dialect_of,
-                                 mask_url, resolve_url, sqlite_path)
+from tuner.storage._urls import (
+    _DRIVER_PACKAGES,
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    dialect_of,
+    mask_url,
+    resolve_url,
+    sqlite_path,
+)
 
 # --------------------------------------------------------------------------------------------
 # Opening a storage
@@ -122,8 +129,8 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: Optional[int]
     _quiet_pool_disconnects()
     check_heartbeat_settings(heartbeat_interval, grace_period)
     try:
-        import sqlalchemy  # noqa: F401
         import optuna
+        import sqlalchemy  # noqa: F401
     except ImportError as exc:  # pragma: no cover
         raise TunerError(f"optuna/sqlalchemy are not installed ({exc}); run the README's install command") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -158,8 +159,6 @@ class TunerProxyService:
 def _bind_problem(host: str, port: int) -> Optional[str]:
     """Why ``host:port`` cannot be listened on (checked with a plain socket: gRPC's own bind error is a
     multi-line C-core log), or None."""
-    import socket
-
     if port == 0:
         return None
     try:

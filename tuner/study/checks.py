@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tuner.errors import TunerError
+from tuner.models._pooling import parse_pooling
 
 
 def label_of(path: Optional[Path]) -> str:
@@ -103,8 +104,6 @@ def show(value: Any) -> str:
 
 
 def pooling_value(check: Checker, value: Any, key: str) -> Any:
-    from tuner.models._pooling import parse_pooling
-
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise check.fail(key, f"must be a pooling name or token index, got {show(value)}")
     try:

@@ -65,7 +65,6 @@ Layout (see ``studies/sts.toml`` for a commented example)::
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tomllib
@@ -77,7 +76,7 @@ from tuner.errors import TunerError
 from tuner.losses.registry import SEED_FINETUNE_ROWS, combo_key, parse_combo
 from tuner.study.checks import Checker, label_of, pooling_value, show
 from tuner.study.files import find_study_file
-from tuner.study.space import SearchSpace, parse_search
+from tuner.study.space import parse_search
 from tuner.study.spec import PrunerSpec, StudySpec, WarmStart
 
 TASKS = ("sts", "classification", "nli")

@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tuner.config import RunConfig
-from tuner.losses.registry import (LOSSES, all_combinations, combo_key, param_loss, parse_combo, tau_param,
-                                   use_param, weight_param)
+from tuner.config._checks import ConfigError, check_prompt
+from tuner.losses.registry import (
+    LOSSES,
+    all_combinations,
+    combo_key,
+    param_loss,
+    parse_combo,
+    tau_param,
+    use_param,
+    weight_param,
+)
 from tuner.study.checks import Checker, pooling_value, show
 
 #: Non-loss parameters a study may search, in the order they are drawn. ``prompt`` takes choices of
@@ -182,8 +191,6 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
 
 def _prompt_param(check: Checker, key: str, value: Any) -> Param:
     """``prompt``: one template or ``{ choices = [...] }`` of templates; ``"none"`` is no prompt."""
-    from tuner.config._checks import ConfigError, check_prompt
-
     choices = value.get("choices") if isinstance(value, dict) else value
     if isinstance(value, dict):
         check.known(value, ("choices",), key + ".")

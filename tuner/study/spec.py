@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -192,8 +193,6 @@ class StudySpec:
         """TPE: multivariate + group (the on/off space makes weights and taus conditional),
         constant liar (parallel workers), a quarter of the trials (at most 10) random first;
         a ``[sampler]`` table overrides each of these (``bench/hpo_efficiency.py`` compares them)."""
-        import warnings
-
         import optuna
 
         seed = self.seed if seed is None else seed

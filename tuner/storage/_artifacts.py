@@ -15,14 +15,13 @@ from typing import Any, Optional, Sequence
 
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
+from tuner.storage._urls import default_artifacts_dir
 
 ENV_ARTIFACTS = "TUNER_ARTIFACTS"
 _log = logging.getLogger(__name__)
 
 
 def resolve_artifacts_dir(url: str, artifacts: "str | os.PathLike | None" = None) -> Path:
-    from tuner.storage import default_artifacts_dir
-
     text = str(artifacts) if artifacts else os.environ.get(ENV_ARTIFACTS, "").strip()
     return Path(text).expanduser().resolve() if text else default_artifacts_dir(url)
 
