@@ -1,4 +1,4 @@
-"""Fault injection for tests/test_faults.py: a TCP proxy whose connection can be cut, and small
+"""Fault injection for tests/service/test_faults.py: a TCP proxy whose connection can be cut, and small
 filesystems that are full or read-only.
 
 - :class:`CuttableProxy` forwards 127.0.0.1:<port> to a database server. ``cut()`` resets every

@@ -1,4 +1,4 @@
-"""Separate hosts on one machine: network namespaces joined by veth pairs and a bridge (tests/test_netns.py).
+"""Separate hosts on one machine: network namespaces joined by veth pairs and a bridge (tests/service/test_netns.py).
 
 :func:`lab` builds a "database host" namespace (a bridge with ``DB_ADDR``) and one namespace per
 "GPU host", each joined to the bridge by a veth pair, with addresses from ``SUBNET`` that exist

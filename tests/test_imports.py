@@ -262,6 +262,63 @@ def test_lazy_import_check_catches_a_cheap_lazy_import():
                                             "pkg.user imports pkg.light inside a function"]
 
 
+#: The rooms, lowest layer first (docs/architecture.md): a module imports only rooms of lower layers.
+LAYERS = (
+    ("tuner.errors", "tuner.jsonsafe", "tuner.stats", "tuner._lazy"),
+    ("tuner.losses", "tuner.data", "tuner.models"),
+    ("tuner.config",),
+    ("tuner.evaluation",),
+    ("tuner.engine",),
+    ("tuner.study",),
+    ("tuner.storage",),
+    ("tuner.exporter",),
+    ("objectives",),
+    ("tuner.service",),
+    ("tuner.api",),
+    ("tuner.commands",),
+    ("tuner.cli",),
+    ("tuner.__main__",),
+)
+
+
+def room_of(module: str) -> Optional[str]:
+    """The room (a LAYERS entry) a module belongs to; None for the root package ``tuner``."""
+    rooms = [room for layer in LAYERS for room in layer if module == room or module.startswith(room + ".")]
+    return max(rooms, key=len) if rooms else None
+
+
+def upward_imports(modules: dict[str, Module]) -> list[str]:
+    """Imports (module or function level) of a room in the same or a higher layer than the importer's."""
+    layer = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+    out = []
+    for name, mod in sorted(modules.items()):
+        here = room_of(name)
+        for target in sorted(mod.eager | mod.lazy):
+            there = room_of(target)
+            if here and there and here != there and layer[there] >= layer[here]:
+                out.append(f"{name} ({here}) imports {target} ({there})")
+    return out
+
+
+def test_every_module_has_a_room(modules):
+    assert [name for name in modules if room_of(name) is None] == ["tuner"]
+
+
+def test_imports_point_down_the_layers(modules):
+    offenders = upward_imports(modules)
+    assert not offenders, "imports against the layer order of docs/architecture.md:\n" + "\n".join(offenders)
+
+
+def test_layer_check_catches_an_upward_import():
+    low = Module("tuner.losses.x", REPO / "x.py", ast.parse(""), 1, lazy={"tuner.engine._run"})
+    side = Module("tuner.data.y", REPO / "y.py", ast.parse(""), 1, eager={"tuner.models._pooling"})
+    ok = Module("tuner.engine._run", REPO / "z.py", ast.parse(""), 1, eager={"tuner.losses.x", "tuner.errors"})
+    graph = {m.name: m for m in (low, side, ok)}
+    assert upward_imports(graph) == [
+        "tuner.data.y (tuner.data) imports tuner.models._pooling (tuner.models)",
+        "tuner.losses.x (tuner.losses) imports tuner.engine._run (tuner.engine)"]
+
+
 def test_api_and_core_never_reach_the_cli(modules):
     """tuner.api, tuner.service._orchestrate and tuner.service._status reach neither tuner.cli nor a command module,
     even through function-level imports, and never call the argument-parser helpers."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuner.api import finetune, load_run_config
+from tuner import api
 from tuner.commands.common import print_json
 from tuner.config import ConfigError, RunConfig, add_arguments, from_arguments
 from tuner.errors import TunerError
@@ -36,11 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = load_run_config(args.config) if args.config else None
+    base = api.load_run_config(args.config) if args.config else None
     config = _config_of(args, base)
     if args.seeds is not None:
         return _run_seeds(args, config)
-    outcome = finetune(config=config, output=args.output, device=args.device, progress=not args.no_progress)
+    outcome = api.finetune(config=config, output=args.output, device=args.device, progress=not args.no_progress)
     payload = {"model": outcome.config.model, "metric": outcome.metric, "protocol": outcome.config.protocol,
                "loss": outcome.config.loss, "scores": outcome.scores, "dev_mean": outcome.dev_score,
                "test_mean": outcome.test_score, "steps": outcome.train.steps,
@@ -79,7 +79,7 @@ def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
         raise TunerError("--output saves one model; use it without --seeds (or with --seed)")
     runs = {}
     for seed in seeds:
-        outcome = finetune(config=config.replace(seed=seed), device=args.device, progress=not args.no_progress)
+        outcome = api.finetune(config=config.replace(seed=seed), device=args.device, progress=not args.no_progress)
         runs[seed] = outcome
         if not args.json:
             shown = ", ".join(f"{split} {name} {v * 100:.2f}" for split, per in outcome.scores.items()

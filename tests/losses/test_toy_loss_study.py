@@ -12,7 +12,7 @@ import pytest
 
 from _tiny import env_with_repo, write_grid_study
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 

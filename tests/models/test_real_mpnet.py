@@ -16,7 +16,7 @@ import pytest
 from tuner.models._bundled import MPNET, ensure_bundle, installed_parts
 
 pytestmark = pytest.mark.real
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from tuner.cli import build_parser, main
 from tuner.config import RunConfig, from_arguments
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # an export written before RunConfig (flat keys, extra keys), kept as it was (docs/results is re-exported)
-OLD_BEST = Path(__file__).parent / "data" / "best_finetune_before_runconfig.json"
+OLD_BEST = Path(__file__).resolve().parents[1] / "fixtures" / "best_finetune_before_runconfig.json"
 
 
 def _flag(name: str) -> str:

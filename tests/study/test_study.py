@@ -15,7 +15,7 @@ from tuner.losses.registry import SEED_FINETUNE_ROWS as FINETUNE_ROWS
 from tuner.errors import TunerError
 from tuner.study import cell_key, find_study_file, is_empty_draw, list_study_files, load_spec, parse_spec
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SHIPPED = ("sts", "sts-grid", "senteval", "senteval-grid", "sts-quick", "sts-grid-quick", "senteval-quick",
            "senteval-grid-quick")

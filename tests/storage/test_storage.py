@@ -199,7 +199,7 @@ def test_sqlite_pop_of_waiting_trials_is_atomic_between_processes(tmp_path):
     handle.close()
     script = tmp_path / "pop.py"
     script.write_text(POP_SCRIPT)
-    procs = [subprocess.Popen([sys.executable, str(script), url, "pop", str(Path(__file__).resolve().parents[1])],
+    procs = [subprocess.Popen([sys.executable, str(script), url, "pop", str(Path(__file__).resolve().parents[2])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_repo())
              for _ in range(4)]
     results = []
@@ -230,7 +230,7 @@ def _check_lock_excludes(tmp_path: Path, url: str) -> None:
     script = tmp_path / "lock.py"
     script.write_text(LOCK_SCRIPT)
     log = tmp_path / "lock.log"
-    procs = [subprocess.Popen([sys.executable, str(script), url, str(log), "15", str(Path(__file__).resolve().parents[1])],
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(log), "15", str(Path(__file__).resolve().parents[2])],
                               env=env_with_repo(), stderr=subprocess.PIPE, text=True) for _ in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=120)

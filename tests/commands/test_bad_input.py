@@ -130,7 +130,3 @@ def _snapshot(storage: str):
     import optuna
 
     return sorted((s.study_name, s.n_trials) for s in optuna.get_all_study_summaries(storage))
-
-
-def test_catalogue_is_large_enough():
-    assert len(CATALOGUE) >= 30

@@ -26,7 +26,7 @@ from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
 from tuner.study import cell_key, load_spec
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ALL_ROWS = ("cos_mse", "cosent", "ibn", "angle", "cosent+ibn", "cosent+angle", "ibn+angle", "cosent+ibn+angle")
 

@@ -1,6 +1,6 @@
 """Fault tests: how users break long studies, and what must survive.
 
-- 4 worker processes on one grid, on PostgreSQL and MariaDB (SQLite: tests/test_service.py):
+- 4 worker processes on one grid, on PostgreSQL and MariaDB (SQLite: tests/service/test_service.py):
   every cell COMPLETE exactly once, nothing left RUNNING or WAITING.
 - The database connection is cut mid-study (a proxy between workers and server resets every
   connection and refuses new ones): workers retry with backoff and finish, or, when it stays

@@ -195,7 +195,7 @@ def test_tiny_grid_with_repeats_end_to_end(tmp_path: Path, tiny_model_dir: Path,
     gold, zero-shot items and overlap; the export averages the two seeds and runs the bootstrap."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from _tiny import unique, write_grid_study
 
     from tuner.cli import main

@@ -34,7 +34,7 @@ from tuner.data import (
 from tuner.data import readers as data_readers
 from tuner.errors import TunerError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def real_data_dir() -> Path:

@@ -410,7 +410,7 @@ def test_export_snapshot_reads_trials_once(grid_study: optuna.Study, tmp_path: P
 def test_export_non_grid_extras(tmp_path: Path) -> None:
     study = make_tpe_study(None)
     out = tmp_path / "tpe"
-    result = export_study(study, out, top_k=5, plots=False)     # Optuna's plots: tests/test_plots.py
+    result = export_study(study, out, top_k=5, plots=False)     # Optuna's plots: tests/exporter/test_plots.py
     assert result.shape == (1, 13, 2) and result.skipped_files == {}
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board["trial"]) == [11, 10, 9, 8, 7]                                 # by mean dev, best first
