@@ -16,11 +16,7 @@ if [ -n "${TUNER_TORCH:-}" ]; then
 elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   torch_spec=("torch>=2.4")                     # PyPI's default Linux wheel is the CUDA build
 else
-  torch_spec=("torch==2.13.0")                  # CPU build (a local wheel here; else the CPU index)
-  if ! "$PY" -m pip download --no-deps -q -d "$(mktemp -d)" "torch==2.13.0" >/dev/null 2>&1 \
-       && ! "$PY" -m pip show torch >/dev/null 2>&1; then
-    torch_spec=("torch==2.13.0" "--index-url" "https://download.pytorch.org/whl/cpu")
-  fi
+  torch_spec=("torch==2.13.0")                  # the CPU build from the package index pip is configured with
 fi
 
 if "$PY" -c "import torch" >/dev/null 2>&1; then
