@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from tuner.models import LoraSettings
+
 
 def before_after(study: Any) -> dict[str, Any]:
     """The record: zero-shot and best-trial scores per split and set, and the best trial's settings."""
@@ -71,7 +73,8 @@ def markdown(record: dict[str, Any]) -> str:
                   f"({record['trials']['pruned']} pruned, {record['trials']['failed']} failed): {weights}"
                   + (f" (taus {taus})" if taus else "") + f", prompt {prompt}, pooling {s.get('pooling')}, "
               f"LoRA r {s.get('lora_r') or 0}"
-              + (f" (alpha {s.get('lora_alpha') or s.get('lora_r')})" if s.get("lora_r") else " (full fine-tuning)")
+              + (f" (alpha {LoraSettings(s['lora_r'], s.get('lora_alpha')).alpha})" if s.get("lora_r")
+                 else " (full fine-tuning)")
               + (f", {trainable:,} trainable parameters" if trainable else "")
               + (f", {record['train_pairs_per_s']} training pairs/s" if record.get("train_pairs_per_s") else "") + "."]
     return "\n".join(lines) + "\n"

@@ -23,27 +23,17 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from tuner.config._checks import (
-    OPTIONAL_INTS,
-    ConfigError,
-    check_integer,
-    check_lora,
-    check_loss_map,
-    check_names,
-    check_number,
-    check_prompt,
-    check_text,
-    fmt_default,
-    fmt_value,
-)
-from tuner.errors import TunerError
-from tuner.losses.registry import FALLBACK_LOSS, LOSSES, default_taus, parse_loss_values, row_of_weights
-from tuner.models._pooling import parse_pooling
+from tuner.config._checks import OPTIONAL_INTS, check_int_setting, check_names, check_text, fmt_default, fmt_value
+from tuner.errors import ConfigError, TunerError, check_number
+from tuner.losses.checks import active_weights, check_positive_threshold, check_taus, check_weights
+from tuner.losses.registry import default_taus, parse_loss_values, row_of_weights
+from tuner.models._decoder import check_prompt
+from tuner.models._lora import LORA_FIELDS, LoraSettings, check_lora_value
+from tuner.models._pooling import POOLING_NAMES, Pooling, parse_pooling
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TASKS = ("sts", "classification", "nli")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-Pooling = Union[str, int]
 
 
 def _f(default: Any = None, *, help: str, section: Optional[str] = None, factory: Any = None,
@@ -80,8 +70,8 @@ class RunConfig:
                                             "positive (0.6 = 3 of 5)")
     nli_neutral: Union[str, float] = _f("drop", section="train", help="NLI neutral pairs for the pair losses: "
                                         "drop (as AnglE) or a score in 0..1 (entailment 1, contradiction 0)")
-    pooling: Optional[Pooling] = _f(None, section="train",
-                                    help="cls, cls_avg, avg, max, last or a token index (default: the model's own)")
+    pooling: Optional[Pooling] = _f(None, section="train", help=f"{', '.join(POOLING_NAMES)} or a token index "
+                                                                "(default: the model's own)")
     # ---- optimisation
     lr: float = _f(2e-5, section="train", help="peak learning rate (AdamW, linear warmup and decay)")
     batch_size: int = _f(32, section="train", help="pairs per batch")
@@ -117,8 +107,7 @@ class RunConfig:
     @property
     def losses(self) -> tuple[str, ...]:
         """The losses that are on, in registry order (cosine-MSE alone when every weight is 0)."""
-        on = tuple(n for n in LOSSES if self.weights.get(n, 0.0) > 0)
-        return on or (FALLBACK_LOSS,)
+        return tuple(active_weights(self.weights))
 
     @property
     def loss(self) -> str:
@@ -128,8 +117,12 @@ class RunConfig:
     @property
     def active_weights(self) -> dict[str, float]:
         """The weights that train: the losses that are on (``{"cos_mse": 1.0}`` when all are 0)."""
-        on = {n: float(self.weights[n]) for n in LOSSES if self.weights.get(n, 0.0) > 0}
-        return on or {FALLBACK_LOSS: 1.0}
+        return active_weights(self.weights)
+
+    @property
+    def lora(self) -> LoraSettings:
+        """The LoRA settings (:class:`tuner.models._lora.LoraSettings`: ``alpha`` resolved to the rank when unset)."""
+        return LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, tuple(self.lora_targets))
 
     @property
     def eval_sets(self) -> list[str]:
@@ -159,28 +152,20 @@ class RunConfig:
         except TunerError as exc:
             raise ConfigError("nli_neutral", str(exc).removeprefix("neutral: ")) from None
         self.nli_neutral = "drop" if neutral is None else neutral
-        self.weights = check_loss_map(self.weights, "weights", taus=False)
-        for name, w in self.weights.items():
-            if w < 0:
-                raise ConfigError("weights", f"{name} is {w:g}; weights must be >= 0 (0 switches a loss off)")
-        self.weights = {n: self.weights.get(n, 0.0) for n in LOSSES}
-        self.taus = {**default_taus(), **check_loss_map(self.taus, "taus", taus=True)}
-        for name, tau in self.taus.items():
-            if tau <= 0:
-                raise ConfigError("taus", f"{name} is {tau:g}; a temperature must be > 0 "
-                                          f"(default {LOSSES[name].default_tau:g})")
+        self.weights = check_weights(self.weights)
+        self.taus = check_taus(self.taus)
         if self.pooling is not None:
             try:
                 self.pooling = parse_pooling(self.pooling)
             except TunerError as exc:
                 raise ConfigError("pooling", str(exc)) from None
-        for key in ("ibn_positive_threshold", "lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
+        self.ibn_positive_threshold = check_positive_threshold(self.ibn_positive_threshold)
+        for key in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
             setattr(self, key, check_number(getattr(self, key), key))
         for key in ("batch_size", "max_seq_length", "epochs", "seed", "max_steps", "max_train_examples",
                     "max_eval_examples", "eval_every"):
-            setattr(self, key, check_integer(getattr(self, key), key))
+            setattr(self, key, check_int_setting(getattr(self, key), key))
         checks = (
-            ("ibn_positive_threshold", 0 <= self.ibn_positive_threshold <= 1, "use a value in 0..1 (0.6 = 3 of 5)"),
             ("lr", self.lr > 0, "use a positive learning rate such as 2e-5"),
             ("batch_size", self.batch_size >= 2, "use 2 or more (losses compare pairs within a batch)"),
             ("max_seq_length", self.max_seq_length >= 4, "use 4 or more"),
@@ -204,7 +189,8 @@ class RunConfig:
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(key, f"must be true or false, got {getattr(self, key)!r}")
         self.prompt = check_prompt(self.prompt)
-        check_lora(self)
+        for key in LORA_FIELDS:
+            setattr(self, key, check_lora_value(key, getattr(self, key)))
 
     # ---- conversions
     def replace(self, **changes: Any) -> "RunConfig":

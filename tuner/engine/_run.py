@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from tuner.config import RunConfig
-from tuner.config._checks import check_prompt
+from tuner.config import RunConfig, check_prompt
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError

@@ -282,7 +282,7 @@ def _set_up(encoder: Encoder, config: RunConfig) -> int:
     if config.prompt is not None:
         encoder.prompt = config.prompt
     if config.lora_r:
-        lora.attach(encoder, config)
+        lora.attach(encoder, config.lora)
     if config.gradient_checkpointing:
         base = encoder.model.get_base_model() if lora.is_lora(encoder.model) else encoder.model
         if not getattr(base, "supports_gradient_checkpointing", False):

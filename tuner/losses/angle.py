@@ -18,11 +18,14 @@ This equals sentence-transformers' ``AnglELoss(scale=tau)`` (CoSENT with
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from tuner.losses.cosent import ranking_loss
+from tuner.losses.registry import default_tau
 
 
 def pairwise_angle_sim(a: Tensor, b: Tensor) -> Tensor:
@@ -41,19 +44,20 @@ def pairwise_angle_sim(a: Tensor, b: Tensor) -> Tensor:
     return (real + imag).abs()
 
 
-def angle_loss(a: Tensor, b: Tensor, labels: Tensor, tau: float = 1.0) -> Tensor:
+def angle_loss(a: Tensor, b: Tensor, labels: Tensor, tau: Optional[float] = None) -> Tensor:
     """AnglE loss over a batch of pairs.
 
     Args:
         a: first sentence of each pair, ``[N, d]``.
         b: second sentence of each pair, ``[N, d]``.
         labels: similarity scores normalised to 0..1, ``[N]``.
-        tau: scale on the angle similarity (AnglE's default 1.0; sentence-
-            transformers' ``AnglELoss`` defaults to 20).
+        tau: scale on the angle similarity; None: the registry's default for ``angle`` (AnglE's own;
+            sentence-transformers' ``AnglELoss`` uses another).
 
     Returns:
         A scalar tensor, computed in float32 (or float64 if the inputs are).
     """
+    tau = default_tau("angle") if tau is None else tau
     dtype = torch.promote_types(a.dtype, torch.float32)
     sim = pairwise_angle_sim(a.to(dtype), b.to(dtype))
     return ranking_loss(tau * sim, labels.to(dtype))

@@ -14,18 +14,23 @@ names=pair_losses)``; the step's loss is the weighted sum of both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
 
-from tuner.config import ConfigError
-from tuner.errors import TunerError
+from tuner.errors import ConfigError, TunerError
+from tuner.losses.checks import active_weights, check_positive_threshold, check_taus, check_weights
 from tuner.losses.in_batch_negatives import DEFAULT_POSITIVE_THRESHOLD
 from tuner.losses.registry import LOSSES
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tuner.config import RunConfig
+
+class LossSettings(Protocol):
+    """What :meth:`CombinedLoss.from_config` reads of a run (a :class:`tuner.config.RunConfig`): its
+    weights and taus, and the fields the registry's ``options`` name (``ibn_positive_threshold``)."""
+
+    weights: dict[str, float]
+    taus: dict[str, float]
 
 
 class CombinedLoss(torch.nn.Module):
@@ -45,28 +50,33 @@ class CombinedLoss(torch.nn.Module):
     def __init__(self, weights: Mapping[str, float], taus: Mapping[str, float] | None = None,
                  ibn_positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD) -> None:
         super().__init__()
-
-        config = _as_config(lambda: RunConfig(weights=dict(weights), taus=dict(taus or {}),
-                                               ibn_positive_threshold=ibn_positive_threshold))
-        self._setup(config)
+        try:  # the checks RunConfig makes, worded the way the loss always has ("loss weights ...")
+            checked = {"weights": check_weights(dict(weights)), "taus": check_taus(dict(taus or {})),
+                       "ibn_positive_threshold": check_positive_threshold(ibn_positive_threshold)}
+        except ConfigError as exc:
+            raise TunerError(f"loss {exc}") from None
+        self._setup(checked)
 
     @classmethod
-    def from_config(cls, config: "RunConfig") -> "CombinedLoss":
+    def from_config(cls, config: LossSettings) -> "CombinedLoss":
         """The loss a run config describes (weights, taus and the registry's per-loss options)."""
         loss = cls.__new__(cls)
         torch.nn.Module.__init__(loss)
-        loss._setup(config)
+        names = ("weights", "taus", *dict.fromkeys(a for spec in LOSSES.values() for a in spec.options.values()))
+        loss._setup({name: getattr(config, name) for name in names})
         return loss
 
-    def _setup(self, config: "RunConfig") -> None:
-        self.active: dict[str, float] = config.active_weights
-        self.taus: dict[str, float] = dict(config.taus)
-        self.ibn_positive_threshold = config.ibn_positive_threshold
+    def _setup(self, settings: Mapping[str, Any]) -> None:
+        """``settings``: checked run settings by field name (``weights``, ``taus``, and the fields the
+        registry's ``options`` name); an option whose field is not there keeps its function's default."""
+        self.active: dict[str, float] = active_weights(settings["weights"])
+        self.taus: dict[str, float] = dict(settings["taus"])
+        self.ibn_positive_threshold = settings.get("ibn_positive_threshold", DEFAULT_POSITIVE_THRESHOLD)
         self._functions: dict[str, Callable[..., Tensor]] = {}
         self._kwargs: dict[str, dict[str, Any]] = {}
         for name in self.active:
             spec = LOSSES[name]
-            kwargs: dict[str, Any] = {key: getattr(config, attr) for key, attr in spec.options.items()}
+            kwargs: dict[str, Any] = {key: settings[attr] for key, attr in spec.options.items() if attr in settings}
             if spec.has_tau:
                 kwargs["tau"] = self.taus[name]
             self._functions[name] = spec.load()
@@ -121,11 +131,3 @@ class CombinedLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"active={self.active}, taus={self.taus}, ibn_positive_threshold={self.ibn_positive_threshold}"
-
-
-def _as_config(build: Callable[[], "RunConfig"]) -> "RunConfig":
-    """Build a config, rewording its errors the way the loss always has ("loss weight ...")."""
-    try:
-        return build()
-    except ConfigError as exc:
-        raise TunerError(f"loss {exc}") from None

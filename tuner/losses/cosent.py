@@ -12,9 +12,13 @@ similarity.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from tuner.losses.registry import default_tau
 
 
 def ranking_loss(scores: Tensor, labels: Tensor) -> Tensor:
@@ -36,7 +40,7 @@ def ranking_loss(scores: Tensor, labels: Tensor) -> Tensor:
     return torch.logsumexp(terms, dim=0)
 
 
-def cosent_loss(a: Tensor, b: Tensor, labels: Tensor, tau: float = 20.0) -> Tensor:
+def cosent_loss(a: Tensor, b: Tensor, labels: Tensor, tau: Optional[float] = None) -> Tensor:
     """CoSENT loss over a batch of pairs.
 
     Args:
@@ -44,11 +48,12 @@ def cosent_loss(a: Tensor, b: Tensor, labels: Tensor, tau: float = 20.0) -> Tens
         b: second sentence of each pair, ``[N, d]``.
         labels: similarity scores normalised to 0..1, ``[N]``.
         tau: scale applied to the cosine similarities (sentence-transformers'
-            ``scale``; 20 is the paper's and the library's default).
+            ``scale``); None: the registry's default for ``cosent``.
 
     Returns:
         A scalar tensor, computed in float32 (or float64 if the inputs are).
     """
+    tau = default_tau("cosent") if tau is None else tau
     dtype = torch.promote_types(a.dtype, torch.float32)
     cos = F.cosine_similarity(a.to(dtype), b.to(dtype), dim=-1, eps=1e-8)
     return ranking_loss(tau * cos, labels.to(dtype))

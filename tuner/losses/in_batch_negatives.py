@@ -45,9 +45,13 @@ Positive rules (``POSITIVE_RULES``):
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from tuner.losses.registry import default_tau
 
 DEFAULT_POSITIVE_THRESHOLD: float = 0.6
 ANGLE_INT_CAST_THRESHOLD: float = 0.2
@@ -69,7 +73,7 @@ def in_batch_negatives_loss(
     a: Tensor,
     b: Tensor,
     labels: Tensor,
-    tau: float = 20.0,
+    tau: Optional[float] = None,
     positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
 ) -> Tensor:
     """Symmetric in-batch-negatives cross-entropy over the positive pairs.
@@ -78,12 +82,13 @@ def in_batch_negatives_loss(
         a: first sentence of each pair, ``[N, d]``.
         b: second sentence of each pair, ``[N, d]``.
         labels: similarity scores normalised to 0..1, ``[N]``.
-        tau: scale on the cosine logits (AnglE's default 20, i.e. temperature 0.05).
+        tau: scale on the cosine logits (1 / temperature); None: the registry's default for ``ibn``.
         positive_threshold: normalised label from which a pair is a positive.
 
     Returns:
         A scalar tensor, computed in float32 (or float64 if the inputs are).
     """
+    tau = default_tau("ibn") if tau is None else tau
     dtype = torch.promote_types(a.dtype, torch.float32)
     a = F.normalize(a.to(dtype), dim=-1, eps=1e-8)
     b = F.normalize(b.to(dtype), dim=-1, eps=1e-8)
@@ -96,7 +101,7 @@ def in_batch_negatives_loss(
     return (loss_ab + loss_ba) / 2
 
 
-def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau: float = 20.0) -> Tensor:
+def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau: Optional[float] = None) -> Tensor:
     """Supervised-SimCSE loss of NLI triplets (module doc): in-batch negatives plus hard negatives.
 
     Args:
@@ -104,8 +109,10 @@ def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau:
         positive: ``[N, d]`` their entailed hypotheses (row ``i`` is anchor ``i``'s positive).
         negative: ``[M, d]`` the hard negatives of the rows that have one (``M <= N``, possibly 0);
             which row each belongs to does not matter: every anchor sees all of them as negatives.
-        tau: scale on the cosine logits (20 = temperature 0.05, SimCSE's).
+        tau: scale on the cosine logits (1 / temperature); None: the registry's default for ``ibn``
+            (this is its triplet form).
     """
+    tau = default_tau("ibn") if tau is None else tau
     dtype = torch.promote_types(anchor.dtype, torch.float32)
     h = F.normalize(anchor.to(dtype), dim=-1, eps=1e-8)
     candidates = F.normalize(torch.cat([positive.to(dtype), negative.to(dtype)]), dim=-1, eps=1e-8)

@@ -47,7 +47,9 @@ class LossSpec:
         short: its part in a combination's title (``"CoSENT+IBN"``).
         function: ``"module:function"``; called as ``fn(a, b, labels, **kwargs)`` with ``a``/``b``
             ``[N, d]`` and labels normalised to 0..1, plus ``tau=`` when it has a temperature.
-        default_tau: its temperature's default, or None when it takes none.
+        default_tau: its temperature's default, or None when it takes none. The only place a default
+            temperature is written: the loss functions' ``tau=None``, ``RunConfig.taus`` and the study
+            files all read it from here (:func:`default_tau`, :func:`default_taus`).
         aliases: other spellings users type (the seed's names included), matched case-insensitively.
         color, marker: plot style of its single-loss row.
         options: keyword of ``function`` -> :class:`tuner.config.RunConfig` field passed to it.
@@ -123,6 +125,8 @@ register_loss(LossSpec(
     "cos_mse", "Default Cosine Similarity", "CosMSE", "tuner.losses.cosine_mse:cosine_mse_loss",
     aliases=("cosine_mse", "cos", "cosine", "cosine_similarity", "cos_sim", "default"),
     color="#1f77b4", marker="o", paper="Reimers & Gurevych 2019 (SBERT CosineSimilarityLoss)"))
+# Default temperatures: CoSENT 20 (the paper's and sentence-transformers' scale), in-batch negatives 20
+# (temperature 0.05, as AnglE and SimCSE), AnglE 1.0 (AnglE's own; sentence-transformers' AnglELoss uses 20).
 register_loss(LossSpec(
     "cosent", "CoSENT", "CoSENT", "tuner.losses.cosent:cosent_loss", default_tau=20.0,
     color="#ff7f0e", marker="^", paper="Su 2022"))
@@ -142,14 +146,12 @@ ENV_PLUGINS = "TUNER_PLUGINS"
 
 def load_plugins() -> list[str]:
     """Import the plugin modules named by ``$TUNER_PLUGINS`` and the ``tuner.plugins`` entry points."""
-
     names = [n.strip() for n in os.environ.get(ENV_PLUGINS, "").split(",") if n.strip()]
     loaded = []
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # one line, not a traceback: the losses it adds are then unknown
-
             print(f"warning: ${ENV_PLUGINS} names module '{name}', which cannot be imported ({exc}); "
                   "fix the name or put its folder on PYTHONPATH", file=sys.stderr)
             continue
@@ -168,6 +170,19 @@ def loss_names() -> tuple[str, ...]:
 def default_taus() -> dict[str, float]:
     """``{loss: default tau}`` for the losses that take a temperature."""
     return {name: float(spec.default_tau) for name, spec in LOSSES.items() if spec.default_tau is not None}
+
+
+def default_tau(loss: str) -> float:
+    """The default temperature of ``loss`` (what its function uses when called with ``tau=None``)."""
+    check_takes_tau(loss)
+    return float(LOSSES[loss].default_tau)  # type: ignore[arg-type]
+
+
+def check_takes_tau(loss: str) -> None:
+    """ValueError ``"cos_mse takes no temperature; only cosent, ibn, angle do"`` unless ``loss`` takes one."""
+    if not LOSSES[loss].has_tau:
+        with_tau = [n for n, s in LOSSES.items() if s.has_tau]
+        raise ValueError(f"{loss} takes no temperature; only {', '.join(with_tau)} do")
 
 
 def canonical_loss(text: str) -> str:
@@ -313,9 +328,11 @@ def parse_loss_values(text: str, what: str = "--weights", taus: bool = False) ->
             key = canonical_loss(name)
         except ValueError:
             raise ValueError(f"{what}: unknown loss '{name}'; use {', '.join(LOSSES)}") from None
-        if taus and not LOSSES[key].has_tau:
-            with_tau = [n for n, s in LOSSES.items() if s.has_tau]
-            raise ValueError(f"{what}: {key} takes no temperature; only {', '.join(with_tau)} do")
+        if taus:
+            try:
+                check_takes_tau(key)
+            except ValueError as exc:
+                raise ValueError(f"{what}: {exc}") from None
         try:
             number = float(value)
         except ValueError:

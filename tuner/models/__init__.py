@@ -17,11 +17,12 @@ The names below load torch on first use, not on ``import tuner.models``.
 """
 from tuner._lazy import lazy_exports
 
-__all__ = ["Encoder", "POOLING_NAMES", "Pooling", "build_encoder", "default_pooling", "load_encoder", "parse_pooling",
-           "pool", "resolve_device", "resolve_model", "save_encoder"]
+__all__ = ["Encoder", "LoraSettings", "POOLING_NAMES", "Pooling", "build_encoder", "default_pooling", "load_encoder",
+           "parse_pooling", "pool", "resolve_device", "resolve_model", "save_encoder"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["Encoder", "build_encoder", "default_pooling", "load_encoder", "resolve_device",
                      "resolve_model", "save_encoder"], "tuner.models._encoder"),
-    **dict.fromkeys(["Pooling", "parse_pooling", "pool"], "tuner.models._pooling"),
+    **dict.fromkeys(["POOLING_NAMES", "Pooling", "parse_pooling", "pool"], "tuner.models._pooling"),
+    "LoraSettings": "tuner.models._lora",
 })

@@ -26,13 +26,33 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from tuner.config._checks import PROMPT_SLOT, check_prompt
+from tuner.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
+#: What a prompt template must contain: where the sentence goes.
+PROMPT_SLOT = "{text}"
 #: PromptEOL's template (Jiang et al. 2023): the last token predicts a one-word summary of the sentence.
 PROMPTEOL = 'This sentence : "{text}" means in one word:"'
+
+
+def check_prompt(value: Any) -> Optional[str]:
+    """A prompt template (``{text}`` marks the sentence), or None for no prompt (also ``""``/``"none"``).
+
+    The one check of a prompt: the run config (``prompt``), the study files' ``[search] prompt`` and
+    :func:`with_prompt` call it; a bad template is a :class:`~tuner.errors.ConfigError` on ``prompt``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("prompt", f"must be a text with {PROMPT_SLOT} where the sentence goes, got {value!r}")
+    if not value.strip() or value.strip().lower() == "none":
+        return None
+    if PROMPT_SLOT not in value:
+        raise ConfigError("prompt", f"{value!r} has no {PROMPT_SLOT}; write {PROMPT_SLOT} where the sentence goes, "
+                                    f"e.g. {PROMPTEOL!r}")
+    return value
+
 
 def is_decoder_model(model: Any) -> bool:
     """True for decoder-only models (a causal-LM head and no masked-LM head in transformers' tables)."""

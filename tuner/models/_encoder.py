@@ -38,7 +38,7 @@ from tuner.models._bundled import any_part_installed, cached_folder, ensure_bund
 from tuner.models._decoder import ensure_pad_token, is_decoder_model, position_ids, takes_position_ids, with_prompt
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
-from tuner.models._pooling import Pooling, parse_pooling, pool
+from tuner.models._pooling import ENCODER_POOLING, Pooling, fallback_pooling, parse_pooling, pool
 from tuner.models._quiet import env_true, quiet_libraries
 from tuner.models._st_format import st_pooling, write_st_modules, write_st_prompt
 
@@ -99,9 +99,9 @@ def _hub_offline() -> bool:
     return env_true(os.environ.get("HF_HUB_OFFLINE")) or env_true(os.environ.get("TRANSFORMERS_OFFLINE"))
 
 
-def default_pooling(model_path: str, fallback: Pooling = "cls") -> Pooling:
+def default_pooling(model_path: str, fallback: Pooling = ENCODER_POOLING) -> Pooling:
     """The pooling a model was trained with: sentence-transformers' 1_Pooling config, else ``fallback``
-    (``cls``; :func:`load_encoder` passes ``last`` for decoders)."""
+    (:func:`load_encoder` passes :func:`~tuner.models._pooling.fallback_pooling`: ``last`` for decoders)."""
     folder = Path(model_path)
     tuner_json = folder / "tuner.json"
     if tuner_json.is_file():
@@ -210,14 +210,14 @@ def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | 
     target = resolve_device(device)
     model, tokenizer = model_cache.load(source, _from_disk, target)
     causal = is_decoder_model(model)
-    chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source, "last" if causal else "cls")
+    chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source, fallback_pooling(causal))
     encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name), causal=causal)
     encoder.prompt = default_prompt(source) if prompt is None else prompt
     return encoder.to(target)
 
 
-def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = "cls", name: str = "custom",
-                  prompt: "str | None" = None) -> Encoder:
+def build_encoder(model: nn.Module, tokenizer: Any, pooling: "Pooling | str" = ENCODER_POOLING,
+                  name: str = "custom", prompt: "str | None" = None) -> Encoder:
     """Wrap an already-built transformers model (e.g. a tiny random-init BERT or Llama in tests)."""
     encoder = Encoder(model, tokenizer, parse_pooling(pooling), source=name, name=name)
     if encoder.causal:

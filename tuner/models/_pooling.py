@@ -22,11 +22,28 @@ if TYPE_CHECKING:  # torch is imported where pooling runs, so parse_pooling stay
     import torch
 
 Pooling = Union[str, int]
+#: The pooling names, the one list (the run config's help, the study files' checks and messages read it).
 POOLING_NAMES = ("cls", "cls_avg", "avg", "max", "last")
+#: The pooling of a model that declares none: ``cls`` for an encoder, ``last`` for a decoder (whose last
+#: token is the only one that has seen the whole sentence). A model's own declared pooling comes first
+#: (:func:`tuner.models._encoder.default_pooling`).
+ENCODER_POOLING = "cls"
+DECODER_POOLING = "last"
+
+
+def fallback_pooling(causal: bool) -> Pooling:
+    """The pooling of a model that declares none (``last`` for a decoder, else ``cls``)."""
+    return DECODER_POOLING if causal else ENCODER_POOLING
+
+
+def _unknown(value: object) -> TunerError:
+    return TunerError(f"unknown pooling {value!r}; use one of {', '.join(POOLING_NAMES)} or an integer token index")
 
 
 def parse_pooling(value: "str | int") -> Pooling:
-    """Normalise a user-given pooling (``"avg"``, ``"mean"``, ``"3"``, ``3``) or raise TunerError."""
+    """Normalise a user-given pooling (``"avg"``, ``"mean"``, ``"3"``, ``3``) or raise TunerError.
+
+    The one check of a pooling: the run config, the study files and the encoders all call it."""
     if isinstance(value, bool):
         raise TunerError(f"pooling {value!r} is not valid; use one of {', '.join(POOLING_NAMES)} or a token index")
     if isinstance(value, int):
@@ -39,9 +56,7 @@ def parse_pooling(value: "str | int") -> Pooling:
     try:
         return int(text)
     except ValueError:
-        raise TunerError(
-            f"unknown pooling {value!r}; use one of {', '.join(POOLING_NAMES)} or an integer token index"
-        ) from None
+        raise _unknown(value) from None
 
 
 def _masked_mean(hidden: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
@@ -87,4 +102,4 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
         # An index past the sentence falls back to its last (or first) real token.
         index = torch.minimum(torch.maximum(index, first), last)
         return hidden[rows, index]
-    raise TunerError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLING_NAMES)} or an integer token index")
+    raise _unknown(pooling)

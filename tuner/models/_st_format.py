@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from tuner.config._checks import PROMPT_SLOT
 from tuner.jsonsafe import dumps
+from tuner.models._decoder import PROMPT_SLOT
 from tuner.models._pooling import Pooling
 
 # sentence-transformers Pooling config keys -> our pooling names (first match wins).

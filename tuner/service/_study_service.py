@@ -58,7 +58,7 @@ from tuner.errors import TunerError
 from tuner.storage import StorageHandle
 from tuner.storage._retry import StorageUnavailable, last_call_reconnected
 from tuner.study import StudySpec
-from tuner.study.spec import MUTABLE_KEYS
+from tuner.study.spec import compat_of
 from tuner.service._study_progress import (  # noqa: F401 - these names were defined here; still importable from here
     DUPLICATE, INTERRUPTED, RESET_ATTR, CellState, Progress, cell_key_of, counts_against_retries, describe_exhausted)
 from tuner.service._trial_runtime import Heartbeat, SignalGuard
@@ -118,7 +118,7 @@ class StudyService:
             return study
 
     def check_compatible(self, stored: dict) -> None:
-        old = {k: v for k, v in stored.items() if k not in MUTABLE_KEYS}
+        old = compat_of(stored)
         new = _jsonable(self.spec.compat_dict())
         if old != new:
             keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

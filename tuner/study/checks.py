@@ -51,10 +51,10 @@ class Checker:
             raise self.fail(key, f"'{value}' is not one of {', '.join(choices)}")
         return text.lower() if choices is not None else text
 
-    def integer(self, value: Any, key: str, minimum: int) -> int:
+    def integer(self, value: Any, key: str, minimum: Optional[int]) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"must be an integer, got {show(value)}")
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise self.fail(key, f"is {value}; use {minimum} or more")
         return value
 

@@ -48,7 +48,7 @@ Layout (see ``studies/sts.toml`` for a commented example)::
     pooling = "cls"                   # default: the model's own pooling
     seed = 42                         # optional: every trial's training seed (default: the study's
                                       # seed, which also seeds the sampler)
-    taus = { cosent = 20.0, ibn = 20.0, angle = 1.0 }
+    taus = { cosent = 30.0 }          # optional: a loss left out keeps its default (tuner.losses.registry)
 
     [search]                          # tpe/random: what the sampler chooses
     losses = "any"                    # which losses are on: "any" (each on/off), a list of

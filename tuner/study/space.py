@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from tuner.config import RunConfig
-from tuner.config._checks import ConfigError, check_prompt
+from tuner.config import RunConfig, check_prompt
+from tuner.errors import ConfigError
 from tuner.losses.registry import (
     LOSSES,
     all_combinations,
@@ -36,6 +36,8 @@ from tuner.losses.registry import (
     use_param,
     weight_param,
 )
+from tuner.models._lora import LORA_FIELDS, check_lora_value
+from tuner.models._pooling import POOLING_NAMES
 from tuner.study.checks import Checker, pooling_value, show
 
 #: Non-loss parameters a study may search, in the order they are drawn. ``prompt`` takes choices of
@@ -111,33 +113,24 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
     """One ``[search]`` entry -> a :class:`Param` (range, choice or fixed value)."""
     key = f"search.{name}"
     if name == "pooling":
-        if isinstance(value, dict):
-            check.known(value, ("choices",), key + ".")
-            value = value.get("choices", [])
-        if isinstance(value, list):
-            if not value:
-                raise check.fail(key, "is empty; list at least one pooling (cls, avg, cls_avg, max, last)")
-            choices = [pooling_value(check, v, f"{key}[{i}]") for i, v in enumerate(value)]
-            if len(set(choices)) != len(choices):
-                raise check.fail(key, "lists a pooling twice; remove the duplicate")
-            return Param(name, "categorical", choices=tuple(choices)) if len(choices) > 1 else \
-                Param(name, "fixed", value=choices[0])
-        return Param(name, "fixed", value=pooling_value(check, value, key))
-
+        return _pooling_param(check, key, value)
     if name == "prompt":
         return _prompt_param(check, key, value)
     integer = name in ("epochs", "batch_size", "lora_r")
-    minimum = {"epochs": 1, "batch_size": 2, "lora_r": 0}.get(name)
+    minimum = {"epochs": 1, "batch_size": 2}.get(name)
 
     def num(v: Any, k: str) -> float:
+        if name in LORA_FIELDS:  # LoRA's own check (tuner.models._lora), after the file's type check
+            try:
+                return float(check_lora_value(name, check.integer(v, k, None) if integer else check.number(v, k)))
+            except ConfigError as exc:
+                raise check.fail(k, exc.problem) from None
         if integer:
             return float(check.integer(v, k, int(minimum or 0)))
         if _is_tau(name) or name == "lr":
             return check.number(v, k, positive=True)
-        if name in ("warmup_ratio", "lora_dropout"):
+        if name == "warmup_ratio":
             return check.number(v, k, minimum=0.0, below=1.0)
-        if name == "lora_alpha":
-            return check.number(v, k, positive=True)
         return check.number(v, k, minimum=0.0)  # weights (> 0 enforced for on/off spaces)
 
     def categorical(values: list, k: str) -> Param:
@@ -187,6 +180,22 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
         return ranged(value[0], value[1], _log_default(name), None, key)
     fixed = num(value, key)
     return Param(name, "fixed", value=int(fixed) if integer else fixed)
+
+
+def _pooling_param(check: Checker, key: str, value: Any) -> Param:
+    """``pooling``: one pooling, or a list (or ``{ choices = [...] }``) of them to choose from."""
+    if isinstance(value, dict):
+        check.known(value, ("choices",), key + ".")
+        value = value.get("choices", [])
+    if isinstance(value, list):
+        if not value:
+            raise check.fail(key, f"is empty; list at least one pooling ({', '.join(POOLING_NAMES)})")
+        choices = [pooling_value(check, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if len(set(choices)) != len(choices):
+            raise check.fail(key, "lists a pooling twice; remove the duplicate")
+        return Param("pooling", "categorical", choices=tuple(choices)) if len(choices) > 1 else \
+            Param("pooling", "fixed", value=choices[0])
+    return Param("pooling", "fixed", value=pooling_value(check, value, key))
 
 
 def _prompt_param(check: Checker, key: str, value: Any) -> Param:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tuner.config import RunConfig
+from tuner.errors import TunerError
 from tuner.losses.registry import weights_of_row
 from tuner.study.checks import label_of
 from tuner.study.space import SearchSpace
@@ -145,7 +146,7 @@ class StudySpec:
 
     def compat_dict(self) -> dict:
         """The parts of the file that define the study (changing them makes a different study)."""
-        return {k: v for k, v in self.raw.items() if k not in MUTABLE_KEYS}
+        return compat_of(self.raw)
 
     def run_config(self, model: str, train: list[str], eval: list[str], **changes: Any) -> RunConfig:
         """The base config for ``model`` on these datasets (names as the file gives them)."""
@@ -221,6 +222,33 @@ class StudySpec:
             out.update(n_trials=self.n_trials, train=self.train_datasets, eval=self.scored(self.train_datasets),
                        search=self.search.describe())
         return out
+
+
+def compat_of(raw: dict) -> dict:
+    """The parts of a study file (``raw``, or the copy a storage recorded) that define the study: all
+    but :data:`MUTABLE_KEYS`, and without the ``[train]``/``[budget]`` keys that restate
+    :class:`RunConfig`'s default, so a file that stops restating one (``taus = { cosent = 20.0, ... }``,
+    the registry's defaults) resumes the study it made."""
+    out = {k: v for k, v in raw.items() if k not in MUTABLE_KEYS}
+    default = RunConfig()
+    for section in ("train", "budget"):
+        table = out.get(section)
+        if isinstance(table, dict):
+            kept = {k: v for k, v in table.items() if not _restates_default(default, k, v)}
+            if kept:
+                out[section] = kept
+            else:
+                del out[section]
+    return out
+
+
+def _restates_default(default: RunConfig, key: str, value: Any) -> bool:
+    if key == "seed":  # [train] seed defaults to the study's seed, not to RunConfig's
+        return False
+    try:
+        return getattr(default.replace(**{key: value}), key) == getattr(default, key)
+    except (TunerError, TypeError, ValueError):
+        return False
 
 
 def cell_key(params: dict[str, Any]) -> str:
