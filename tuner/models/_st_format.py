@@ -1,7 +1,7 @@
-"""sentence-transformers' files beside a transformers model: which pooling a folder declares, and
-writing ``modules.json`` + ``1_Pooling`` (+ ``2_Dense`` for ``cls_avg``) for a pooling tuner saves.
-
-Split out of :mod:`tuner.models._encoder`, which reads and writes through these two functions.
+"""The sentence-transformers format: the files beside a transformers model that tell
+sentence-transformers how to pool (``modules.json``, ``1_Pooling``, ``2_Dense`` for ``cls_avg``,
+the prompt). Reading a folder's declared pooling and writing the files for a model tuner saves;
+:mod:`tuner.models._encoder` loads and saves through these functions.
 """
 from __future__ import annotations
 
