@@ -17,16 +17,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from tuner.config import RunConfig
 from tuner.engine._memory import release_memory
 from tuner.errors import TunerError
-from tuner.storage._artifacts import upload_trial_artifacts
 from tuner.storage import StorageHandle, StorageUnavailable
+from tuner.storage._artifacts import upload_trial_artifacts
 from tuner.study import StudySpec, is_empty_draw
 
 _log = logging.getLogger(__name__)
+#: The trial attr a running trial's training progress is kept in: {"step": k, "steps": N, "run": i, "runs": n}.
+TRAIN_PROGRESS = "train_progress"
+#: Seconds between two ``train_progress`` writes of a running trial (one small storage write each).
+PROGRESS_EVERY_S = 10.0
 
 
 def tuner_version() -> str:
@@ -234,6 +238,7 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
     outcomes = []
     with _failures_recorded(trial, finish_attrs, device):
         for i, seed in enumerate(seeds):
+            steps = StepReporter(trial, run=i + 1, runs=len(seeds))
             run = config.replace(seed=seed)
             data = ctx.prepared(run)
             if i == 0:
@@ -241,11 +246,38 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
                 ensure_zero_shot(ctx, trial.study, model, run, data)
                 zero_shot_cpu = time.process_time() - before
             report = on_eval if (run.eval_every and i == 0) else None  # prune on the first seed's curve
-            outcomes.append(run_finetune(run, device=device, on_eval=report, progress=ctx.progress, prepared=data))
+            outcomes.append(run_finetune(run, device=device, on_eval=report, progress=ctx.progress, prepared=data,
+                                         on_step=steps))
     value = _record_scores(trial, outcomes)
     finish_attrs()
     _upload(trial, ctx, model, outcomes[0])
     return value
+
+
+class StepReporter:
+    """``on_step`` of a trial's training: the trial attr ``train_progress`` (step k of N, seed i of n),
+    written at the first step and then at most every ``every_s`` seconds, so ``status`` and the live
+    line of ``optimize`` show where a long trial is and can project its end from its step rate.
+
+    A write that fails is logged once and skipped: progress is never worth a failed trial."""
+
+    def __init__(self, trial: Any, *, run: int = 1, runs: int = 1, every_s: float = PROGRESS_EVERY_S) -> None:
+        self.trial, self.run, self.runs, self.every_s = trial, run, runs, every_s
+        self._last: Optional[float] = None
+        self._warned = False
+
+    def __call__(self, step: int, total: int) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every_s and step < total:
+            return
+        self._last = now
+        try:
+            self.trial.set_user_attr(TRAIN_PROGRESS, {"step": step, "steps": total, "run": self.run,
+                                                      "runs": self.runs})
+        except Exception as exc:  # noqa: BLE001 - the storage's own retries already ran
+            if not self._warned:
+                _log.warning("trial %s: could not record its training progress: %s", self.trial.number, exc)
+                self._warned = True
 
 
 @contextlib.contextmanager

@@ -154,3 +154,63 @@ def test_format_status_shows_the_timing():
     st["timing"] = {**st["timing"], "done": 3, "eta_s": 0.0}
     st["progress"] = {**st["progress"], "running": 0}
     assert "time: 3/3 finished, 2m05s elapsed, 1m00s per trial, done" in format_status(st)
+
+
+# --------------------------------------------------------------------------------------------
+# step k/N of running trials: an ETA before any trial has finished
+
+
+def training(number, start_ago, step, steps, run=1, runs=1, worker=None):
+    t = trial(number, TS.RUNNING, start_ago=start_ago, worker=worker)
+    t.user_attrs["train_progress"] = {"step": step, "steps": steps, "run": run, "runs": runs}
+    return t
+
+
+def test_eta_from_step_rates_before_any_trial_finished():
+    # #0: 100 of 400 steps after 60 s -> 240 s in all, 180 s left; #1: seed 2 of 2, half its steps
+    # after 300 s -> (1 + 0.5) / 2 = 75% done -> 400 s in all, 100 s left. Mean projection 320 s.
+    trials = [training(0, 60, 100, 400, worker="h:1"), training(1, 300, 50, 100, run=2, runs=2, worker="h:2")]
+    snap = summarize(trials, target=5, now=NOW)
+    r0, r1 = snap.in_flight
+    assert r0.fraction == pytest.approx(0.25) and r0.projected_s == pytest.approx(240.0)
+    assert r1.fraction == pytest.approx(0.75) and r1.projected_s == pytest.approx(400.0)
+    # 5 left on 2 workers: 180 + 100 for the running two, 3 more at the mean projection of 320 s
+    assert snap.mean_trial_s is None
+    assert snap.eta_s == pytest.approx((180 + 100 + 3 * 320) / 2)
+    line = format_line(snap, metric="spearman")
+    assert "ETA ~" in line and "#0 1m00s step 100/400" in line and "#1 5m00s step 50/100 seed 2/2" in line
+
+
+def test_finished_trials_still_set_the_mean_and_bad_progress_is_ignored():
+    done = trial(0, TS.COMPLETE, start_ago=900, seconds=100, value=0.5)
+    running = training(1, 50, 10, 400)
+    broken = trial(2, TS.RUNNING, start_ago=20)
+    broken.user_attrs["train_progress"] = {"step": "x"}
+    snap = summarize([done, running, broken], target=4, now=NOW)
+    assert snap.eta_s == pytest.approx(((100 - 50) + (100 - 20) + 1 * 100) / 2)  # two running: two workers
+    assert snap.in_flight[1].train_step is None
+    assert estimate_eta([], 3, [10.0], 1, [None]) is None  # no step rate, nothing finished: unknown
+
+
+def test_step_reporter_writes_first_step_then_throttles_and_never_fails(caplog):
+    from objectives.common import StepReporter
+
+    study = optuna.create_study()
+    live = study.ask()
+    report = StepReporter(live, run=1, runs=3, every_s=3600)
+    report(1, 50)
+    report(2, 50)                      # within every_s: not written
+    assert live.user_attrs["train_progress"] == {"step": 1, "steps": 50, "run": 1, "runs": 3}
+    report(50, 50)                     # the last step is always written
+    assert live.user_attrs["train_progress"]["step"] == 50
+
+    class Broken:
+        number = 7
+
+        def set_user_attr(self, key, value):
+            raise RuntimeError("database is gone")
+
+    broken = StepReporter(Broken(), every_s=0)
+    broken(1, 10)
+    broken(2, 10)
+    assert sum("could not record its training progress" in r.getMessage() for r in caplog.records) == 1

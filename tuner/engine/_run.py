@@ -279,7 +279,8 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
                  eval: "DataSpec | Sequence[DataSpec] | None" = None, output: "str | os.PathLike | None" = None,
                  device=None, on_eval: Optional[Callable[[int, float], None]] = None,
                  eval_splits: Sequence[str] = ("dev", "test"), progress: bool = True,
-                 prepared: Optional[PreparedData] = None) -> FinetuneOutcome:
+                 prepared: Optional[PreparedData] = None,
+                 on_step: Optional[Callable[[int, int], None]] = None) -> FinetuneOutcome:
     """Fine-tune the run ``config`` describes and score every eval set on dev and test.
 
     ``model`` (an already loaded encoder), ``train``/``eval`` (files, DataFrames) and ``prepared``
@@ -299,7 +300,7 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
             dev, _ = score_eval_sets(encoder, data, ("dev",), max_seq_length=config.max_seq_length, seed=config.seed)
             on_eval(step, float(np.mean(list(dev["dev"].values()))))
 
-    result = finetune(encoder, data.train, config, on_eval=hook, progress=progress)
+    result = finetune(encoder, data.train, config, on_eval=hook, progress=progress, on_step=on_step)
     scores, details = score_eval_sets(encoder, data, eval_splits, max_seq_length=config.max_seq_length, seed=config.seed)
     saved = None
     if output is not None:

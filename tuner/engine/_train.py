@@ -297,9 +297,11 @@ def _set_up(encoder: Encoder, config: RunConfig) -> int:
 
 
 def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfig,
-             on_eval: Optional[Callable[[int], None]] = None, progress: bool = True) -> TrainResult:
+             on_eval: Optional[Callable[[int], None]] = None, progress: bool = True,
+             on_step: Optional[Callable[[int, int], None]] = None) -> TrainResult:
     """Fine-tune ``encoder`` in place on ``data`` (pairs, or the two views of NLI rows). ``on_eval(step)``
-    is called every ``config.eval_every`` steps (the study uses it to report dev scores and prune)."""
+    is called every ``config.eval_every`` steps (the study uses it to report dev scores and prune);
+    ``on_step(step, total_steps)`` after every optimizer step (the study shows where a trial is)."""
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -360,6 +362,8 @@ def finetune(encoder: Encoder, data: "PairData | NliTrainData", config: RunConfi
             losses.append(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if on_step is not None:
+                on_step(step, total_steps)
             if on_eval is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 encoder.eval()
                 on_eval(step)

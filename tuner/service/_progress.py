@@ -5,8 +5,10 @@
 :class:`Snapshot`: trials done / total, the best value so far, elapsed time, the mean duration of
 the finished trials, an ETA from those durations and the number of workers, and for each running
 trial its age, its last reported step and that step's dev score (the intermediate values the
-objective reports every ``eval_every`` steps). ``optimize``'s live line and ``status`` show the
-same snapshot; :mod:`tuner.service._progress_view` renders it. No torch, no optuna import, no storage.
+objective reports every ``eval_every`` steps), and its training step k of N (the trial attr
+``train_progress`` the objective writes every few seconds). ``optimize``'s live line and ``status``
+show the same snapshot; :mod:`tuner.service._progress_view` renders it. No torch, no optuna import,
+no storage.
 
 ETA: ``remaining = target - done`` trials, each taking the finished trials' mean duration; a
 running trial only needs what is left of the mean (at least 5% of it: it is not done yet), and
@@ -14,12 +16,19 @@ running trial only needs what is left of the mean (at least 5% of it: it is not 
 
     work_left = sum(max(mean - age, 0.05 * mean) for running) + (remaining - running) * mean
     eta = work_left / workers
+
+Before any trial has finished, the running trials' step rates stand in: a trial that is k of N
+steps in after ``age`` seconds is projected to take ``age * N / k`` in all (the fraction counts its
+seeds too), and the mean of those projections replaces the mean duration. A full-budget trial can
+last an hour; this gives an ETA after its first steps instead of after the first trial.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
+
+from objectives.common import TRAIN_PROGRESS
 
 FINISHED = ("COMPLETE", "PRUNED")   # states whose duration says how long a trial takes
 MIN_LEFT = 0.05                     # a running trial older than the mean still needs this share of it
@@ -44,6 +53,23 @@ class RunningTrial:
     step: Optional[int] = None      # the last step with a dev score (intermediate value)
     dev: Optional[float] = None     # that score
     worker: Optional[str] = None
+    train_step: Optional[int] = None    # training step k of ...
+    train_steps: Optional[int] = None   # ... N, of run ``run`` of ``runs`` (seeds)
+    run: int = 1
+    runs: int = 1
+
+    @property
+    def fraction(self) -> Optional[float]:
+        """How much of the trial's training is done (its seeds counted), from ``train_progress``."""
+        if not self.train_step or not self.train_steps:
+            return None
+        return min(1.0, ((self.run - 1) + self.train_step / self.train_steps) / max(1, self.runs))
+
+    @property
+    def projected_s(self) -> Optional[float]:
+        """The trial's whole duration as its step rate so far projects it; None before its first step."""
+        fraction = self.fraction
+        return None if fraction is None or self.age_s is None else self.age_s / fraction
 
 
 @dataclass
@@ -70,17 +96,39 @@ class Snapshot:
 
 
 def estimate_eta(durations: Iterable[float], remaining: int, running_ages: Iterable[Optional[float]],
-                 workers: int) -> Optional[float]:
-    """Seconds until ``remaining`` trials are done (see the module doc); None without durations."""
+                 workers: int, projected: Iterable[Optional[float]] = ()) -> Optional[float]:
+    """Seconds until ``remaining`` trials are done (see the module doc); None without durations.
+
+    ``projected``: each running trial's projected duration from its step rate (None where unknown),
+    in the order of ``running_ages``; used only while no trial has finished."""
     if remaining <= 0:
         return 0.0
     durations = [d for d in durations if d is not None]
-    if not durations:
-        return None
-    mean = sum(durations) / len(durations)
     ages = [a for a in running_ages][:remaining]
-    left = sum(max(mean - (a or 0.0), MIN_LEFT * mean) for a in ages) + (remaining - len(ages)) * mean
+    if durations:
+        mean = sum(durations) / len(durations)
+        expected = [mean] * len(ages)
+    else:
+        projections = list(projected)[:len(ages)]
+        known = [p for p in projections if p is not None]
+        if not known:
+            return None
+        mean = sum(known) / len(known)
+        expected = [p if p is not None else mean for p in projections] + [mean] * (len(ages) - len(projections))
+    left = sum(max(e - (a or 0.0), MIN_LEFT * e) for a, e in zip(ages, expected)) + (remaining - len(ages)) * mean
     return left / max(1, int(workers))
+
+
+def _train_progress(value: Any) -> dict[str, int]:
+    """The ``train_progress`` attr (``{"step", "steps", "run", "runs"}``) as RunningTrial fields."""
+    if not isinstance(value, dict):
+        return {}
+    try:
+        out = {"train_step": int(value["step"]), "train_steps": int(value["steps"]),
+               "run": int(value.get("run", 1)), "runs": int(value.get("runs", 1))}
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return out if out["train_steps"] > 0 else {}
 
 
 def _last_report(t: Any) -> tuple[Optional[int], Optional[float]]:
@@ -119,8 +167,9 @@ def summarize(trials: Iterable[Any], target: int, *, done: Optional[int] = None,
         elif state == "RUNNING":
             age = (now - t.datetime_start).total_seconds() if t.datetime_start else None
             step, dev = _last_report(t)
+            attrs = getattr(t, "user_attrs", None) or {}
             running.append(RunningTrial(t.number, None if age is None else max(0.0, age), step, dev,
-                                        (getattr(t, "user_attrs", None) or {}).get("worker")))
+                                        attrs.get("worker"), **_train_progress(attrs.get(TRAIN_PROGRESS))))
     if done is None:
         done = sum(1 for t in trials if _state(t) in FINISHED)
     if workers is None:
@@ -131,5 +180,6 @@ def summarize(trials: Iterable[Any], target: int, *, done: Optional[int] = None,
     running.sort(key=lambda r: r.number)
     return Snapshot(done=int(done), target=int(target), running=len(running), best=best_value, best_trial=best_trial,
                     elapsed_s=elapsed, mean_trial_s=sum(durations) / len(durations) if durations else None,
-                    eta_s=estimate_eta(durations, remaining, [r.age_s for r in running], workers),
+                    eta_s=estimate_eta(durations, remaining, [r.age_s for r in running], workers,
+                                       [r.projected_s for r in running]),
                     workers=int(workers), in_flight=running)

@@ -50,7 +50,10 @@ def format_line(snap: Snapshot, metric: str = "value", unit: str = "trials", max
     running = []
     for r in snap.in_flight[:max_running]:
         text = f"#{r.number} {format_duration(r.age_s)}"
-        if r.step is not None:
+        if r.train_step is not None:
+            text += f" step {r.train_step}/{r.train_steps}" + (f" seed {r.run}/{r.runs}" if r.runs > 1 else "")
+            text += f" dev {r.dev:.4f} (step {r.step})" if r.dev is not None else ""
+        elif r.step is not None:
             text += f" step {r.step}" + (f" dev {r.dev:.4f}" if r.dev is not None else "")
         running.append(text)
     if running:
