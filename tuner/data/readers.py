@@ -32,6 +32,7 @@ import pandas as pd
 from tuner.errors import TunerError
 
 from . import registry
+from .beir import is_beir_folder, load_beir
 from .hub import load_hub_builtin, load_hub_nli
 from .registry import (
     BUILTIN_DATASETS,
@@ -273,6 +274,8 @@ def load_dataset(
                                task=task, score_range=score_range)
     if isinstance(spec, os.PathLike):
         path = Path(spec)
+        if path.is_dir() and is_beir_folder(path):
+            return load_beir(path, name=name)
         return _load_file(path, str(spec), task=task, name=name, score_range=score_range)
     if not isinstance(spec, str):
         raise TunerError(
@@ -283,6 +286,11 @@ def load_dataset(
     if not text:
         raise TunerError(f"empty dataset name; built-in names: {', '.join(BUILTIN_DATASETS)}, or give a path to {_FORMATS_HINT}")
     path = Path(text).expanduser()
+    if path.is_dir() and is_beir_folder(path):
+        if task is not None and str(task).strip().lower() != "retrieval":
+            raise TunerError(f"{text} is a retrieval folder (corpus.jsonl, queries.jsonl, qrels/), not {task} data; "
+                             "drop --task or pass a file of that task")
+        return load_beir(path, name=name)
     if path.is_file():
         return _load_file(path, text, task=task, name=name, score_range=score_range)
     canon = canonical_name(text)

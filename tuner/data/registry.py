@@ -210,6 +210,8 @@ class Dataset:
     (or ``train``/``dev``/``test`` when it has a ``split`` column).
     STS frames have columns sentence1, sentence2 (str) and score (float64); classification
     frames sentence (str) and label (int64, 0/1); every index is a fresh RangeIndex.
+    A retrieval set (:mod:`tuner.data.beir`) keeps its relevance judgements as splits
+    (query_id, corpus_id, score) and the ``corpus`` and ``queries`` (id, text) they point into.
     """
 
     name: str
@@ -218,6 +220,8 @@ class Dataset:
     source: str
     score_range: tuple[float, float] | None
     builtin: bool = False
+    corpus: pd.DataFrame | None = None
+    queries: pd.DataFrame | None = None
 
     def official(self) -> pd.DataFrame:
         """The split ``evaluate`` scores by default: ``test`` if present, else ``all``."""

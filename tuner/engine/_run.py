@@ -22,13 +22,14 @@ from tuner.config import RunConfig, check_prompt
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError
-from tuner.evaluation import evaluate_classification, evaluate_classification_splits, evaluate_sts
+from tuner.evaluation import (RETRIEVAL_METRICS, evaluate_classification, evaluate_classification_splits,
+                              evaluate_retrieval, evaluate_sts)
 from tuner.models._encoder import Encoder, load_encoder, save_encoder
 from tuner.models._pooling import parse_pooling
 
 DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
 #: nli: the NLI-transfer protocol's score, STS Spearman (NLI data itself is never scored)
-METRIC = {"sts": "spearman", "classification": "accuracy", "nli": "spearman"}
+METRIC = {"sts": "spearman", "classification": "accuracy", "nli": "spearman", "retrieval": "ndcg@10"}
 
 
 def not_scored(ds: Dataset) -> TunerError:
@@ -68,11 +69,15 @@ def _task_of(datasets: Iterable[Dataset], task: Optional[str]) -> str:
 def score_split(encoder: Encoder, dataset: Dataset, frame: pd.DataFrame, *, train_frame: Optional[pd.DataFrame] = None,
                 classification_protocol: str = "seed", batch_size: int = 64, max_seq_length: int = 128,
                 seed: int = 42) -> dict[str, float]:
-    """Score one split: STS -> spearman/pearson; classification -> accuracy under the named protocol."""
+    """Score one split: STS -> spearman/pearson; classification -> accuracy under the named protocol;
+    retrieval (``frame``: the split's qrels) -> NDCG@10, MRR@10, Recall@10/100, MAP@100."""
     if dataset.task == "nli":
         raise not_scored(dataset)
     if dataset.task == "sts":
         return evaluate_sts(encoder, frame, batch_size, max_seq_length)
+    if dataset.task == "retrieval":
+        return evaluate_retrieval(encoder, dataset.corpus, dataset.queries, frame, batch_size=batch_size,
+                                  max_seq_length=max_seq_length)
     return evaluate_classification(encoder, frame, train=train_frame, protocol=classification_protocol,
                                    batch_size=batch_size, max_seq_length=max_seq_length, seed=seed)
 
@@ -104,6 +109,9 @@ def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSp
         if ds.task == "nli":
             raise not_scored(ds)
         start = time.perf_counter()
+        if ds.task == "retrieval" and protocol is not None:
+            raise TunerError(f"dataset '{ds.name}' is a retrieval set with its own qrels/{split}.tsv; drop --protocol "
+                             "(protocols split STS and classification rows)")
         if protocol is None:
             if split not in ds.splits and not (split == "test" and "all" in ds.splits):
                 raise TunerError(f"dataset '{ds.name}' has no '{split}' split (it has {', '.join(ds.splits)}); "
@@ -126,6 +134,7 @@ def evaluate_model(model: "str | Encoder", datasets: "DataSpec | Sequence[DataSp
             "score": result[metric], "pearson": result.get("pearson", np.nan), "n": result["n"],
             "protocol": protocol or "official", "classification_protocol": cls_protocol if ds.task == "classification" else None,
             "pooling": str(encoder.pooling), "seconds": round(time.perf_counter() - start, 3),
+            **({m: result[m] for m in RETRIEVAL_METRICS} if ds.task == "retrieval" else {}),
         })
     return pd.DataFrame(rows)
 
