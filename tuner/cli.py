@@ -27,6 +27,7 @@ COMMANDS = (
     "dashboard",
     "worker",
     "storage-proxy",
+    "slurm",
 )
 
 
