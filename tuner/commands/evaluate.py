@@ -8,14 +8,16 @@ from tuner.data.splits import PROTOCOLS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a model on STS / SentEval datasets",
-                       description="Score a model on STS (Spearman of cosine similarity) or SentEval classification "
-                                   "(logistic regression on frozen embeddings). By default the full official split "
-                                   "is scored (the whole file for sets that only have a test file).")
+    p = sub.add_parser("evaluate", help="score a model on STS / SentEval / retrieval datasets",
+                       description="Score a model on STS (Spearman of cosine similarity), SentEval classification "
+                                   "(logistic regression on frozen embeddings) or retrieval (NDCG@10 of exact cosine "
+                                   "search over a BEIR folder's corpus). By default the full official split is scored "
+                                   "(the whole file for sets that only have a test file).")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2",
                    help="Hugging Face id or local folder (default: all-MiniLM-L6-v2, bundled offline)")
     p.add_argument("--datasets", required=True,
-                   help="comma-separated built-in names (sts12..sts16, stsb, sickr, mr, cr, mpqa, subj) or file paths")
+                   help="comma-separated built-in names (sts12..sts16, stsb, sickr, mr, cr, mpqa, subj), file paths "
+                        "or retrieval folders in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--pooling", default=None, help="cls, cls_avg, avg, max, last or a token index (default: the model's)")
     p.add_argument("--prompt", default=None,
                    help="template every sentence is put in, {text} where it goes (e.g. PromptEOL: "
