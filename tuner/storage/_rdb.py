@@ -45,9 +45,11 @@ class SQLiteConnect:
     ``isolation_level=None``: sqlite3 emits no BEGIN itself; for a file database the engine's
     "begin" event emits ``BEGIN IMMEDIATE`` (SQLAlchemy pysqlite docs, "Serializable isolation"),
     so optuna's read-then-write steps are atomic between processes. An in-memory database has one
-    connection shared by the threads of one process (StaticPool) and stays in autocommit mode:
-    a ``BEGIN`` there would collide with another thread's open transaction. A frozen dataclass:
-    compared by value, so an unpickled storage's ``engine_kwargs`` equal the original's.
+    connection shared by the threads of one process (StaticPool): its "begin" event emits a plain
+    ``BEGIN`` unless that connection is already in a transaction, and tuner's storage calls take
+    turns on it (``_IN_MEMORY_TURNS``), so a failed call's rollback undoes what it flushed (Optuna
+    retries ``create_new_trial`` after one). A frozen dataclass: compared by value, so an unpickled
+    storage's ``engine_kwargs`` equal the original's.
     """
 
     database: str
@@ -80,11 +82,21 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _install_begin_immediate(engine: Any) -> None:
+def _begin_unless_in_transaction(conn: Any) -> None:
+    """In-memory SQLite: a transaction per call, so that a rollback undoes the call's flushed rows.
+    The one connection is shared; a session opened outside tuner's calls (a raw ``scoped_session``)
+    may still hold a transaction on it, which the call then joins instead of failing with
+    "cannot start a transaction within a transaction"."""
+    if not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _install_begin(engine: Any, in_memory: bool) -> None:
     from sqlalchemy import event
 
-    if not event.contains(engine, "begin", _begin_immediate):
-        event.listen(engine, "begin", _begin_immediate)
+    hook = _begin_unless_in_transaction if in_memory else _begin_immediate
+    if not event.contains(engine, "begin", hook):
+        event.listen(engine, "begin", hook)
 
 
 class TunerRDBStorage(RDBStorage):
@@ -107,26 +119,29 @@ class TunerRDBStorage(RDBStorage):
     def _setup_engine(self) -> None:
         creator = (self.engine_kwargs or {}).get("creator")
         self._in_memory = isinstance(creator, SQLiteConnect) and creator.in_memory
-        if isinstance(creator, SQLiteConnect) and not creator.in_memory:
-            _install_begin_immediate(self.engine)
+        if isinstance(creator, SQLiteConnect):
+            _install_begin(self.engine, self._in_memory)
 
     def _describe(self) -> str:
         return mask_url(self.engine.url.render_as_string(hide_password=True))
 
 
 def open_tuner_rdb(url: str, engine_kwargs: dict[str, Any], heartbeat_interval: Optional[int],
-                   grace_period: Optional[int]) -> TunerRDBStorage:
+                   grace_period: Optional[int], **kwargs: Any) -> TunerRDBStorage:
     """A :class:`TunerRDBStorage`, without Optuna's ExperimentalWarning for the heartbeat arguments
-    (tuner relies on heartbeats; the filter applies to this call only)."""
+    (tuner turns heartbeats on, not its user; the filter applies to this call only: a
+    ``TunerRDBStorage(...)`` or ``RDBStorage(...)`` built directly still warns). ``kwargs``: more
+    ``RDBStorage`` arguments (``skip_table_creation``, ``heartbeat_stale_trial_callback``, ...)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ExperimentalWarning, message=r".*(heartbeat_interval|grace_period).*")
         return TunerRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                               grace_period=grace_period)
+                               grace_period=grace_period, **kwargs)
 
 
-# One in-memory database is one sqlite3 connection in autocommit mode, shared by the threads of the
-# process (StaticPool): optuna's read-then-write steps (a new trial's number, a state change) are
-# not atomic there unless the calls take turns. File and server databases use transactions instead.
+# One in-memory database is one sqlite3 connection shared by the threads of the process (StaticPool):
+# two threads' transactions on it would be one, so the calls take turns (which also makes optuna's
+# read-then-write steps, a new trial's number or a state change, atomic there). File and server
+# databases have a connection per thread and isolate with their own locks instead.
 _IN_MEMORY_TURNS = threading.RLock()
 
 
