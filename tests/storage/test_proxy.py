@@ -1,10 +1,10 @@
 """``python -m tuner storage-proxy`` and ``--storage grpc://host:port`` (issue #15, part 3).
 
 - URLs and unreachable proxies are one-line errors; the client pickles; binding another address
-  than loopback prints the dashboard's warning.
+  than loopback with --insecure prints a warning (without it: tests/storage/test_proxy_security.py).
 - Through the proxy (PostgreSQL behind it): the study lock excludes processes (and direct
   database clients), 4 fake-objective workers run every grid cell exactly once.
-- Faults: the proxy is SIGKILLed mid-study and restarted on the same port; a throwaway PostgreSQL
+- Faults: the proxy (plain, and locked with TLS + token) is SIGKILLed mid-study and restarted on the same port; a throwaway PostgreSQL
   cluster behind the proxy is restarted mid-study. Workers retry and finish; every cell complete
   exactly once.
 """
@@ -23,18 +23,29 @@ import pytest
 from _pgcluster import available as pg_available
 from _pgcluster import free_port, throwaway_cluster
 from _tiny import PG_URL, env_with_repo, require_server, start_fake_worker, unique, wait_all, write_grid_study
+from _tls import lock_proxy
 from test_faults import ALL_ROWS, assert_exactly_once
 from test_storage import _check_lock_excludes
 from tuner.errors import TunerError
 from tuner.storage import delete_study, open_storage, resolve_url
 
 
-def start_proxy_cli(url: str, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tuner", "storage-proxy", "--storage", url, "--host", host,
-                             "--port", str(port)], env=env_with_repo(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+def start_proxy_cli(url: str, port: int, host: str = "127.0.0.1", extra: tuple = (),
+                    log: "Path | None" = None) -> subprocess.Popen:
+    """``storage-proxy`` serving ``url`` (``extra``: more flags, e.g. TLS; the token comes from the environment;
+    ``log``: a file for its stderr, readable while it runs)."""
+    err = open(log, "w") if log is not None else subprocess.PIPE
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "tuner", "storage-proxy", "--storage", url, "--host", host,
+                                 "--port", str(port), *extra], env=env_with_repo(), stdout=subprocess.PIPE,
+                                stderr=err, text=True, start_new_session=True)
+    finally:
+        if log is not None:
+            err.close()
     line = proc.stdout.readline()  # printed once it listens
-    assert "storage proxy for" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    if "storage proxy for" not in line:
+        proc.wait(timeout=30)
+        assert False, (line, log.read_text() if log is not None else proc.stderr.read())
     return proc
 
 
@@ -95,7 +106,7 @@ def test_unreachable_proxy_is_one_line_error():
 def test_proxy_client_pickles_and_non_loopback_bind_warns(tmp_path):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tuner", "storage-proxy", "--storage", f"sqlite:///{tmp_path / 'p.db'}",
-                             "--host", "0.0.0.0", "--port", str(port)], env=env_with_repo(), stdout=subprocess.PIPE,
+                             "--host", "0.0.0.0", "--port", str(port), "--insecure"], env=env_with_repo(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert "storage proxy for sqlite:///" in proc.stdout.readline()
@@ -113,7 +124,7 @@ def test_proxy_client_pickles_and_non_loopback_bind_warns(tmp_path):
     finally:
         stop(proc)
     warning = proc.stderr.read()
-    assert warning.startswith("warning: the storage proxy has no login") and "0.0.0.0" in warning
+    assert warning.startswith("warning: --insecure: the storage proxy on 0.0.0.0 serves every study"), warning
 
 
 def test_storage_proxy_refuses_a_busy_port_in_one_line(tmp_path):
@@ -180,21 +191,24 @@ def test_proxy_four_workers_grid_exactly_once(tmp_path, tiny_data_dir, pg_proxy)
 @pytest.mark.db
 @pytest.mark.slow
 @pytest.mark.fault
-def test_proxy_killed_and_restarted_mid_study(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize("locked", [False, True], ids=["plain", "locked"])
+def test_proxy_killed_and_restarted_mid_study(tmp_path, tiny_data_dir, locked, monkeypatch):
+    """Also through a locked proxy (TLS + token: tests/storage/test_proxy_security.py)."""
     require_server(PG_URL)
     port = free_port()
-    url = f"grpc://127.0.0.1:{port}"
+    extra = lock_proxy(tmp_path / "pki", monkeypatch) if locked else ()
+    url = f"{'grpcs' if locked else 'grpc'}://127.0.0.1:{port}"
     name = unique("proxykill")
     study = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=ALL_ROWS, datasets=("stsb",),
                              models=["fake-a", "fake-b"])
-    proxy = start_proxy_cli(PG_URL, port)
+    proxy = start_proxy_cli(PG_URL, port, extra=extra)
     procs = []
     try:
         procs = [start_fake_worker(study, url, i, sleep=0.5, interval=1, grace=15) for i in range(2)]
         assert wait_complete(PG_URL, name, 3) >= 3, "the study did not start"
         stop(proxy, signal.SIGKILL)
         time.sleep(5)  # longer than a trial: workers meet the outage while telling, popping and beating
-        proxy = start_proxy_cli(PG_URL, port)
+        proxy = start_proxy_cli(PG_URL, port, extra=extra)
         codes = wait_all(procs, timeout=240)
         output = "".join(p.stdout.read() for p in procs)
         assert codes == [0, 0], output[-3000:]

@@ -22,11 +22,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type for ``--port``: a TCP port, 1 to 65535 (the OS would take 70000 as 70000 mod 65536)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number; use 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range; use 1 to 65535")
+    return value
+
+
 def add_storage_args(p: argparse.ArgumentParser, heartbeat: bool = False) -> None:
     """``--storage``, ``--study-name`` and (``heartbeat``) ``--heartbeat-interval``/``--grace-period``."""
     p.add_argument("--storage", default=None,
                    help="storage URL: sqlite:///tuner.db (default), postgresql://user:pass@host/db, "
-                        "mysql://user:pass@host/db (default: $TUNER_STORAGE, else sqlite:///tuner.db)")
+                        "mysql://user:pass@host/db, grpc://host:port or grpcs://host:port (a storage-proxy; "
+                        "grpcs: $TUNER_PROXY_CA and $TUNER_PROXY_TOKEN) (default: $TUNER_STORAGE, else sqlite:///tuner.db)")
     p.add_argument("--study-name", default=None,
                    help="name of the study in the storage (default: the study file's name)")
     if heartbeat:

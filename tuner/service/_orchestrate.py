@@ -192,6 +192,9 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
             args += ["--no-artifacts"] if folder is None else ["--artifacts", str(folder)]
             live = start_progress(url, service, len(plans), started, log, progress_interval) if progress else None
             codes = _run_workers(plans, args, url, live, log)
+            # the status reads through a handle opened now: the closed one is closed for good (a grpc://
+            # channel cannot be reused) and a database may have restarted while the workers ran
+            handle = service.handle = open_storage(url, heartbeat_interval=interval, grace_period=grace)
 
         status = collect_status(service)
     finally:

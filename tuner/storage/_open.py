@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -32,6 +33,16 @@ from tuner.storage._urls import (
     resolve_url,
     sqlite_path,
 )
+
+# gRPC reads these when it is imported, and every module of this room that imports it (_grpc, _proxy)
+# loads after this one. Its C core prints INFO lines of its own on stderr (each failed TLS handshake of a
+# grpcs:// client, each address a proxy could not bind); tuner says what went wrong in one line instead.
+# Its fork handlers restart gRPC's threads in a forked child: `optimize` forks its workers (subprocess with
+# a preexec_fn) while its progress line holds a grpc:// channel, and a child whose gRPC threads woke before
+# its exec died of SIGABRT/SIGSEGV (exit -6/-11, a worker lost now and then). No process of tuner uses
+# gRPC between fork and exec, so it needs no fork support.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 # --------------------------------------------------------------------------------------------
 # Opening a storage

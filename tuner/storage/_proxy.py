@@ -31,6 +31,12 @@ the lock at once. Either way a step may have been cut in half, exactly as when a
 loses its database connection: the service's duplicate check and Optuna's refusal to finish a
 trial twice keep every grid cell complete once (see :mod:`tuner.service._study_service`). ``TryLock`` never
 waits (the client polls), so waiting clients never tie up the proxy's threads.
+
+A locked proxy: TLS and a token
+-------------------------------
+With a token every call of both services must carry it (:class:`tuner.storage._guard.TokenCheck`); with
+``--tls-cert/--tls-key`` the port speaks TLS only, through :class:`tuner.storage._guard.TlsFront`, and the
+gRPC server listens on 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -48,9 +54,11 @@ import grpc
 
 from tuner.errors import TunerError
 from tuner.storage._grpc import METHODS, SERVICE, dumps, loads
+from tuner.storage._guard import TlsFront, TokenCheck, tls_context
 from tuner.storage._locks import named_lock
 from tuner.storage._open import StorageHandle, open_storage
 from tuner.storage._retry import call_with_retry
+from tuner.storage._urls import dialect_of
 
 DEFAULT_PORT = 13000
 DEFAULT_THREADS = 32
@@ -181,22 +189,40 @@ class ProxyServer:
     handle: StorageHandle
     service: TunerProxyService
     port: int
+    front: Optional[TlsFront] = None  # TLS: the front on ``port``; the gRPC server is on 127.0.0.1 only
+    token: bool = False  # every call needs the token
+
+    @property
+    def scheme(self) -> str:
+        return "grpcs" if self.front is not None else "grpc"
 
     def stop(self, grace: Optional[float] = 2.0) -> None:
+        if self.front is not None:
+            self.front.stop()
         self.server.stop(grace).wait(grace)
         self.service.locks.close()
         self.handle.close()
 
 
-def start_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = DEFAULT_THREADS) -> ProxyServer:
-    """Open the storage at ``url`` and serve it on ``host:port`` (port 0: any free port)."""
+def start_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = DEFAULT_THREADS, *,
+                token: Optional[str] = None, tls_cert: Optional[str] = None,
+                tls_key: Optional[str] = None) -> ProxyServer:
+    """Open the storage at ``url`` and serve it on ``host:port`` (port 0: any free port).
+
+    ``token``: every call must carry it (:class:`TokenCheck`). ``tls_cert``/``tls_key``: serve TLS only
+    (clients use ``grpcs://``) through a :class:`TlsFront`. Checking who may bind where is the CLI's job
+    (:mod:`tuner.commands.storage_proxy`)."""
     import optuna
     from optuna.storages._grpc.auto_generated import api_pb2_grpc
     from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
-    if url.split("://", 1)[0] == "grpc":
+    if dialect_of(url) == "grpc":
         raise TunerError("storage-proxy --storage must be a database URL (postgresql://, mysql://, sqlite:///), "
                          "not another proxy")
+    if (tls_cert is None) != (tls_key is None):
+        raise TunerError("give both --tls-cert FILE and --tls-key FILE (the server certificate and its private key), "
+                         "or neither")
+    context = tls_context(tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     problem = _bind_problem(host, port)
     if problem:
         raise TunerError(f"cannot listen on {host}:{port} ({problem}); choose another --port or --host")
@@ -204,14 +230,29 @@ def start_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, thr
     handle = open_storage(url, heartbeat_interval=1, grace_period=None,
                           engine_options={"pool_size": threads + 2, "max_overflow": 8})
     service = TunerProxyService(handle)
-    server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="proxy"), options=SERVER_OPTIONS)
+    peers: list[TlsFront] = []  # the front, once it exists: it knows the client behind each connection
+
+    def peer_of(grpc_peer: str) -> str:
+        return peers[0].peer_of(grpc_peer) if peers else grpc_peer.split(":", 1)[-1]
+
+    interceptors = (TokenCheck(token, peer_of),) if token else ()
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="proxy"), options=SERVER_OPTIONS,
+                         interceptors=interceptors)
     api_pb2_grpc.add_StorageServiceServicer_to_server(
         OptunaStorageProxyService(optuna.storages.get_storage(handle.storage)), server)
     server.add_generic_rpc_handlers((service.handler(),))
     shown = f"[{host}]" if ":" in host else host
-    bound = server.add_insecure_port(f"{shown}:{port}")
+    bound = server.add_insecure_port("127.0.0.1:0" if context is not None else f"{shown}:{port}")
     if not bound:
         handle.close()
         raise TunerError(f"cannot listen on {host}:{port}; choose another --port or --host")
+    front = None
+    if context is not None:
+        try:
+            front = TlsFront(host, port, context, bound)
+        except OSError as exc:
+            handle.close()
+            raise TunerError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host") from None
+        peers.append(front)
     server.start()
-    return ProxyServer(server, handle, service, bound)
+    return ProxyServer(server, handle, service, front.port if front is not None else bound, front, bool(token))

@@ -3,7 +3,8 @@
 - :func:`resolve_url`: ``--storage``, else ``$TUNER_STORAGE``, else ``sqlite:///tuner.db`` (in
   the working directory). ``postgres://`` and ``postgresql://`` use the psycopg 3 driver,
   ``mysql://`` and ``mariadb://`` use pymysql; a bare ``*.db`` path means SQLite;
-  ``grpc://host:port`` is a client of ``python -m tuner storage-proxy``.
+  ``grpc://host:port`` is a client of ``python -m tuner storage-proxy`` and ``grpcs://host:port`` one of
+  a proxy serving TLS (:mod:`tuner.storage._grpc` reads its CA file and token from the environment).
 - :func:`mask_url` / :func:`mask_text`: ``postgresql+psycopg://user:***@host/db``. Every URL that is
   printed or saved goes through them.
 
@@ -36,6 +37,7 @@ _SCHEMES = {
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sqlite",
     "grpc": "grpc",
+    "grpcs": "grpcs",
 }
 _DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg[binary]", "postgresql+psycopg2": "psycopg2-binary",
                     "mysql+pymysql": "pymysql"}
@@ -76,17 +78,17 @@ def resolve_url(url: Optional[str] = None) -> str:
             return "sqlite:///" + text
         raise TunerError(
             f"storage '{mask_url(text)}' ({origin}) is not a URL; use sqlite:///tuner.db, "
-            "postgresql://user:password@host:5432/db, mysql://user:password@host:3306/db or grpc://host:13000"
+            "postgresql://user:password@host:5432/db, mysql://user:password@host:3306/db, grpc://host:13000 or grpcs://host:13000"
         )
     scheme, rest = text.split("://", 1)
     normalised = _SCHEMES.get(scheme.lower())
     if normalised is None:
         raise TunerError(
             f"storage URL scheme '{scheme}://' ({origin}) is not supported; use sqlite:///FILE, "
-            "postgresql://user:password@host/db, mysql://user:password@host/db or grpc://host:port"
+            "postgresql://user:password@host/db, mysql://user:password@host/db, grpc://host:port or grpcs://host:port"
         )
-    if normalised == "grpc":
-        parse_grpc_url(f"grpc://{rest}", origin)
+    if normalised in ("grpc", "grpcs"):
+        parse_grpc_url(f"{normalised}://{rest}", origin)
     if normalised == "sqlite" and rest not in ("", "/", "/:memory:") and not rest.startswith("/"):
         raise TunerError(
             f"storage '{text}' ({origin}) has too few slashes; write sqlite:///relative.db or sqlite:////absolute/path.db"
@@ -95,14 +97,22 @@ def resolve_url(url: Optional[str] = None) -> str:
 
 
 def parse_grpc_url(url: str, origin: str = "--storage") -> tuple[str, int]:
-    """``(host, port)`` of ``grpc://host:port`` (a ``python -m tuner storage-proxy``); one-line error otherwise."""
-    rest = url.split("://", 1)[1].rstrip("/")
+    """``(host, port)`` of ``grpc://host:port`` or ``grpcs://host:port`` (a ``python -m tuner storage-proxy``,
+    plain or TLS); one-line error otherwise."""
+    scheme, rest = url.split("://", 1)
+    rest = rest.rstrip("/")
     host, sep, port = rest.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest or "@" in rest:
-        raise TunerError(f"storage '{mask_url(url)}' ({origin}): write grpc://HOST:PORT for a tuner storage-proxy, "
-                         "e.g. grpc://127.0.0.1:13000")
+        shown = "grpcs" if scheme.lower() == "grpcs" else "grpc"
+        raise TunerError(f"storage '{mask_url(url)}' ({origin}): write {shown}://HOST:PORT for a tuner storage-proxy, "
+                         f"e.g. {shown}://127.0.0.1:13000")
     return host, int(port)
+
+
+def is_tls_url(url: str) -> bool:
+    """True for ``grpcs://`` (a storage proxy that serves TLS)."""
+    return url.split("://", 1)[0].lower() == "grpcs"
 
 
 def require_shared(url: str, why: str = "optimize starts worker processes") -> None:
@@ -114,8 +124,9 @@ def require_shared(url: str, why: str = "optimize starts worker processes") -> N
 
 
 def dialect_of(url: str) -> str:
-    """``sqlite``, ``postgresql``, ``mysql`` or ``grpc`` (the storage proxy)."""
-    return url.split("://", 1)[0].split("+", 1)[0]
+    """``sqlite``, ``postgresql``, ``mysql`` or ``grpc`` (the storage proxy, ``grpc://`` or ``grpcs://``)."""
+    dialect = url.split("://", 1)[0].split("+", 1)[0].lower()
+    return "grpc" if dialect == "grpcs" else dialect
 
 
 def sqlite_path(url: str) -> Optional[Path]:
