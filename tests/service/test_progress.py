@@ -93,7 +93,7 @@ def test_format_line_and_advance():
     assert advance(snap, 0) is snap
     done = Snapshot(done=2, target=2, best=0.5, best_trial=0, elapsed_s=5)
     assert format_line(done, unit="cells") == "2/2 cells | best value 0.5000 (#0) | 5s elapsed | done"
-    assert "ETA ? (no trial finished yet)" in format_line(Snapshot(done=0, target=2))
+    assert "ETA ? (no trial has finished or reported a training step yet)" in format_line(Snapshot(done=0, target=2))
 
 
 def _snaps(*dones):
@@ -214,3 +214,14 @@ def test_step_reporter_writes_first_step_then_throttles_and_never_fails(caplog):
     broken(1, 10)
     broken(2, 10)
     assert sum("could not record its training progress" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_format_status_shows_a_running_trials_training_step():
+    from test_study_status import GRID
+
+    st = {**GRID, "running": [{**GRID["running"][0], "train_step": 120, "train_steps": 1400, "run": 1, "runs": 1}],
+          "timing": {"done": 0, "target": 3, "best": None, "best_trial": None, "elapsed_s": 60.0,
+                     "mean_trial_s": None, "eta_s": None, "workers": 1}}
+    text = format_status(st)
+    assert "age 3s      step 120/1400 {" in text
+    assert "ETA ? (no trial has finished or reported a training step yet)" in text

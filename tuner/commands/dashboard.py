@@ -22,13 +22,14 @@ import socket
 import ssl
 import sys
 import threading
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.simple_server import make_server as _make
 
-from tuner.commands.common import is_loopback, positive_int
+from tuner import _tokens as tokens
+from tuner._tokens import MIN_TOKEN_CHARS
+from tuner.commands.common import is_loopback, port_number
 from tuner.errors import TunerError
 from tuner.storage._artifacts import open_store, resolve_artifacts_dir
 from tuner.storage import open_storage
@@ -38,9 +39,7 @@ __all__ = ["ENV_TOKEN", "ENV_TOKEN_FILE", "MIN_TOKEN_CHARS", "REALM", "TokenAuth
 
 ENV_TOKEN = "TUNER_DASHBOARD_TOKEN"
 ENV_TOKEN_FILE = "TUNER_DASHBOARD_TOKEN_FILE"
-MIN_TOKEN_CHARS = 16
 REALM = "tuner dashboard"
-_NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _TLS_HANDSHAKE_TIMEOUT_S = 30.0
 
 
@@ -115,30 +114,9 @@ code{background:#eef;padding:.1em .3em;border-radius:3px}p{line-height:1.5;color
 
 def read_token(token_file: "str | os.PathLike[str] | None" = None) -> Optional[str]:
     """The dashboard token: from ``token_file`` (``--token-file``), else the file named by
-    ``$TUNER_DASHBOARD_TOKEN_FILE``, else ``$TUNER_DASHBOARD_TOKEN``; None when none is set.
-    One-line :class:`TunerError` for an unreadable, empty, multi-word or short token."""
-    file_env = os.environ.get(ENV_TOKEN_FILE, "").strip()
-    if token_file is not None or file_env:
-        where = f"--token-file {token_file}" if token_file is not None else f"${ENV_TOKEN_FILE}={file_env}"
-        path = Path(token_file if token_file is not None else file_env).expanduser()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TunerError(f"cannot read the dashboard token from {where} ({getattr(exc, 'strerror', None) or exc}); "
-                             "give a file holding one line, the token") from None
-    elif os.environ.get(ENV_TOKEN, "").strip():
-        where, token = f"${ENV_TOKEN}", os.environ[ENV_TOKEN].strip()
-    else:
-        return None
-    if not token:
-        raise TunerError(f"the dashboard token from {where} is empty; put the token in it, e.g. {_NEW_TOKEN}")
-    if not all(33 <= ord(c) < 127 for c in token):
-        raise TunerError(f"the dashboard token from {where} has spaces, line breaks or non-ASCII characters; use one "
-                         f"line of printable ASCII, e.g. {_NEW_TOKEN}")
-    if len(token) < MIN_TOKEN_CHARS:
-        raise TunerError(f"the dashboard token from {where} has {len(token)} characters; use {MIN_TOKEN_CHARS} or "
-                         f"more, e.g. {_NEW_TOKEN}")
-    return token
+    ``$TUNER_DASHBOARD_TOKEN_FILE``, else ``$TUNER_DASHBOARD_TOKEN``; None when none is set
+    (:func:`tuner._tokens.read_token`: one line for an unreadable, empty, multi-word or short token)."""
+    return tokens.read_token("dashboard", token_file, ENV_TOKEN_FILE, ENV_TOKEN)
 
 
 def bind_problem(host: str, token: bool, tls: bool, insecure: bool) -> tuple[Optional[str], Optional[str]]:
@@ -194,7 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "address needs a login token (or --insecure).")
     p.add_argument("--storage", default=None, help="storage URL (default: $TUNER_STORAGE, else sqlite:///tuner.db)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=positive_int, default=8080, help="port (default 8080; 0 is not allowed)")
+    p.add_argument("--port", type=port_number, default=8080, help="port (default 8080)")
     p.add_argument("--artifacts", default=None,
                    help="artifacts folder (default: <db folder>/artifacts for SQLite, ./artifacts otherwise)")
     p.add_argument("--token-file", default=None, metavar="FILE",

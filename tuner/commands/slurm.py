@@ -54,7 +54,6 @@ export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} TUNER_WORKER_THREADS=${SLURM_CP
 task=${SLURM_ARRAY_TASK_ID:-0}
 echo "tuner: array task $task (job ${SLURM_JOB_ID:-?}, restart ${SLURM_RESTART_COUNT:-0})" \
   "on $(hostname) at $(date '+%F %T')"
-log=$(mktemp "${TMPDIR:-/tmp}/tuner-slurm.XXXXXX")
 
 # one worker per SLURM task, each on the GPU SLURM gave it (a list of several: the task's own one)
 srun --kill-on-bad-exit=0 bash -c '
@@ -66,13 +65,8 @@ srun --kill-on-bad-exit=0 bash -c '
   index=$(( ${SLURM_ARRAY_TASK_ID:-0} * ${SLURM_NTASKS:-1} + ${SLURM_PROCID:-0} ))
   echo "tuner: worker $index on $(hostname): CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-none}"
   exec "$@" --worker-index "$index"
-' tuner-worker @WORKER_ARGS@ 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-
-if [ "$rc" -eq 0 ] && ! grep -qE ': trial [0-9]+ (COMPLETE|PRUNED|FAIL)' "$log"; then
-  echo "tuner: array task $task: nothing to do (every cell is complete or was run by another task)"
-fi
-rm -f "$log"
+' tuner-worker @WORKER_ARGS@
+rc=$?
 if [ "$rc" -eq 130 ]; then
   if [ "${SLURM_RESTART_COUNT:-0}" -lt @MAX_REQUEUES@ ]; then
     echo "tuner: array task $task: stopped by a signal (time limit near, or pre-empted); requeueing this task"

@@ -119,7 +119,7 @@ def estimate_eta(durations: Iterable[float], remaining: int, running_ages: Itera
     return left / max(1, int(workers))
 
 
-def _train_progress(value: Any) -> dict[str, int]:
+def train_progress_of(value: Any) -> dict[str, int]:
     """The ``train_progress`` attr (``{"step", "steps", "run", "runs"}``) as RunningTrial fields."""
     if not isinstance(value, dict):
         return {}
@@ -169,7 +169,7 @@ def summarize(trials: Iterable[Any], target: int, *, done: Optional[int] = None,
             step, dev = _last_report(t)
             attrs = getattr(t, "user_attrs", None) or {}
             running.append(RunningTrial(t.number, None if age is None else max(0.0, age), step, dev,
-                                        attrs.get("worker"), **_train_progress(attrs.get(TRAIN_PROGRESS))))
+                                        attrs.get("worker"), **train_progress_of(attrs.get(TRAIN_PROGRESS))))
     if done is None:
         done = sum(1 for t in trials if _state(t) in FINISHED)
     if workers is None:

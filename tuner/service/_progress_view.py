@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from tuner.service._progress import Snapshot
 
 CLEAR = "\r\x1b[K"          # back to column 0 and erase the line
+NO_ETA = "ETA ? (no trial has finished or reported a training step yet)"
 TTY_ENV = "TUNER_PROGRESS_TTY"  # "1" in the workers' environment while a live line is drawn: their
 #                                 trial lines erase it first (tuner.service._orchestrate.run_worker)
 
@@ -37,6 +38,17 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def describe_steps(train_step: Optional[int], train_steps: Optional[int], run: int, runs: int,
+                   step: Optional[int], dev: Optional[float]) -> str:
+    """`` step 40/1400 seed 2/3 dev 0.8012 (step 30)`` for a running trial (empty when nothing is known)."""
+    if train_step is not None:
+        text = f" step {train_step}/{train_steps}" + (f" seed {run}/{runs}" if runs > 1 else "")
+        return text + (f" dev {dev:.4f} (step {step})" if dev is not None else "")
+    if step is not None:
+        return f" step {step}" + (f" dev {dev:.4f}" if dev is not None else "")
+    return ""
+
+
 def format_line(snap: Snapshot, metric: str = "value", unit: str = "trials", max_running: int = 3) -> str:
     """The progress line (see the module doc)."""
     parts = [f"{snap.done}/{snap.target} {unit}"]
@@ -45,17 +57,12 @@ def format_line(snap: Snapshot, metric: str = "value", unit: str = "trials", max
     if snap.done >= snap.target and snap.running == 0:
         parts.append("done")
     else:
-        eta = f"ETA ~{format_duration(snap.eta_s)}" if snap.eta_s is not None else "ETA ? (no trial finished yet)"
+        eta = f"ETA ~{format_duration(snap.eta_s)}" if snap.eta_s is not None else NO_ETA
         parts.append(f"{eta} ({snap.workers} worker{'s' if snap.workers != 1 else ''})")
     running = []
     for r in snap.in_flight[:max_running]:
-        text = f"#{r.number} {format_duration(r.age_s)}"
-        if r.train_step is not None:
-            text += f" step {r.train_step}/{r.train_steps}" + (f" seed {r.run}/{r.runs}" if r.runs > 1 else "")
-            text += f" dev {r.dev:.4f} (step {r.step})" if r.dev is not None else ""
-        elif r.step is not None:
-            text += f" step {r.step}" + (f" dev {r.dev:.4f}" if r.dev is not None else "")
-        running.append(text)
+        running.append(f"#{r.number} {format_duration(r.age_s)}" + describe_steps(
+            r.train_step, r.train_steps, r.run, r.runs, r.step, r.dev))
     if running:
         more = f" +{len(snap.in_flight) - max_running}" if len(snap.in_flight) > max_running else ""
         parts.append("running " + ", ".join(running) + more)

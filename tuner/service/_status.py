@@ -11,8 +11,9 @@ import os
 from typing import Any, Optional, Union
 
 from tuner.errors import TunerError
-from tuner.service._progress import summarize
-from tuner.service._progress_view import format_duration
+from objectives.common import TRAIN_PROGRESS
+from tuner.service._progress import summarize, train_progress_of
+from tuner.service._progress_view import NO_ETA, describe_steps, format_duration
 from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
 from tuner.study import StudySpec, load_spec
@@ -85,6 +86,7 @@ def _running(trials: list) -> list[dict[str, Any]]:
             running.append({"number": t.number, "worker": t.user_attrs.get("worker"),
                             "age_s": round(age, 1) if age is not None else None,
                             "step": step, "dev": t.intermediate_values[step] if step is not None else None,
+                            **train_progress_of(t.user_attrs.get(TRAIN_PROGRESS)),
                             "params": t.params or t.system_attrs.get("fixed_params", {})})
     return running
 
@@ -135,7 +137,7 @@ def format_status(st: dict[str, Any]) -> str:
         if t["done"] >= t["target"] and p["running"] == 0:
             left = "done"
         elif t.get("eta_s") is None:
-            left = "ETA ? (no trial finished yet)"
+            left = NO_ETA
         else:
             left = f"ETA ~{format_duration(t['eta_s'])} at {t['workers']} worker{'s' if t['workers'] != 1 else ''}"
         lines.append(f"time: {t['done']}/{t['target']} finished, {format_duration(t['elapsed_s'])} elapsed{per}, {left}")
@@ -146,10 +148,10 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append("running:")
         for r in st["running"]:
             age = f"{r['age_s']:.0f}s" if r["age_s"] is not None else "?"
-            step = f"step {r['step']} dev {r['dev']:.4f} " if r.get("step") is not None and r.get("dev") is not None \
-                else ""
-            lines.append(f"  trial {r['number']:<5} worker {r['worker'] or '?':<24} age {age:<7} {step}"
-                         f"{json.dumps(r['params'], sort_keys=True)}")
+            step = describe_steps(r.get("train_step"), r.get("train_steps"), r.get("run", 1), r.get("runs", 1),
+                                  r.get("step"), r.get("dev")).strip()
+            lines.append(f"  trial {r['number']:<5} worker {r['worker'] or '?':<24} age {age:<7} "
+                         f"{step + ' ' if step else ''}{json.dumps(r['params'], sort_keys=True)}")
     if p["gave_up"]:
         lines.append("gave up (failed max_retries+1 times): "
                      + "; ".join(json.dumps(c, sort_keys=True) for c in p["gave_up"][:5]))

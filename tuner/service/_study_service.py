@@ -311,7 +311,10 @@ class StudyService:
     def run_worker(self, objective: ObjectiveFn, *, worker_index: int = 0, max_trials: Optional[int] = None,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> int:
         """Run trials until the study is finished. Returns 0 when done, 1 when cells/trials gave up,
-        130 when stopped by a signal."""
+        130 when stopped by a signal.
+
+        A worker with nothing to pop waits while other workers' trials run: one may fail (or its
+        worker die) and be queued again. A worker that ran no trial says "nothing to do" as it ends."""
         optuna = _optuna()
         TS = optuna.trial.TrialState
         first = self.load()
@@ -333,6 +336,8 @@ class StudyService:
                         log(f"{label}: giving up: {describe_exhausted(progress.exhausted, self.spec.max_retries)}")
                         return 1
                     if progress.running == 0 and progress.waiting == 0:
+                        if ran == 0:
+                            log(f"{label}: nothing to do: every trial of the study is finished")
                         return 0
                     self._sleep(guard)
                     continue

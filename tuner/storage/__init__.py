@@ -7,6 +7,7 @@ Modules (one concept each; the names below are the room's public surface)::
     _locks.py   a lock shared by every process of a study, on every machine
     _rdb.py     tuner's RDBStorage: every call retried; SQLite tuned for several workers
     _grpc.py    the client of ``python -m tuner storage-proxy`` (``grpc://host:port``)
+    _guard.py   the locked proxy's doors: the token check on every call, the TLS front
     _proxy.py   the proxy server: Optuna's gRPC storage service plus tuner's locks and heartbeats
     _open.py    open_storage() -> StorageHandle, for any of the above
     _artifacts.py  trial artifacts (loss curve, config) in an artifact store beside the storage

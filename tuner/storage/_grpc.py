@@ -49,6 +49,8 @@ from optuna.storages._grpc.auto_generated import api_pb2_grpc
 from optuna.storages._grpc.client import GrpcClientCache
 from optuna.storages._heartbeat import BaseHeartbeat
 
+from tuner import _tokens as tokens
+from tuner._tokens import MIN_TOKEN_CHARS
 from tuner.errors import TunerError
 from tuner.storage._retry import StorageUnavailable, call_with_retry, retrying_method
 from tuner.storage._urls import is_tls_url, mask_url, parse_grpc_url
@@ -70,7 +72,6 @@ _log = logging.getLogger(__name__)
 ENV_TOKEN = "TUNER_PROXY_TOKEN"
 ENV_TOKEN_FILE = "TUNER_PROXY_TOKEN_FILE"
 ENV_CA = "TUNER_PROXY_CA"
-MIN_TOKEN_CHARS = 16
 # What a locked proxy answers (status UNAUTHENTICATED) and the client turns into its own line.
 REFUSED_NO_TOKEN = "no token"
 REFUSED_WRONG_TOKEN = "wrong token"
@@ -81,29 +82,8 @@ _TOKEN_HINT = f"set ${ENV_TOKEN} or ${ENV_TOKEN_FILE} to the proxy's token"
 def read_token(token_file: "str | os.PathLike[str] | None" = None, *, server: bool = False) -> Optional[str]:
     """The proxy token: from ``token_file`` (the proxy's ``--token-file``), else the file named by
     ``$TUNER_PROXY_TOKEN_FILE``, else ``$TUNER_PROXY_TOKEN``; None when none is set. ``server``: also
-    require ``MIN_TOKEN_CHARS`` characters. One-line :class:`TunerError` for an unusable token."""
-    if token_file is not None or os.environ.get(ENV_TOKEN_FILE, "").strip():
-        where = f"--token-file {token_file}" if token_file is not None else f"${ENV_TOKEN_FILE}={os.environ[ENV_TOKEN_FILE].strip()}"
-        path = Path(token_file if token_file is not None else os.environ[ENV_TOKEN_FILE].strip()).expanduser()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TunerError(f"cannot read the proxy token from {where} ({getattr(exc, 'strerror', None) or exc}); "
-                             "give a file holding one line, the token") from None
-    elif os.environ.get(ENV_TOKEN, "").strip():
-        where, token = f"${ENV_TOKEN}", os.environ[ENV_TOKEN].strip()
-    else:
-        return None
-    if not token:
-        raise TunerError(f"the proxy token from {where} is empty; put the token in it, e.g. "
-                         "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    if not all(33 <= ord(c) < 127 for c in token):
-        raise TunerError(f"the proxy token from {where} has spaces, line breaks or non-ASCII characters; use one line of "
-                         "printable ASCII, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    if server and len(token) < MIN_TOKEN_CHARS:
-        raise TunerError(f"the proxy token from {where} has {len(token)} characters; use {MIN_TOKEN_CHARS} or more, e.g. "
-                         "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    return token
+    require ``MIN_TOKEN_CHARS`` characters (:func:`tuner._tokens.read_token`)."""
+    return tokens.read_token("proxy", token_file, ENV_TOKEN_FILE, ENV_TOKEN, min_chars=MIN_TOKEN_CHARS if server else None)
 
 
 def read_ca() -> Optional[bytes]:
