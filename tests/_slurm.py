@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from _tiny import env_with_repo
+from _tiny import env_with_repo, poll
 
 REPO = Path(__file__).resolve().parents[1]
 START_SCRIPT = REPO / "scripts" / "slurm" / "start_local_cluster.sh"
@@ -102,12 +102,9 @@ def task_records(job: str) -> dict[int, dict[str, str]]:
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, job: str, interval: float = 0.5,
              outputs: Optional[Callable[[], str]] = None):
     """Poll ``predicate`` until it is truthy; on timeout cancel ``job`` and fail with the task outputs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
+    value = poll(predicate, timeout, interval)
+    if value:
+        return value
     cancel(job)
     shown = outputs() if outputs is not None else ""
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (job {job}: squeue "

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import socket
 import subprocess
@@ -18,11 +18,33 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from types import ModuleType
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("TUNER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("TUNER_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as module ``name`` (registered in ``sys.modules``, which its
+    dataclasses look their module up in)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def poll(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> object:
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else None (checked once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate() or None
 
 
 def unique(prefix: str) -> str:

@@ -5,11 +5,9 @@ shown the study after it."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import shutil
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +16,7 @@ from types import ModuleType
 import pytest
 
 import tuner.commands.dashboard as dashboard_module
+from _tiny import load_script
 from test_dashboard import Dashboard, chromium, free_port, make_study, png_size
 from tuner.commands.dashboard import REALM, TokenAuth, bind_problem, read_token, tls_context
 from tuner.errors import TunerError
@@ -265,11 +264,7 @@ def test_tls_serves_https_only_and_the_login_works_over_it(tmp_path, token_file)
 
 @pytest.fixture(scope="module")
 def screenshots() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dashboard_screenshot", REPO / "scripts" / "dashboard_screenshot.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("dashboard_screenshot")
 
 
 @pytest.mark.browser

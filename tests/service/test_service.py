@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from _tiny import (env_with_repo, start_fake_worker, toml_dump, unique, wait_all, write_grid_study,
+from _tiny import (env_with_repo, poll, start_fake_worker, toml_dump, unique, wait_all, write_grid_study,
                    write_tpe_study)
 from tuner.service._study_service import StudyService
 from tuner.storage import open_storage
@@ -45,12 +45,9 @@ def cell_counts(trials, state: str = "COMPLETE") -> Counter:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
+    value = poll(predicate, timeout, interval)
+    if value:
+        return value
     raise AssertionError(f"condition not met within {timeout}s")
 
 

@@ -14,14 +14,12 @@ passing fails here until it is taken off the list. ``DESELECTED`` lists the test
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from _tiny import MYSQL_URL, PG_URL, require_server
+from _tiny import MYSQL_URL, PG_URL, load_script, require_server
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT = "tests/storages_tests/test_heartbeat.py"
@@ -46,11 +44,7 @@ DESELECTED = [
 
 @pytest.fixture(scope="module")
 def suite() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("optuna_storage_suite", REPO / "scripts" / "optuna_storage_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("optuna_storage_suite")
 
 
 def listed_for(backend: str) -> list[dict]:
