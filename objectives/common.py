@@ -259,7 +259,10 @@ class StepReporter:
     written at the first step and then at most every ``every_s`` seconds, so ``status`` and the live
     line of ``optimize`` show where a long trial is and can project its end from its step rate.
 
-    A write that fails is logged once and skipped: progress is never worth a failed trial."""
+    A write that fails is logged once and skipped: progress is never worth a failed trial. A storage
+    that stayed unreachable for the whole retry window (:class:`StorageUnavailable`) stops the trial
+    instead: its result could not be recorded, its heartbeat is failing too (another worker re-runs
+    the cell), and retrying at every later step would stretch each step by the retry window."""
 
     def __init__(self, trial: Any, *, run: int = 1, runs: int = 1, every_s: float = PROGRESS_EVERY_S) -> None:
         self.trial, self.run, self.runs, self.every_s = trial, run, runs, every_s
@@ -274,6 +277,8 @@ class StepReporter:
         try:
             self.trial.set_user_attr(TRAIN_PROGRESS, {"step": step, "steps": total, "run": self.run,
                                                       "runs": self.runs})
+        except StorageUnavailable:
+            raise
         except Exception as exc:  # noqa: BLE001 - the storage's own retries already ran
             if not self._warned:
                 _log.warning("trial %s: could not record its training progress: %s", self.trial.number, exc)

@@ -216,6 +216,26 @@ def test_step_reporter_writes_first_step_then_throttles_and_never_fails(caplog):
     assert sum("could not record its training progress" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_step_reporter_stops_the_trial_when_the_storage_stays_unreachable():
+    """Past the retry window the trial cannot be recorded: stop it at once, do not stretch every
+    later step by another retry window (a partitioned host trained for minutes before)."""
+    from objectives.common import StepReporter
+    from tuner.storage import StorageUnavailable
+
+    class Cut:
+        number = 3
+        calls = 0
+
+        def set_user_attr(self, key, value):
+            Cut.calls += 1
+            raise StorageUnavailable("lost the connection to the storage for 11s")
+
+    report = StepReporter(Cut(), every_s=0)
+    with pytest.raises(StorageUnavailable):
+        report(1, 10)
+    assert Cut.calls == 1
+
+
 def test_format_status_shows_a_running_trials_training_step():
     from test_study_status import GRID
 

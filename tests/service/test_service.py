@@ -419,3 +419,30 @@ def test_a_large_grid_is_queued_a_few_cells_at_a_time_and_runs_every_cell_once(t
     trials = trials_of(sqlite_url, name)
     cells = [json.dumps(t.params, sort_keys=True) for t in trials]
     assert len(trials) == 16 and len(set(cells)) == 16 and all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_an_error_raised_while_a_stop_is_requested_is_recorded_as_the_interruption(tmp_path, tiny_data_dir):
+    """A SIGTERM that lands inside a lazy import surfaces as some other exception (once: a RuntimeError
+    from ``__set_name__``); the trial is still an interruption, so the next run re-runs it."""
+    from tuner.service._trial_runtime import SignalGuard
+
+    name = unique("stopping")
+    study_file = write_grid_study(tmp_path, name, None, tiny_data_dir, losses=("cos_mse",), datasets=("stsb",),
+                                  models=["fake"])
+    handle = open_storage(f"sqlite:///{tmp_path / 'stop.db'}", heartbeat_interval=None, grace_period=None)
+    try:
+        service = StudyService(load_spec(study_file), handle)
+        study = service.create_or_load()
+        trial = study.ask()
+        guard = SignalGuard()
+
+        def objective(trial, choice):
+            guard.requested = "SIGTERM"  # what the handler does before its KeyboardInterrupt got wrapped
+            raise RuntimeError("Error calling __set_name__ on 'LazyExpr'")
+
+        state, value, failure = service._run_one(study, trial, None, objective, guard)
+        assert state.name == "FAIL" and value is None
+        assert failure == "interrupted: stopped by SIGTERM during the trial"
+        assert study.trials[0].user_attrs["failure"] == failure
+    finally:
+        handle.close()

@@ -382,8 +382,12 @@ class StudyService:
             raise  # nothing can be recorded: stop the worker; the trial is failed by its missing heartbeat
         except Exception as exc:  # noqa: BLE001 - the worker goes on with the next trial
             state = TS.FAIL
-            failure = trial.user_attrs.get("failure") or f"{type(exc).__name__}: {str(exc).strip()}"
-            _log.warning("trial %d failed", trial.number, exc_info=True)
+            if guard.requested:  # the signal surfaced as another error (e.g. raised inside a lazy import)
+                failure = f"{INTERRUPTED}: stopped by {guard.requested} during the trial"
+                _log.info("trial %d: %s while stopping", trial.number, type(exc).__name__)
+            else:
+                failure = trial.user_attrs.get("failure") or f"{type(exc).__name__}: {str(exc).strip()}"
+                _log.warning("trial %d failed", trial.number, exc_info=True)
         finally:
             beat.stop()
         if failure is not None and trial.user_attrs.get("failure") == failure:
