@@ -8,6 +8,7 @@ Public API (the CLI, ``python -m tuner``, is a thin layer over it)::
     tuner.optimize(study, storage=None, workers=1, n_trials=None)      -> optuna.Study
     tuner.status(study, storage=None, study_name=None)                 -> dict
     tuner.export(study, out, storage=None, split="test")               -> ExportResult
+    tuner.confirm(study, storage=None, *, top, seeds, budget=None)     -> dict (the confirmation report)
     tuner.plot_matrix(matrix, labels, out)                             -> list of plot paths
     tuner.load_encoder(model, pooling=None)                            -> Encoder
     tuner.load_dataset(spec)                                           -> Dataset
@@ -27,6 +28,7 @@ __all__ = [
     "optimize",
     "status",
     "export",
+    "confirm",
     "plot_matrix",
     "load_encoder",
     "load_dataset",
@@ -39,7 +41,8 @@ __all__ = [
 
 # Lazy: `import tuner` stays fast (torch/transformers load on first use).
 __getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["evaluate", "finetune", "optimize", "status", "export", "plot_matrix", "load_run_config"],
+    **dict.fromkeys(["evaluate", "finetune", "optimize", "status", "export", "confirm", "plot_matrix",
+                     "load_run_config"],
                     "tuner.api"),
     "RunConfig": "tuner.config", "load_encoder": "tuner.models", "load_dataset": "tuner.data",
     "parse_spec": "tuner.study", "load_spec": "tuner.study",

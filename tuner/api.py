@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from tuner.config import RunConfig, field_names
 from tuner.errors import TunerError
+from tuner.service._confirm import run_confirm
+from tuner.service._confirm_plan import BASELINES
 from tuner.service._orchestrate import exit_code, quiet_log, run_study, stderr_log
 from tuner.service._status import read_status
 from tuner.storage import resolve_url
@@ -166,6 +168,26 @@ def export(study: Any, out: "str | os.PathLike", storage: Optional[str] = None, 
     from tuner.exporter import export_study
 
     return export_study(study, out, split=split, storage_url=storage)
+
+
+def confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: Sequence[int],
+            budget: Optional[Mapping[str, Any]] = None, baselines: Optional[Sequence[str]] = None,
+            study_name: Optional[str] = None, dataset: Optional[str] = None, device: Optional[str] = None,
+            out: "str | os.PathLike | None" = None, save_model: bool = False,
+            artifacts: "str | os.PathLike | None" = None, heartbeat_interval: Optional[int] = None,
+            grace_period: Optional[int] = None, run: bool = True, quiet: bool = False) -> dict[str, Any]:
+    """Re-run the top ``top`` configurations of ``study`` with every seed in ``seeds``, beside the
+    baselines (default ``zero-shot`` and ``st-example``), as the study ``<study>-confirm`` of the same
+    storage (resumable, shared by every machine that runs it), and return the report: ``configs``,
+    ``baselines`` (each with ``seeds``, ``dev``/``test`` mean, std and 95% interval), ``comparisons``
+    (paired over seeds x test items, Holm), ``winner`` (or None and the ``tie``), ``budget``,
+    ``proxy``. ``budget``: ``epochs``, ``max_steps``, ``max_train_examples``, ``max_eval_examples``
+    (default: full files, each configuration's own epochs). Same as ``tuner confirm``; see docs/confirm.md."""
+    return run_confirm(study, storage, top=top, seeds=seeds, budget=budget,
+                       baselines=BASELINES if baselines is None else baselines, study_name=study_name, dataset=dataset,
+                       device=device, out=out, save_model=save_model, artifacts=artifacts,
+                       heartbeat_interval=heartbeat_interval, grace_period=grace_period, run=run,
+                       log=quiet_log if quiet else stderr_log)
 
 
 def plot_matrix(matrix: Any, labels: Optional[Mapping[str, Any]] = None, out: "str | os.PathLike" = "plots") -> list:

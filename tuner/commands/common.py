@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tuner.jsonsafe import json_safe  # noqa: F401  (commands import it from here)
 from tuner.service._orchestrate import default_grace_period, default_heartbeat_interval
+from tuner.storage._urls import dialect_of, resolve_url, sqlite_path
 
 
 def positive_int(text: str) -> int:
@@ -76,3 +78,28 @@ def format_table(df: pd.DataFrame, columns: list[str], scale: float = 100.0) -> 
         if col in shown:
             shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v * scale:.2f}")
     return shown.to_string(index=False)
+
+
+DATA_HELP = {
+    "train": "your training data: a CSV/TSV/JSONL/Parquet file of scored pairs (sentence1, sentence2, score), "
+             "labelled sentences (sentence, label) or NLI rows (premise, hypothesis, label), or a built-in name",
+    "eval": "the set trials are selected (dev) and reported (test) on (default: the training file's own splits; "
+            "NLI: the seven STS sets)",
+    "model": "the model to fine-tune (default: the shipped study's, all-MiniLM-L6-v2)",
+    "n_trials": "trials in the study (default: the shipped study's)",
+}
+
+
+def add_data_study_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """``--train``/``--eval``/``--model``/``--n-trials`` (``init``; ``optimize`` without ``--study``)."""
+    p.add_argument("--train", metavar="FILE", required=required, default=None, help=DATA_HELP["train"])
+    p.add_argument("--eval", metavar="FILE", default=None, help=DATA_HELP["eval"])
+    p.add_argument("--model", default=None, help=DATA_HELP["model"])
+    p.add_argument("--n-trials", type=positive_int, default=None, help=DATA_HELP["n_trials"])
+
+
+def study_folder_for(storage: "str | None") -> Path:
+    """Where ``optimize --train`` writes its study file: an SQLite database's folder, else the current one."""
+    url = resolve_url(storage)
+    db = sqlite_path(url) if dialect_of(url) == "sqlite" else None
+    return db.parent if db is not None else Path.cwd()

@@ -7,8 +7,9 @@ trial's config) and the flags given override it. argparse -> :func:`tuner.api.fi
 from __future__ import annotations
 
 import argparse
+import os
 
-from tuner import api
+from tuner import api, models
 from tuner.commands.common import print_json
 from tuner.config import ConfigError, RunConfig, add_arguments, from_arguments
 from tuner.errors import TunerError
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run once per seed (e.g. 42,43,44) and report each seed's scores and their mean, std and "
                         "95%% interval; overrides --seed")
     p.add_argument("--output", default=None,
-                   help="folder to save the fine-tuned model (transformers + sentence-transformers + tuner.json)")
+                   help="folder to save the fine-tuned model (transformers + sentence-transformers + tuner.json + "
+                        "README.md, its model card); with --seeds, one folder per seed: DIR/seed-<seed>")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON (scores, training record, the full config)")
@@ -75,11 +77,11 @@ def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
     from tuner.stats import seed_summary
 
     seeds = _parse_seeds(args.seeds)
-    if args.output:
-        raise TunerError("--output saves one model; use it without --seeds (or with --seed)")
     runs = {}
     for seed in seeds:
-        outcome = api.finetune(config=config.replace(seed=seed), device=args.device, progress=not args.no_progress)
+        output = _seed_folder(args.output, seed) if args.output else None
+        outcome = api.finetune(config=config.replace(seed=seed), output=output, device=args.device,
+                               progress=not args.no_progress)
         runs[seed] = outcome
         if not args.json:
             shown = ", ".join(f"{split} {name} {v * 100:.2f}" for split, per in outcome.scores.items()
@@ -88,10 +90,15 @@ def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
     first = runs[seeds[0]]
     summary = {split: {name: seed_summary([runs[s].scores[split][name] for s in seeds]) for name in per}
                for split, per in first.scores.items()}
+    command = config.command(args.output) + f" --seeds {args.seeds}"
+    if args.output:  # each seed's card gets the spread over all of them, known only now
+        for seed in seeds:
+            models.write_card(runs[seed].output, {s: runs[s].scores for s in seeds}, seeds_command=command)
     if args.json:
         print_json({"model": first.config.model, "metric": first.metric, "loss": first.config.loss, "seeds": seeds,
                     "scores_by_seed": {str(s): runs[s].scores for s in seeds}, "summary": summary,
-                    "config": config.to_dict(), "command": config.command() + f" --seeds {args.seeds}"})
+                    "config": config.to_dict(), "command": command,
+                    "outputs": {str(s): str(runs[s].output) for s in seeds} if args.output else None})
         return 0
     for split, per in summary.items():
         for name, st in per.items():
@@ -100,6 +107,11 @@ def _run_seeds(args: argparse.Namespace, config: RunConfig) -> int:
             std = f" ± {st['std'] * 100:.2f}" if st.get("std") is not None else ""
             print(f"{split:5s} {name:12s} {first.metric} mean {st['mean'] * 100:.2f}{std}{interval} over {len(seeds)} seeds")
     return 0
+
+
+def _seed_folder(output: str, seed: int) -> str:
+    """Where ``--seeds ... --output DIR`` saves the model of one seed."""
+    return os.path.join(output, f"seed-{seed}")
 
 
 def _config_of(args: argparse.Namespace, base: "RunConfig | None") -> RunConfig:

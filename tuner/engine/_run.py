@@ -283,6 +283,24 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
     return scores, details
 
 
+def saved_record(config: RunConfig, data: PreparedData, scores: dict[str, dict[str, float]], details: dict,
+                 result: TrainResult, output: str | None) -> dict[str, Any]:
+    """What ``tuner.json`` and the model card record beside a saved model (:func:`tuner.models.save_encoder`).
+
+    ``losses``: the losses that trained, with their weight and temperature (none for a loss that
+    takes none); ``eval_rows``: the rows each score is over; ``command``: the ``finetune`` command
+    that re-runs the config, saving to ``output`` (None when the run had a loaded model or
+    in-memory data that no command line names)."""
+    losses = {name: {"weight": weight, **({"tau": config.taus[name]} if name in config.taus else {})}
+              for name, weight in config.active_weights.items()}
+    rows = {split: {name: int(result_["n"]) for name, result_ in per.items() if "n" in result_}
+            for split, per in details.items()}
+    return {"config": config.to_dict(), "task": data.task, "eval": [ds.name for ds, _ in data.eval],
+            "scores": scores, "metric": METRIC[data.task], "losses": losses, "train_pairs": len(data.train),
+            "eval_rows": rows, "steps": result.steps,
+            **({"command": config.command(output)} if output is not None else {})}
+
+
 def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
                  train: "DataSpec | Sequence[DataSpec] | None" = None,
                  eval: "DataSpec | Sequence[DataSpec] | None" = None, output: "str | os.PathLike | None" = None,
@@ -313,8 +331,8 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
     scores, details = score_eval_sets(encoder, data, eval_splits, max_seq_length=config.max_seq_length, seed=config.seed)
     saved = None
     if output is not None:
-        record = {"config": config.to_dict(), "task": data.task, "eval": [ds.name for ds, _ in data.eval],
-                  "scores": scores}
-        saved = save_encoder(encoder, output, record)
+        reproducible = model is None and train is None and eval is None and prepared is None
+        saved = save_encoder(encoder, output, saved_record(config, data, scores, details, result,
+                                                           os.fspath(output) if reproducible else None))
     return FinetuneOutcome(scores=scores, metric=METRIC[data.task], train=result, config=config,
                            model=encoder.name, output=saved, details=details)

@@ -19,7 +19,7 @@ def encode(encoder: Encoder, texts: Sequence[str], batch_size: int = 64, max_seq
     its own longest sentence; results are put back in input order.
     """
     if len(texts) == 0:
-        return np.zeros((0, int(encoder.model.config.hidden_size)), dtype=np.float32)
+        return np.zeros((0, encoder.dim), dtype=np.float32)
     was_training = encoder.training
     encoder.eval()
     ids = tokenize(encoder.tokenizer, texts, max_seq_length)

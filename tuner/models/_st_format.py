@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from tuner.jsonsafe import dumps
 from tuner.models._decoder import PROMPT_SLOT
 from tuner.models._pooling import Pooling
+from tuner.models._post import read_post_modules, write_post_modules
 
 # sentence-transformers Pooling config keys -> our pooling names (first match wins).
 ST_POOLING_KEYS = (
@@ -42,14 +44,9 @@ def st_pooling_config(folder: Path) -> dict[str, Any] | None:
     if not folder.is_dir():
         return None
     pooling_dir = folder / "1_Pooling"
-    modules = folder / "modules.json"
-    if modules.is_file():
-        try:
-            for module in json.loads(modules.read_text()):
-                if str(module.get("type", "")).endswith("Pooling"):
-                    pooling_dir = folder / module.get("path", "1_Pooling")
-        except (ValueError, TypeError, AttributeError):
-            pass
+    for module in _modules_json(folder):
+        if str(module.get("type", "")).endswith("Pooling"):
+            pooling_dir = folder / str(module.get("path", "1_Pooling"))
     config = pooling_dir / "config.json"
     if config.is_file():
         try:
@@ -59,8 +56,38 @@ def st_pooling_config(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
-    """sentence-transformers module files for ``pooling`` (see :func:`tuner.models._encoder.save_encoder`)."""
+def _modules_json(folder: Path) -> list[dict[str, Any]]:
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+def st_post_modules(folder: Path) -> "list[nn.Module]":
+    """The Dense/Normalize modules a folder's model applies after its pooling (:mod:`tuner.models._post`).
+
+    A folder tuner saved lists them in ``tuner.json`` (``post_modules``; its own ``cls_avg`` Dense is
+    not one of them); any other sentence-transformers folder in ``modules.json`` after the Pooling."""
+    if not folder.is_dir():
+        return []
+    tuner_json = folder / "tuner.json"
+    if tuner_json.is_file():
+        try:
+            entries = json.loads(tuner_json.read_text()).get("post_modules") or []
+        except (ValueError, AttributeError):
+            entries = []
+        return read_post_modules(folder, -1, [{**e, "idx": i} for i, e in enumerate(entries)])
+    modules = _modules_json(folder)
+    pooling_idx = next((int(m.get("idx", 0)) for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+    return [] if pooling_idx is None else read_post_modules(folder, pooling_idx, modules)
+
+
+def write_st_modules(out: Path, pooling: Pooling, dim: int,
+                     post: "list[nn.Module] | nn.Sequential" = ()) -> list[dict[str, Any]]:
+    """sentence-transformers module files for ``pooling`` followed by ``post`` (see
+    :func:`tuner.models._encoder.save_encoder`); returns the ``post`` modules' entries, which
+    ``tuner.json`` records. Without a ``modules.json`` (a token-index pooling) only tuner applies them."""
     if pooling == 0:
         pooling = "cls"
     mode = ST_POOLING_MODE.get(pooling) if isinstance(pooling, str) else None
@@ -83,12 +110,13 @@ def write_st_modules(out: Path, pooling: Pooling, dim: int) -> None:
             "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     else:
-        for stale in ("modules.json",):
-            (out / stale).unlink(missing_ok=True)
-        return
+        (out / "modules.json").unlink(missing_ok=True)  # a stale one from an earlier save into the same folder
+        return write_post_modules(out, post, 2)
     pooling_dir.mkdir(exist_ok=True)
     (pooling_dir / "config.json").write_text(dumps(config, indent=2))
-    (out / "modules.json").write_text(dumps(modules, indent=2))
+    entries = write_post_modules(out, post, len(modules))
+    (out / "modules.json").write_text(dumps(modules + entries, indent=2))
+    return entries
 
 
 def write_st_prompt(out: Path, prompt: "str | None") -> bool:

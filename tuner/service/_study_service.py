@@ -390,11 +390,8 @@ class StudyService:
                 _log.warning("trial %d failed", trial.number, exc_info=True)
         finally:
             beat.stop()
-        if failure is not None and trial.user_attrs.get("failure") == failure:
-            failure_to_set = None
-        else:
-            failure_to_set = failure
-        self._finish(study, trial, value, state, failure_to_set)
+        already_set = failure is not None and trial.user_attrs.get("failure") == failure
+        self._finish(study, trial, value, state, None if already_set else failure)
         return state, value, failure
 
 

@@ -1,0 +1,207 @@
+"""``tuner confirm``: the confirm study's cells, resuming, a changed request, strict JSON, the files
+(end to end on a tiny BERT grid study), and the report's statistics on constructed per-item outputs."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from _tiny import unique, write_grid_study
+
+from tuner.errors import TunerError
+from tuner.exporter.confirm import confirm_report, holm, paired_over_seeds
+from tuner.exporter.items import encode_items, gold_key, items_key
+from tuner.service._confirm_plan import ST_EXAMPLE_RECIPE, check_request, top_configs
+
+SEEDS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    """A 3-cell grid study, run, then confirmed: top 2 x 2 seeds, with both baselines."""
+    from tuner.service._confirm import run_confirm
+    from tuner.service._orchestrate import quiet_log, run_study
+
+    folder = tmp_path_factory.mktemp("confirm")
+    name = unique("parent")
+    url = f"sqlite:///{folder / 'c.db'}"
+    path = write_grid_study(folder, name, tiny_model_dir, tiny_data_dir, losses=("cos_mse", "cosent", "cosent+ibn"),
+                            datasets=("stsb",))
+    status = run_study(path, url, artifacts=False, progress=False, log=quiet_log)
+    assert status["progress"]["complete"] == 3
+    lines: list[str] = []
+    report = run_confirm(name, url, top=2, seeds=SEEDS, out=folder / "out", log=lines.append)
+    return SimpleNamespace(name=name, url=url, folder=folder, report=report, lines=lines)
+
+
+def _trials(name: str, url: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def test_the_confirm_study_holds_one_cell_per_configuration_and_seed(confirmed):
+    import optuna
+
+    parent = sorted((t for t in _trials(confirmed.name, confirmed.url)), key=lambda t: (-t.value, t.number))
+    top = [f"trial-{t.number}" for t in parent[:2]]
+    study = optuna.load_study(study_name=f"{confirmed.name}-confirm", storage=confirmed.url)
+    trials = study.get_trials(deepcopy=False)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    cells = sorted((t.params["config"], t.params["seed"]) for t in trials)
+    assert cells == sorted((label, s) for label in top + ["st-example"] for s in SEEDS)
+    assert study.user_attrs["parent_study"] == confirmed.name
+    plan = study.user_attrs["confirm"]
+    assert [c["label"] for c in plan["configs"]] == top and plan["seeds"] == SEEDS and plan["top"] == 2
+    # each cell trains its parent's configuration with the cell's seed, on the full files
+    for t in trials:
+        config = t.user_attrs["config"]
+        assert config["seed"] == t.params["seed"] and config["max_eval_examples"] is None
+    st = next(t for t in trials if t.params["config"] == "st-example").user_attrs["config"]
+    assert {k: st[k] for k in ("batch_size", "epochs", "lr", "warmup_ratio", "pooling")} == \
+        {k: ST_EXAMPLE_RECIPE[k] for k in ("batch_size", "epochs", "lr", "warmup_ratio", "pooling")}
+    assert {k: v for k, v in st["weights"].items() if v} == {"cos_mse": 1.0}
+    assert [c["label"] for c in confirmed.report["configs"]] != [] and confirmed.report["complete"]
+
+
+def test_a_second_run_resumes_and_runs_nothing(confirmed):
+    from tuner.service._confirm import run_confirm
+
+    before = len(_trials(f"{confirmed.name}-confirm", confirmed.url))
+    lines: list[str] = []
+    again = run_confirm(confirmed.name, confirmed.url, top=2, seeds=SEEDS, log=lines.append)
+    assert len(_trials(f"{confirmed.name}-confirm", confirmed.url)) == before
+    assert not any("trial" in line and "COMPLETE" in line for line in lines)
+    assert again["configs"] == confirmed.report["configs"]
+
+
+@pytest.mark.parametrize("change, says", [({"top": 3}, "top=2"), ({"seeds": [1, 2, 3]}, "seeds=[1, 2]"),
+                                          ({"budget": {"epochs": 2}}, "budget=")])
+def test_a_changed_request_on_the_same_name_is_one_clear_error(confirmed, change, says):
+    from tuner.service._confirm import run_confirm
+
+    asked = {"top": 2, "seeds": SEEDS, **change}
+    with pytest.raises(TunerError, match=r"was made with .*" + says.replace("[", r"\[").replace("]", r"\]")):
+        run_confirm(confirmed.name, confirmed.url, run=False, **asked)
+
+
+def test_json_is_strict_and_has_the_documented_keys(confirmed, capsys):
+    from tuner.cli import main
+
+    code = main(["confirm", "--study", confirmed.name, "--storage", confirmed.url, "--top", "2", "--seeds", "1,2",
+                 "--report-only", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert {"configs", "baselines", "winner", "budget"} <= set(report)
+    for entry in report["configs"] + report["baselines"]:
+        assert {"label", "params", "seeds", "dev", "test"} <= set(entry)
+        assert {"mean", "std", "ci"} == set(entry["test"])
+    assert [b["label"] for b in report["baselines"]] == ["st-example", "zero-shot"]
+    assert report["budget"]["seeds"] == SEEDS and report["budget"]["max_train_examples"] is None
+
+
+def test_the_export_writes_table_plot_and_report(confirmed):
+    out = confirmed.folder / "out"
+    for name in ("confirm.json", "confirm.csv", "confirm.md", "plots/confirm.png", "plots/confirm.svg"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "confirm.json").read_text())["parent"] == confirmed.name
+    # best_finetune.json only for a winner
+    assert (out / "best_finetune.json").is_file() == (confirmed.report["winner"] is not None)
+
+
+def test_bad_requests_fail_before_anything_opens(tmp_path):
+    with pytest.raises(TunerError, match="names a seed twice"):
+        check_request(2, [1, 1], None, ())
+    with pytest.raises(TunerError, match="unknown baseline 'bm25'"):
+        check_request(2, [1], None, ("bm25",))
+    with pytest.raises(TunerError, match="--max-eval-examples"):
+        check_request(2, [1], {"max_eval_examples": 3}, ())
+
+
+# ---------------------------------------------------------------- the statistics, on constructed outputs
+
+def _trial(number, label, seed, values, gold, dev):
+    return SimpleNamespace(number=number, params={"config": label, "model": "m", "seed": seed},
+                           state=SimpleNamespace(name="COMPLETE"), value=dev, values=None,
+                           user_attrs={"scores.test.stsb": float(np.corrcoef(values, gold)[0, 1]),
+                                       items_key("test", "stsb"): encode_items(values, "similarity")})
+
+
+def _plan(labels):
+    return {"parent": "p", "metric": "spearman", "datasets": ["stsb"], "seeds": SEEDS, "baselines": [],
+            "budget": {}, "trained_baselines": [],
+            "configs": [{"label": lab, "model": "m", "params": {}, "parent_trials": [i], "parent_dev": 0.5 - i / 10}
+                        for i, lab in enumerate(labels)]}
+
+
+def _report(systems, gold):
+    """systems: label -> (dev, per-seed item outputs)."""
+    trials = [_trial(i, label, seed, items[j], gold, dev)
+              for i, (label, (dev, items)) in enumerate(systems.items()) for j, seed in enumerate(SEEDS)]
+    attrs = {gold_key("stsb", "test"): encode_items(gold, "gold")}
+    return confirm_report(_plan(list(systems)), trials, attrs, n_resamples=500)
+
+
+def test_a_tie_has_no_winner_and_names_the_tied_configurations():
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 200)
+    same = [gold + rng.normal(0, 2, 200) for _ in SEEDS]
+    report = _report({"a": (0.7, same), "b": (0.6, same)}, gold)
+    assert report["winner"] is None and report["tie"] == ["a", "b"]
+    assert report["comparisons"][0]["difference"] == 0.0 and not report["comparisons"][0]["significant"]
+
+
+def test_a_clearly_better_configuration_wins():
+    rng = np.random.default_rng(1)
+    gold = rng.uniform(0, 5, 200)
+    good = [gold + rng.normal(0, 0.5, 200) for _ in SEEDS]
+    poor = [gold + rng.normal(0, 4, 200) for _ in SEEDS]
+    report = _report({"good": (0.8, good), "poor": (0.6, poor)}, gold)
+    assert report["winner"] == "good" and report["tie"] == ["good"]
+    versus = report["comparisons"][0]
+    assert versus["difference"] > 0.2 and versus["ci"][0] > 0 and versus["p_holm"] < 0.05
+
+
+def test_the_best_is_chosen_by_dev_and_must_beat_every_other_on_test():
+    rng = np.random.default_rng(2)
+    gold = rng.uniform(0, 5, 200)
+    good = [gold + rng.normal(0, 0.5, 200) for _ in SEEDS]
+    poor = [gold + rng.normal(0, 4, 200) for _ in SEEDS]
+    # 'poor' has the higher dev value, so it is the best by selection, and it is not better on test
+    report = _report({"poor": (0.9, poor), "good": (0.6, good)}, gold)
+    assert report["configs"][0]["label"] == "poor" and report["winner"] is None
+
+
+def test_seed_noise_widens_the_interval():
+    """Per-seed differences that flip sign make the two-stage bootstrap's interval cover 0."""
+    rng = np.random.default_rng(3)
+    gold = rng.uniform(0, 5, 300)
+    noise = [rng.normal(0, s, 300) for s in (0.5, 4.0)]
+    a = {1: {"stsb": gold + noise[0]}, 2: {"stsb": gold + noise[1]}}
+    b = {1: {"stsb": gold + noise[1]}, 2: {"stsb": gold + noise[0]}}
+    result = paired_over_seeds(a, b, {"stsb": gold}, "spearman", n_resamples=500)
+    assert result["ci"][0] < 0 < result["ci"][1] and result["seeds"] == 2
+
+
+def test_holm_adjusts_step_down():
+    assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06], abs=1e-12)
+
+
+def test_top_configs_joins_seeds_of_one_configuration_and_refuses_mixed_datasets():
+    from tuner.config import RunConfig
+
+    def t(number, value, seed, dataset="stsb", lr=2e-5):
+        config = RunConfig(train=[dataset], lr=lr, seed=seed).to_dict()
+        return SimpleNamespace(number=number, value=value, values=None, params={"seed": seed, "dataset": dataset},
+                               user_attrs={"config": config, "scores.dev.x": value, "eval_datasets": [dataset]})
+
+    trials = [t(0, 0.5, 1), t(1, 0.7, 2), t(2, 0.65, 1, lr=3e-5)]
+    chosen = top_configs(trials, 2, "p")
+    assert [g["trials"] for g in chosen] == [[2], [0, 1]]   # 0.65 beats the mean 0.6 of trials 0 and 1
+    with pytest.raises(TunerError, match="distinct complete configuration"):
+        top_configs(trials, 3, "p")
+    mixed = trials + [t(3, 0.9, 1, dataset="sickr")]
+    with pytest.raises(TunerError, match="--dataset NAME"):
+        top_configs(mixed, 2, "p")
+    assert [g["trials"] for g in top_configs(mixed, 1, "p", dataset="sickr")] == [[3]]
