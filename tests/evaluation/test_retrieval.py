@@ -162,3 +162,57 @@ def test_minilm_on_snli_retrieval_matches_sentence_transformers(tmp_path):
     theirs = evaluator(model)
     for metric in RETRIEVAL_METRICS:
         assert ours[metric] == pytest.approx(theirs[f"cosine_{metric}"], abs=1e-4), metric
+
+
+def test_a_retrieval_folder_is_an_eval_set_of_a_fine_tune_run(tiny_model_dir, tiny_data_dir, tmp_path):
+    """Train on STS pairs, select on the folder's dev qrels beside STS-B dev, report its test qrels; the
+    numbers are those of ``evaluate`` on the saved model."""
+    folder = tiny_beir(tmp_path / "ir")
+    out = tuner.finetune(str(tiny_model_dir), "stsb", ["stsb", str(folder)], data_dir=str(tiny_data_dir),
+                         weights={"cosent": 1}, epochs=1, batch_size=8, max_seq_length=32, pooling="avg",
+                         output=tmp_path / "model", device="cpu", progress=False)
+    assert set(out.scores["dev"]) == set(out.scores["test"]) == {"stsb", "ir"}
+    assert out.dev_score == pytest.approx((out.scores["dev"]["stsb"] + out.scores["dev"]["ir"]) / 2)
+    for split in ("dev", "test"):
+        table = tuner.evaluate(str(out.output), [str(folder)], split=split, device="cpu", max_seq_length=32)
+        assert table.iloc[0]["score"] == pytest.approx(out.scores[split]["ir"], abs=1e-6)
+
+
+def test_max_eval_examples_samples_whole_queries(tmp_path):
+    from tuner.data.beir import sample_queries
+
+    qrels = load_dataset(str(tiny_beir(tmp_path / "ir"))).splits["test"]
+    sample = sample_queries(qrels, 5, seed=42)
+    kept = set(sample["query_id"])
+    assert len(kept) == 5
+    for q in kept:  # every relevant document of a kept query is kept
+        assert set(sample[sample["query_id"] == q]["corpus_id"]) == set(qrels[qrels["query_id"] == q]["corpus_id"])
+    assert sample.equals(sample_queries(qrels, 5, seed=42)) and sample_queries(qrels, None, 1) is qrels
+
+
+@pytest.mark.slow
+def test_a_study_selects_on_a_retrieval_folders_dev_qrels(tiny_model_dir, tiny_data_dir, tmp_path):
+    import optuna
+
+    from _tiny import env_with_repo, unique, write_tpe_study
+    from tuner.study import load_spec
+
+    folder = tiny_beir(tmp_path / "ir")
+    name = unique("retrieval")
+    study = write_tpe_study(tmp_path, name, tiny_model_dir, tiny_data_dir, n_trials=2)
+    study.write_text(study.read_text().replace('train = ["stsb"]', f'train = ["stsb"]\neval = ["stsb", "{folder}"]'))
+    spec = load_spec(study)
+    assert spec.metric_name == "dev spearman on stsb and ndcg@10 on ir (mean)"
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "tuner", "optimize", "--study", str(study), "--storage", url,
+                             "--no-artifacts"], cwd=tmp_path, env=env_with_repo(), text=True, capture_output=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert len(trials) == 2
+    for t in trials:
+        assert t.state.name == "COMPLETE", t.user_attrs.get("failure")
+        dev = [t.user_attrs["scores.dev.stsb"], t.user_attrs["scores.dev.ir"]]
+        assert t.value == pytest.approx(sum(dev) / 2) and "scores.test.ir" in t.user_attrs

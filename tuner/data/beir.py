@@ -109,3 +109,17 @@ def load_beir(folder: "str | Path", name: Optional[str] = None) -> Dataset:
                          "(query-id<TAB>corpus-id<TAB>score)")
     return Dataset(name=name or root.resolve().name, task="retrieval", splits=splits, source=str(root),
                    score_range=None, corpus=corpus, queries=queries)
+
+
+def sample_queries(qrels: pd.DataFrame, n: Optional[int], seed: int) -> pd.DataFrame:
+    """The judgements of at most ``n`` seeded random queries (``max_eval_examples`` of a retrieval set).
+
+    Whole queries, never single rows: dropping one relevant document of a query would count it as
+    irrelevant and lower every metric. The corpus stays whole (it is what is searched)."""
+    if n is None:
+        return qrels
+    ids = pd.Series(qrels["query_id"].unique())
+    if int(n) >= len(ids):
+        return qrels
+    keep = set(ids.sample(n=int(n), random_state=seed))
+    return qrels[qrels["query_id"].isin(keep)].reset_index(drop=True)

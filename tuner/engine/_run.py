@@ -20,6 +20,7 @@ import pandas as pd
 
 from tuner.config import RunConfig, check_prompt
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
+from tuner.data.beir import sample_queries
 from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError
 from tuner.evaluation import (RETRIEVAL_METRICS, evaluate_classification, evaluate_classification_splits,
@@ -190,8 +191,8 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
     eval_specs = eval if eval is not None else (config.eval or None)
     if task == "nli" or any(ds.task == "nli" for ds in train_sets):
         return _prepare_nli(config, train_sets, eval_specs)
-    eval_sets = [as_dataset(s, task, config.data_dir) for s in as_list(eval_specs)] or train_sets
-    task = _task_of(train_sets + eval_sets, task)
+    eval_sets = [_eval_dataset(s, task, config.data_dir) for s in as_list(eval_specs)] or train_sets
+    task = _task_of(train_sets + [d for d in eval_sets if d.task != "retrieval"], task)
     frames, ranges = [], set()
     for ds in train_sets:
         frames.append(protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"])
@@ -213,12 +214,28 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
         train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
     evals = []
     for ds in eval_sets:
+        if ds.task == "retrieval":
+            evals.append((ds, retrieval_parts(ds, config.max_eval_examples)))
+            continue
         parts = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)
         if config.max_eval_examples:
             # train too: classification fits its logistic regression on the train split's embeddings
             parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
         evals.append((ds, parts))
     return PreparedData(task=task, train=train_pairs, eval=evals)
+
+
+def _eval_dataset(spec: DataSpec, task: Optional[str], data_dir: Any) -> Dataset:
+    """An eval set: of the run's task, or a retrieval folder (scored with any task's model)."""
+    ds = as_dataset(spec, None, data_dir)
+    if ds.task != "retrieval" and task is not None and ds.task != task:
+        raise TunerError(f"dataset {ds.name} is {ds.task} data, not {task}; use {task} datasets or a retrieval folder")
+    return ds
+
+
+def retrieval_parts(ds: Dataset, max_queries: Optional[int]) -> dict[str, pd.DataFrame]:
+    """A retrieval set's dev/test qrels: its own files, never a protocol split; ``max_queries`` whole queries."""
+    return {k: sample_queries(v, max_queries, SPLIT_SEED) for k, v in ds.splits.items() if k in ("dev", "test")}
 
 
 def _prepare_nli(config: RunConfig, train_sets: list[Dataset], eval_specs: Any) -> PreparedData:
@@ -243,6 +260,9 @@ def _prepare_nli(config: RunConfig, train_sets: list[Dataset], eval_specs: Any) 
     for ds in (as_dataset(s, None, config.data_dir) for s in as_list(eval_specs) or list(NLI_TRANSFER_EVAL)):
         if ds.task == "nli":
             raise not_scored(ds)
+        if ds.task == "retrieval":  # reported on its test qrels; selection stays on STS-B dev
+            evals.append((ds, {k: v for k, v in retrieval_parts(ds, config.max_eval_examples).items() if k == "test"}))
+            continue
         parts = protocol_splits(ds, NLI_TRANSFER)  # raises for classification sets
         keep = ("dev", "test") if ds.name == NLI_SELECTION else ("test",)
         evals.append((ds, {k: subsample(parts[k], config.max_eval_examples, SPLIT_SEED) for k in keep}))
@@ -269,7 +289,10 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
                   for split in splits if split in parts}
         if not frames:
             continue
-        if ds.task == "classification":
+        if ds.task == "retrieval":  # its own qrels per split, sampled by query when asked (retrieval_parts)
+            results = {split: score_split(encoder, ds, parts[split], batch_size=batch_size,
+                                          max_seq_length=max_seq_length) for split in frames}
+        elif ds.task == "classification":
             # Encode the (large) train split once for all scored splits.
             results = evaluate_classification_splits(encoder, frames, parts["train"], batch_size=batch_size,
                                                      max_seq_length=max_seq_length, seed=seed, return_items=True)

@@ -29,6 +29,7 @@ from tuner.service._progress import summarize
 from tuner.service._progress_view import TTY_ENV, LiveProgress
 from tuner.service._status import collect_status
 from tuner.service._study_service import StudyService, worker_label
+from tuner.service._tracking import ENV_URI, check_tracking_uri, open_study_run, resolve_tracking_uri, study_tracker
 from tuner.service._workers import aggregate, plan_workers, run_workers
 from tuner.storage import (
     DEFAULT_GRACE_PERIOD,
@@ -98,6 +99,7 @@ def study_file(spec: Any, n_trials: Optional[int] = None, folder: "str | os.Path
 def check_inputs(spec: Any) -> None:
     """Fail early (before anything is written) on datasets or models that cannot be found."""
     from tuner.data import load_dataset
+    from tuner.data.beir import is_beir_folder
     from tuner.models._encoder import resolve_model
 
     label = spec.file_label
@@ -109,6 +111,8 @@ def check_inputs(spec: Any) -> None:
     # an NLI study trains on NLI data and is scored on STS sets (transfer_eval): each is checked as its own task
     tasks = {name: spec.task for name in spec.grid_datasets + spec.train_datasets + spec.eval_datasets}
     tasks.update({name: "sts" for name in spec.transfer_eval})
+    tasks.update({name: "retrieval" for name in spec.eval_datasets + spec.transfer_eval  # eval sets may be these too
+                  if is_beir_folder(spec.dataset_source(name))})
     for name, task in tasks.items():
         try:
             ds = load_dataset(spec.dataset_source(name), task=task, data_dir=spec.data_dir)
@@ -132,7 +136,8 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
               artifacts: "str | os.PathLike | bool | None" = None, retry_failed: bool = False,
               heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
               log: Log = stderr_log, progress: bool = True, progress_interval: Optional[float] = None,
-              warm_start: Optional[str] = None, warm_start_k: Optional[int] = None) -> dict[str, Any]:
+              warm_start: Optional[str] = None, warm_start_k: Optional[int] = None,
+              mlflow: Optional[str] = None) -> dict[str, Any]:
     """Run (or resume) ``study`` with worker processes and return its status (:mod:`tuner.service._status`)
     plus ``wall_s`` and ``worker_exit_codes``; :func:`exit_code` turns that into an exit status.
 
@@ -146,7 +151,8 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     when ``log`` is stderr and stderr is a terminal, else a plain line through ``log`` per finished
     trial and at most every ``progress_interval`` seconds, default ``$TUNER_PROGRESS_INTERVAL`` or 60).
     ``warm_start``/``warm_start_k``: enqueue the best k complete trials of that study of the same
-    storage first (default: the study file's ``warm_start``; :mod:`tuner.service._warm_start`).
+    storage first (default: the study file's ``warm_start``; :mod:`tuner.service._warm_start`). ``mlflow``: an
+    MLflow tracking URI (default ``$MLFLOW_TRACKING_URI``; ``"off"``: none; :mod:`tuner.service._tracking`).
     """
 
     # 1. everything the user gave is checked before the storage is touched
@@ -161,7 +167,7 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     grace = default_grace_period() if grace_period is None else int(grace_period)
     check_heartbeat(interval, grace)
     check_inputs(spec)
-
+    tracking = check_tracking_uri(resolve_tracking_uri(mlflow))
     warm = ws.resolve(spec, warm_start, warm_start_k)
     folder = None if artifacts is False else resolve_artifacts_dir(url, None if artifacts is True else artifacts)
 
@@ -177,6 +183,7 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
             service.reset_retries(service.create_or_load())
         study, state = service.prepare()
         name_metric(study, spec, log)
+        open_study_run(study_tracker(tracking, service, warn=log), study)
         if warm is not None and ws.warm_start(service, study, warm[0], warm[1], log=log):
             state = service.progress(study.get_trials(deepcopy=False))
         what = f"{spec.n_cells} cells" if spec.is_grid else f"{spec.n_trials} trials"
@@ -191,7 +198,7 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
                     "--heartbeat-interval", str(interval), "--grace-period", str(grace)]
             args += ["--no-artifacts"] if folder is None else ["--artifacts", str(folder)]
             live = start_progress(url, service, len(plans), started, log, progress_interval) if progress else None
-            codes = _run_workers(plans, args, url, live, log)
+            codes = _run_workers(plans, args, url, live, log, tracking)
             # the status reads through a handle opened now: the closed one is closed for good (a grpc://
             # channel cannot be reused) and a database may have restarted while the workers ran
             handle = service.handle = open_storage(url, heartbeat_interval=interval, grace_period=grace)
@@ -204,10 +211,14 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
     return status
 
 
-def _run_workers(plans: list, args: list[str], url: str, live: Any, log: Log) -> list[int]:
-    """The worker processes, with the live progress line ``live`` (or None) shown while they run."""
+def _run_workers(plans: list, args: list[str], url: str, live: Any, log: Log, tracking: Optional[str] = None) -> list[int]:
+    """The worker processes, with the live progress line ``live`` (or None) shown while they run. The
+    MLflow URI travels in the environment too (it may hold a password); none there means no tracking."""
 
     env = {**os.environ, ENV_STORAGE: url}
+    env.pop(ENV_URI, None)
+    if tracking is not None:
+        env[ENV_URI] = tracking
     if live is not None and live.tty:
         env[TTY_ENV] = "1"  # the workers erase the live line before each of their lines
     try:
@@ -267,10 +278,12 @@ def exit_code(status: dict[str, Any]) -> int:
 def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Optional[str] = None,
                worker_index: int = 0, max_trials: Optional[int] = None, device: Optional[str] = None,
                artifacts: "str | os.PathLike | bool | None" = None, progress: bool = False,
-               heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None) -> int:
+               heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
+               mlflow: Optional[str] = None) -> int:
     """One worker: run trials of ``study`` until it is finished (what ``python -m tuner worker``
     runs in each process :func:`run_study` starts). Returns 0 finished, 1 cells/trials gave up
-    after their retries, 130 stopped by a signal. ``$TUNER_WORKER_THREADS`` sets torch's threads."""
+    after their retries, 130 stopped by a signal. ``$TUNER_WORKER_THREADS`` sets torch's threads.
+    ``mlflow``: a tracking URI (default ``$MLFLOW_TRACKING_URI``): a child run per trial."""
     import torch
 
 
@@ -285,14 +298,17 @@ def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Op
     grace = default_grace_period() if grace_period is None else int(grace_period)
     check_heartbeat(interval, grace)
     where = resolve_device(device)
+    tracking = check_tracking_uri(resolve_tracking_uri(mlflow))
     handle = open_storage(url, heartbeat_interval=interval, grace_period=grace)
     try:
         service = StudyService(spec, handle, study_name)
         folder = None if artifacts is False else resolve_artifacts_dir(url, None if artifacts is True else artifacts)
         store = None if folder is None else open_store(folder)
+        tracker = study_tracker(tracking, service)
         ctx = WorkerContext(spec=spec, handle=handle, study_name=service.name, device=where, worker=worker_label(),
-                            artifact_store=store,
-                            progress=progress)
+                            artifact_store=store, progress=progress)
+        if tracker is not None:
+            ctx.on_trained = tracker.on_trained
         objective = get_objective(spec.task)
         service.create_or_load()  # a hand-started worker may be the first one
         erase = "\r\x1b[K" if os.environ.get("TUNER_PROGRESS_TTY") == "1" else ""  # optimize's live line
@@ -300,8 +316,14 @@ def run_worker(study: StudyRef, storage: Optional[str] = None, *, study_name: Op
         def log(message: str) -> None:
             print(erase + message, file=sys.stderr, flush=True)
 
-        return service.run_worker(lambda trial, choice: objective(trial, choice, ctx),
+        def run_trial(trial: Any, choice: Any) -> float:
+            return objective(trial, choice, ctx)
+
+        code = service.run_worker(run_trial if tracker is None else tracker.track(run_trial),
                                   worker_index=worker_index, max_trials=max_trials, log=log)
+        if tracker is not None and max_trials is None and code in (0, 1):  # the study ended (done / gave up)
+            tracker.finish_study("FINISHED" if code == 0 else "FAILED")
+        return code
     finally:
         handle.close()
         sys.stderr.flush()

@@ -228,7 +228,8 @@ def _data(check: Checker, raw: dict, spec: StudySpec) -> None:
     if "train" not in data:
         raise check.fail("data.train", "is missing; name the training dataset(s), e.g. [\"stsb\"]")
     spec.train_datasets = _datasets(check, data["train"], "data.train", spec.task, sources)
-    spec.eval_datasets = _datasets(check, data["eval"], "data.eval", spec.task, sources) if "eval" in data \
+    spec.eval_datasets = _datasets(check, data["eval"], "data.eval", spec.task, sources, retrieval=True) \
+        if "eval" in data \
         else list(spec.train_datasets)
 
 
@@ -245,7 +246,8 @@ def _nli_data(check: Checker, data: dict, spec: StudySpec) -> None:
     if "train" not in data:
         raise check.fail("data.train", "is missing; name the NLI training set(s), e.g. [\"snli\"]")
     train = _datasets(check, data["train"], "data.train", "nli", spec.dataset_sources)
-    spec.transfer_eval = _datasets(check, data["eval"], "data.eval", "sts", spec.dataset_sources) if "eval" in data \
+    spec.transfer_eval = _datasets(check, data["eval"], "data.eval", "sts", spec.dataset_sources, retrieval=True) \
+        if "eval" in data \
         else list(NLI_TRANSFER_EVAL)
     if spec.is_grid:
         spec.grid_datasets = train
@@ -253,8 +255,11 @@ def _nli_data(check: Checker, data: dict, spec: StudySpec) -> None:
         spec.train_datasets = train
 
 
-def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str, str]) -> list[str]:
+def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str, str],
+              retrieval: bool = False) -> list[str]:
+    """Built-in names and files of ``task``; with ``retrieval`` (an eval list) also BEIR folders."""
     from tuner.data import CLASSIFICATION_DATASETS, STS_DATASETS, canonical_name
+    from tuner.data.beir import is_beir_folder
     from tuner.data.registry import NLI_DATASETS, task_of
     from tuner.data.registry import suggest as suggest_name
 
@@ -270,7 +275,7 @@ def _datasets(check: Checker, value: Any, key: str, task: str, sources: dict[str
             out.append(name)
             continue
         path = check.local_path(item)
-        if path is not None and path.is_file():
+        if path is not None and (path.is_file() or retrieval and path.is_dir() and is_beir_folder(path)):
             out.append(item)
             sources[item] = str(path)
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tuner.config import RunConfig
+from tuner.data.beir import is_beir_folder
 from tuner.errors import TunerError
 from tuner.losses.registry import weights_of_row
 from tuner.study.checks import label_of
@@ -100,7 +101,13 @@ class StudySpec:
         if self.is_grid:
             return f"dev {self.metric} (the cell's dataset: {short(self.grid_datasets)})"
         seeds = f"; {self.repeats} seeds" if self.repeats > 1 else ""
-        return f"dev {self.metric} (mean over {short(self.eval_datasets or self.train_datasets)}{seeds})"
+        evals = self.eval_datasets or self.train_datasets
+        retrieval = [n for n in evals if is_beir_folder(self.dataset_source(n))]
+        if retrieval:  # a retrieval folder is scored by NDCG@10 whatever the task
+            others = [n for n in evals if n not in retrieval]
+            parts = ([f"{self.metric} on {short(others)}"] if others else []) + [f"ndcg@10 on {short(retrieval)}"]
+            return f"dev {' and '.join(parts)} (mean{seeds})"
+        return f"dev {self.metric} (mean over {short(evals)}{seeds})"
 
     @property
     def file_label(self) -> str:
