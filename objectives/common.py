@@ -96,6 +96,7 @@ class WorkerContext:
     worker: str  # ``host:pid``, recorded with each trial (tuner.service's worker_label)
     artifact_store: Any = None
     progress: bool = False
+    on_trained: Callable[[Any, list], None] = lambda trial, outcomes: None  # (trial, its runs): MLflow's loss curves
     _data: dict = field(default_factory=dict)
 
     def prepared(self, config: RunConfig) -> Any:
@@ -248,6 +249,7 @@ def run_objective(trial: Any, config: RunConfig, ctx: WorkerContext, *, task: st
             report = on_eval if (run.eval_every and i == 0) else None  # prune on the first seed's curve
             outcomes.append(run_finetune(run, device=device, on_eval=report, progress=ctx.progress, prepared=data,
                                          on_step=steps))
+    ctx.on_trained(trial, outcomes)
     value = _record_scores(trial, outcomes)
     finish_attrs()
     _upload(trial, ctx, model, outcomes[0])

@@ -26,6 +26,9 @@ is). Kinds:
   the seed and the disjoint protocol, and whether the row ranking survives).
 * ``overlap FILE``: ``scripts/overlap_table.py``'s record, one row per dataset: the share of test
   pairs (rows) with a sentence in the training split under each protocol.
+* ``ibn-duplicates FILE``: ``scripts/ibn_duplicates.py``'s summary: per task and duplicate rule the
+  STS-B dev/test Spearman over seeds (x100, mean ± std), each rule minus ``off`` paired by seed
+  (mean [95% t-interval]), how often a batch held a copy, and which intervals exclude 0.
 """
 from __future__ import annotations
 
@@ -122,6 +125,42 @@ def render_protocols(path: Path) -> list[str]:
     frame.loc[len(frame)] = ["**mean**", "", f"**{100 * mean['seed']:+.2f}**", "", f"**{100 * mean['disjoint']:+.2f}**",
                              f"**{100 * (mean['seed'] - mean['disjoint']):.2f}**", "", ""]
     return md_table(frame, [" --- "] + [" ---: "] * 6 + [" --- "])
+
+
+def render_ibn_duplicates(path: Path) -> list[str]:
+    """Per task and rule: dev and test (x100, mean ± std over seeds), test minus ``off`` paired by seed with
+    its 95% t-interval; then how often a batch held a copy of an anchor's positive, and the verdict."""
+    record = json.loads(path.read_text())
+    titles = {"nli": "NLI triplets (SNLI)", "stsb": "STS-B pairs"}
+    lines, verdict = [], []
+    for task, rules in record["results"].items():
+        for rule, r in rules.items():
+            spread = {s: f"{pct(r[s]['mean'])} ± {pct(r[s]['std'])}" for s in ("dev", "test")}
+            paired = {}
+            for split in ("dev", "test"):
+                d = r.get(f"{split}_vs_off")
+                paired[split] = "" if not d else f"{100 * d['mean']:+.2f} [{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}]"
+                if d and (d["ci_low"] > 0 or d["ci_high"] < 0):
+                    verdict.append(f"{titles.get(task, task)} {rule} {split} ({100 * d['mean']:+.2f})")
+            lines.append({"task": titles.get(task, task), "rule": f"`{rule}`", "seeds": str(r["n"]),
+                          "steps": "/".join(map(str, r["steps"])), "dev": spread["dev"], "test": spread["test"],
+                          "dev − off (paired)": paired["dev"], "test − off (paired)": paired["test"]})
+    out = md_table(pd.DataFrame(lines), [" --- ", " --- "] + [" ---: "] * 6)
+    counts = record.get("counts", {})
+    for task in record["results"]:
+        runs = [c for c in counts.values() if c["task"] == task]
+        if runs:
+            total = {k: sum(c[k] for c in runs) for k in ("anchors", "anchors_with_a_duplicate", "batches",
+                                                           "batches_with_a_duplicate", "anchors_whose_text_repeats_in_the_batch")}
+            share = 100 * total["anchors_with_a_duplicate"] / max(total["anchors"], 1)
+            out += ["", (f"{titles.get(task, task)}, first epoch of the {len(runs)} seeds, batch {runs[0]['batch_size']}: "
+                         f"{total['anchors_with_a_duplicate']} of {total['anchors']} anchors ({share:.2f}%) had a copy of "
+                         f"their positive among the candidates, in {total['batches_with_a_duplicate']} of {total['batches']} "
+                         f"batches; {total['anchors_whose_text_repeats_in_the_batch']} anchors shared their own text with "
+                         "another anchor of the batch (not a copy under the rule).")]
+    out += ["", "Paired intervals that exclude 0: " + ("; ".join(verdict) if verdict else
+                                                       "none: the rules tie within the seed noise at this budget.")]
+    return out
 
 
 def render_matrix(folder: Path) -> list[str]:
@@ -232,7 +271,7 @@ def render_include(path: Path) -> list[str]:
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "matrix": render_matrix, "gains": render_gains, "include": render_include, "models": render_models,
     "combinations": render_combinations, "rerun": render_rerun,
-    "overlap": render_overlap, "protocols": render_protocols}
+    "overlap": render_overlap, "protocols": render_protocols, "ibn-duplicates": render_ibn_duplicates}
 
 
 def pages(root: Path) -> list[Path]:

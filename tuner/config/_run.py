@@ -24,8 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from tuner.config._checks import OPTIONAL_INTS, check_int_setting, check_names, check_text, fmt_default, fmt_value
+from tuner.data.shapes import check_columns_mapping, parse_columns
 from tuner.errors import ConfigError, TunerError, check_number
-from tuner.losses.checks import active_weights, check_positive_threshold, check_taus, check_weights
+from tuner.losses.checks import (
+    DEFAULT_DUPLICATES,
+    DUPLICATE_RULES,
+    active_weights,
+    check_duplicates,
+    check_positive_threshold,
+    check_taus,
+    check_weights,
+)
 from tuner.losses.registry import default_taus, parse_loss_values, row_of_weights
 from tuner.models._decoder import check_prompt
 from tuner.models._lora import LORA_FIELDS, LoraSettings, check_lora_value
@@ -60,6 +69,9 @@ class RunConfig:
                                         "sets), seed (the seed's 70/30), disjoint, or nli-transfer (task nli)")
     data_dir: Optional[str] = _f(None, help="folder with the layout of shared/data (default: "
                                             "$TUNER_DATA_DIR, then ../shared/data)")
+    columns: dict[str, str] = _f(factory=dict, section="train", metavar="NAME=COLUMN,...",
+                                 help="the training files' column names for tuner's, e.g. anchor=question,"
+                                      "positive=answer,negative=wrong (default: anchor, positive, negative, ...)")
     # ---- the loss: sum_k weights[k] * loss_k(tau_k)
     weights: dict[str, float] = _f(factory=dict, section="train", metavar="LOSS=W,...",
                                    help="loss weights, e.g. cosent=1,angle=1 (missing = 0 = off; all 0 = cos_mse alone)")
@@ -68,6 +80,10 @@ class RunConfig:
     ibn_positive_threshold: float = _f(0.6, section="train",
                                        help="normalised score (0..1) from which a pair is an in-batch-negatives "
                                             "positive (0.6 = 3 of 5)")
+    ibn_duplicates: str = _f(DEFAULT_DUPLICATES, section="train",
+                             help=f"in-batch negatives: a candidate whose text is identical to the anchor's own "
+                                  f"positive is {' / '.join(DUPLICATE_RULES)}: labelled positive (the seed's rule), "
+                                  "dropped from the candidates, or left a negative")
     nli_neutral: Union[str, float] = _f("drop", section="train", help="NLI neutral pairs for the pair losses: "
                                         "drop (as AnglE) or a score in 0..1 (entailment 1, contradiction 0)")
     pooling: Optional[Pooling] = _f(None, section="train", help=f"{', '.join(POOLING_NAMES)} or a token index "
@@ -154,12 +170,17 @@ class RunConfig:
         self.nli_neutral = "drop" if neutral is None else neutral
         self.weights = check_weights(self.weights)
         self.taus = check_taus(self.taus)
+        try:
+            self.columns = check_columns_mapping(self.columns)
+        except TunerError as exc:
+            raise ConfigError("columns", str(exc).removeprefix("columns: ")) from None
         if self.pooling is not None:
             try:
                 self.pooling = parse_pooling(self.pooling)
             except TunerError as exc:
                 raise ConfigError("pooling", str(exc)) from None
         self.ibn_positive_threshold = check_positive_threshold(self.ibn_positive_threshold)
+        self.ibn_duplicates = check_duplicates(self.ibn_duplicates)
         for key in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
             setattr(self, key, check_number(getattr(self, key), key))
         for key in ("batch_size", "max_seq_length", "epochs", "seed", "max_steps", "max_train_examples",
@@ -302,6 +323,11 @@ def _from_text(name: str, raw: Any, base: RunConfig) -> Any:
         return [s.strip() for s in raw.split(",") if s.strip()]
     if name == "weights":
         return _parse_map(raw, flag, taus=False)
+    if name == "columns":
+        try:
+            return parse_columns(raw, flag)
+        except TunerError as exc:
+            raise ConfigError(name, str(exc)) from None
     if name == "taus":
         return {**base.taus, **_parse_map(raw, flag, taus=True)}
     kind = type(getattr(RunConfig(), name))

@@ -26,6 +26,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -33,6 +34,7 @@ from tuner.errors import TunerError
 
 from . import registry
 from .beir import is_beir_folder, load_beir
+from .shapes import apply_columns
 from .hub import load_hub_builtin, load_hub_nli
 from .registry import (
     BUILTIN_DATASETS,
@@ -167,8 +169,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _custom_dataset(df: pd.DataFrame, where: str, *, name: str, source: str, task: str | None,
-                    score_range: tuple[float, float] | None) -> Dataset:
-    df = normalize_columns(df)
+                    score_range: tuple[float, float] | None, columns: Mapping[str, str] | None = None) -> Dataset:
+    df = normalize_columns(apply_columns(df, columns, where))
     task = check_task(task) or infer_task(df, where)
     if task == "sts":
         rng = validate_score_range(score_range) if score_range is not None else DEFAULT_SCORE_RANGE
@@ -201,9 +203,29 @@ def _custom_dataset(df: pd.DataFrame, where: str, *, name: str, source: str, tas
     return Dataset(name=name, task=task, splits=splits, source=source, score_range=rng, builtin=False)
 
 
-def _load_file(path: Path, shown: str, *, task, name, score_range) -> Dataset:
-    df = read_table(path)
-    return _custom_dataset(df, shown, name=name or path.stem, source=str(path), task=task, score_range=score_range)
+def _load_file(path: Path, shown: str, *, task, name, score_range, columns=None) -> Dataset:
+    df = read_saved_dataset(path, shown) if is_saved_dataset(path) else read_table(path)
+    return _custom_dataset(df, shown, name=name or path.stem, source=str(path), task=task, score_range=score_range,
+                           columns=columns)
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` wrote."""
+    return path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
+def read_saved_dataset(path: Path, shown: str) -> pd.DataFrame:
+    """A ``save_to_disk`` folder as one table; a ``DatasetDict``'s splits become the ``split`` column."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets' own errors: one line
+        raise TunerError(f"{shown}: cannot read as a saved datasets folder: {str(exc).splitlines()[0][:200]}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        frames = [d.to_pandas().assign(**{SPLIT_COLUMN: split}) for split, d in loaded.items()]
+        return pd.concat(frames, ignore_index=True)
+    return loaded.to_pandas()
 
 
 # --------------------------------------------------------------------------------------
@@ -260,23 +282,26 @@ def load_dataset(
     data_dir: "str | os.PathLike | None" = None,
     name: str | None = None,
     score_range: tuple[float, float] | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Load a dataset from a file, a DataFrame, a built-in name or the hub (see module doc).
 
     ``name`` overrides the dataset's name (file stem / canonical name / ``"dataframe"``);
     ``score_range`` sets the scale of a custom STS set (default 0..5; built-ins use their
     own: 0..5, SICK-R 1..5); ``data_dir`` points at a shared/data-style folder and disables
-    auto-detection.
+    auto-detection. ``columns`` renames a custom table's columns first (tuner's name -> yours,
+    :func:`tuner.data.shapes.apply_columns`). A folder written by ``datasets``' ``save_to_disk`` is
+    read like a file (a ``DatasetDict``'s train/validation/test become its splits).
     """
     if isinstance(spec, pd.DataFrame):
         label = name or "dataframe"
         return _custom_dataset(spec, f"DataFrame '{label}'", name=label, source="<DataFrame>",
-                               task=task, score_range=score_range)
+                               task=task, score_range=score_range, columns=columns)
     if isinstance(spec, os.PathLike):
         path = Path(spec)
         if path.is_dir() and is_beir_folder(path):
             return load_beir(path, name=name)
-        return _load_file(path, str(spec), task=task, name=name, score_range=score_range)
+        return _load_file(path, str(spec), task=task, name=name, score_range=score_range, columns=columns)
     if not isinstance(spec, str):
         raise TunerError(
             f"dataset must be a name, a path or a DataFrame, not {type(spec).__name__}; "
@@ -291,8 +316,8 @@ def load_dataset(
             raise TunerError(f"{text} is a retrieval folder (corpus.jsonl, queries.jsonl, qrels/), not {task} data; "
                              "drop --task or pass a file of that task")
         return load_beir(path, name=name)
-    if path.is_file():
-        return _load_file(path, text, task=task, name=name, score_range=score_range)
+    if path.is_file() or is_saved_dataset(path):
+        return _load_file(path, text, task=task, name=name, score_range=score_range, columns=columns)
     canon = canonical_name(text)
     if canon is not None and not (path.exists() and os.sep in text):
         _check_builtin_task(canon, task)

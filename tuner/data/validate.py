@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from tuner.data.shapes import SHAPED_TASKS, shape_of, validate_shaped
 from tuner.errors import TunerError
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")
@@ -75,10 +76,13 @@ def normalize_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def infer_task(df: pd.DataFrame, where: str) -> str:
-    """``"sts"`` or ``"classification"`` from the column names of ``df``."""
+    """``sts``, ``classification``, ``nli``, ``pairs`` or ``triplets`` from the column names of ``df``."""
     lower = {str(c).strip().lower() for c in df.columns}
     if {"premise", "hypothesis"} <= lower:
         return "nli"
+    shape = shape_of(list(df.columns))
+    if shape is not None:
+        return shape
     pair_hints = {h.lower() for h in _COLUMN_HINTS["sentence1"] + _COLUMN_HINTS["sentence2"]}
     single_hints = {h.lower() for h in _COLUMN_HINTS["sentence"] + _COLUMN_HINTS["label"]}
     if lower & {"sentence1", "sentence2", "score"}:
@@ -91,8 +95,9 @@ def infer_task(df: pd.DataFrame, where: str) -> str:
         return "classification"
     raise TunerError(
         f"{where}: cannot tell the task from its columns (found: {_fmt_cols(df.columns)}); an STS file "
-        f"needs columns sentence1, sentence2, score, a classification file sentence, label "
-        f"and an NLI file premise, hypothesis, label (or pass --task sts|classification|nli)"
+        f"needs columns sentence1, sentence2, score, a classification file sentence, label"
+        f", an NLI file premise, hypothesis, label, unscored pairs anchor, positive and triplets anchor, positive, "
+        f"negative (rename yours with --columns, e.g. anchor=question,positive=answer)"
     )
 
 
@@ -300,6 +305,8 @@ def validate_nli(df: pd.DataFrame, where: str) -> pd.DataFrame:
 def validate_table(df: pd.DataFrame, task: str, where: str, *, score_range=None, allow_blank: bool = False) -> pd.DataFrame:
     if task == "nli":
         return validate_nli(df, where)
+    if task in SHAPED_TASKS:
+        return validate_shaped(df, task, where)
     if task == "sts":
         return validate_sts(df, where, score_range)
     return validate_classification(df, where, allow_blank=allow_blank)
@@ -315,7 +322,9 @@ def check_task(task: str | None) -> str | None:
         return "classification"
     if t in ("nli", "entailment", "natural-language-inference"):
         return "nli"
-    raise TunerError(f"unknown task '{task}'; use 'sts', 'classification' or 'nli'")
+    if t in SHAPED_TASKS:
+        return t
+    raise TunerError(f"unknown task '{task}'; use 'sts', 'classification', 'nli', 'pairs' or 'triplets'")
 
 
 def check_min_rows(df: pd.DataFrame, batch_size: int, what: str) -> None:

@@ -13,58 +13,24 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tuner.config import RunConfig, check_prompt
-from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
-from tuner.data.beir import sample_queries
-from tuner.engine._train import NliTrainData, PairData, TrainResult, finetune, nli_train_data, pairs_from_frame
+from tuner.data import Dataset, protocol_splits, subsample
+from tuner.engine._prepare import (SPLIT_SEED, DataSpec, PreparedData, as_dataset, as_list, not_scored,  # noqa: F401
+                                   prepare_data)
+from tuner.engine._train import TrainResult, finetune
 from tuner.errors import TunerError
 from tuner.evaluation import (RETRIEVAL_METRICS, evaluate_classification, evaluate_classification_splits,
                               evaluate_retrieval, evaluate_sts)
 from tuner.models._encoder import Encoder, load_encoder, save_encoder
 from tuner.models._pooling import parse_pooling
 
-DataSpec = Union[str, "os.PathLike[str]", pd.DataFrame, Dataset]
 #: nli: the NLI-transfer protocol's score, STS Spearman (NLI data itself is never scored)
 METRIC = {"sts": "spearman", "classification": "accuracy", "nli": "spearman", "retrieval": "ndcg@10"}
-
-
-def not_scored(ds: Dataset) -> TunerError:
-    """The one-line error for scoring NLI data (it only trains)."""
-    return TunerError(f"dataset '{ds.name}' is NLI data (premise, hypothesis, label): it trains (--train {ds.name} "
-                      "--protocol nli-transfer) but is not scored; evaluate on STS sets such as stsb, sts12, sickr")
-
-
-def as_dataset(spec: DataSpec, task: Optional[str] = None, data_dir: "str | os.PathLike | None" = None) -> Dataset:
-    if isinstance(spec, Dataset):
-        return spec
-    return load_dataset(spec, task=task, data_dir=data_dir)
-
-
-def as_list(specs: "DataSpec | Sequence[DataSpec] | None") -> list[DataSpec]:
-    if specs is None:
-        return []
-    if isinstance(specs, (str, os.PathLike, pd.DataFrame, Dataset)):
-        if isinstance(specs, str) and "," in specs:
-            return [s.strip() for s in specs.split(",") if s.strip()]
-        return [specs]
-    return list(specs)
-
-
-def _task_of(datasets: Iterable[Dataset], task: Optional[str]) -> str:
-    tasks = {d.task for d in datasets}
-    if task is not None:
-        wrong = [d.name for d in datasets if d.task != task]
-        if wrong:
-            raise TunerError(f"dataset(s) {', '.join(wrong)} are not {task} data; use {task} datasets or change the task")
-        return task
-    if len(tasks) != 1:
-        raise TunerError("cannot mix STS and classification datasets in one run; run them separately")
-    return tasks.pop()
 
 
 def score_split(encoder: Encoder, dataset: Dataset, frame: pd.DataFrame, *, train_frame: Optional[pd.DataFrame] = None,
@@ -165,114 +131,6 @@ class FinetuneOutcome:
         return float(np.mean(values)) if values else float("nan")
 
 
-@dataclass
-class PreparedData:
-    task: str
-    train: "PairData | NliTrainData"
-    eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits; nli: only those scored)
-
-
-SPLIT_SEED = 42  # the seed's train_test_split(random_state=42); fixed so every run sees the same rows
-
-
-def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None" = None,
-                 eval: "DataSpec | Sequence[DataSpec] | None" = None) -> PreparedData:
-    """Load and split the data of one run: training pairs from the train sets' train splits and the
-    protocol splits of every eval set (default: the train sets).
-
-    ``train``/``eval`` override ``config.train``/``config.eval`` with files, DataFrames or loaded
-    datasets (the API's way in). Splits use :data:`SPLIT_SEED` whatever ``config.seed`` is, and so
-    do the ``max_eval_examples`` samples of dev and test: runs with different seeds are scored on
-    the same rows. ``config.seed`` drives the ``max_train_examples`` subsample."""
-    task = config.task
-    train_sets = [as_dataset(s, task, config.data_dir) for s in as_list(train if train is not None else config.train)]
-    if not train_sets:
-        raise TunerError("no training dataset given; pass --train with a dataset name or file")
-    eval_specs = eval if eval is not None else (config.eval or None)
-    if task == "nli" or any(ds.task == "nli" for ds in train_sets):
-        return _prepare_nli(config, train_sets, eval_specs)
-    eval_sets = [_eval_dataset(s, task, config.data_dir) for s in as_list(eval_specs)] or train_sets
-    task = _task_of(train_sets + [d for d in eval_sets if d.task != "retrieval"], task)
-    frames, ranges = [], set()
-    for ds in train_sets:
-        frames.append(protocol_splits(ds, config.protocol, seed=SPLIT_SEED)["train"])
-        ranges.add(ds.score_range)
-    if len(ranges) > 1:
-        # Normalise each set with its own range before concatenating.
-        pairs = [pairs_from_frame(f, task, ds.score_range) for f, ds in zip(frames, train_sets)]
-        merged = PairData(sum((p.text1 for p in pairs), []), sum((p.text2 for p in pairs), []),
-                          np.concatenate([p.labels for p in pairs]))
-        n = config.max_train_examples
-        if n is not None and len(merged) > n:
-            keep = np.sort(np.random.default_rng(config.seed).choice(len(merged), n, replace=False))
-            merged = PairData([merged.text1[i] for i in keep], [merged.text2[i] for i in keep], merged.labels[keep])
-        train_pairs = merged
-    else:
-        frame = pd.concat(frames, ignore_index=True)
-        frame = subsample(frame, config.max_train_examples, config.seed)
-        check_min_rows(frame, config.batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
-        train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
-    evals = []
-    for ds in eval_sets:
-        if ds.task == "retrieval":
-            evals.append((ds, retrieval_parts(ds, config.max_eval_examples)))
-            continue
-        parts = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)
-        if config.max_eval_examples:
-            # train too: classification fits its logistic regression on the train split's embeddings
-            parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
-        evals.append((ds, parts))
-    return PreparedData(task=task, train=train_pairs, eval=evals)
-
-
-def _eval_dataset(spec: DataSpec, task: Optional[str], data_dir: Any) -> Dataset:
-    """An eval set: of the run's task, or a retrieval folder (scored with any task's model)."""
-    ds = as_dataset(spec, None, data_dir)
-    if ds.task != "retrieval" and task is not None and ds.task != task:
-        raise TunerError(f"dataset {ds.name} is {ds.task} data, not {task}; use {task} datasets or a retrieval folder")
-    return ds
-
-
-def retrieval_parts(ds: Dataset, max_queries: Optional[int]) -> dict[str, pd.DataFrame]:
-    """A retrieval set's dev/test qrels: its own files, never a protocol split; ``max_queries`` whole queries."""
-    return {k: sample_queries(v, max_queries, SPLIT_SEED) for k, v in ds.splits.items() if k in ("dev", "test")}
-
-
-def _prepare_nli(config: RunConfig, train_sets: list[Dataset], eval_specs: Any) -> PreparedData:
-    """nli-transfer: NLI rows (whole premises up to ``max_train_examples``) as pairs and triplets; every
-    eval set's full official test data, and STS-B dev (loaded when no eval set is STS-B) for selection."""
-    from tuner.data.nli import subsample_premises
-    from tuner.data.splits import NLI_SELECTION, NLI_TRANSFER, NLI_TRANSFER_EVAL
-
-    names = "+".join(d.name for d in train_sets)
-    wrong = [d.name for d in train_sets if d.task != "nli"]
-    if wrong:
-        raise TunerError(f"cannot mix NLI and other training data ({', '.join(wrong)} not NLI); train on NLI sets "
-                         "only (snli, allnli or premise/hypothesis/label files)")
-    if config.protocol != NLI_TRANSFER:
-        raise TunerError(f"{names} is NLI data: training on it needs --protocol {NLI_TRANSFER} (select on STS-B dev, "
-                         "report the STS test sets)")
-    frame = pd.concat([protocol_splits(d, NLI_TRANSFER)["train"] for d in train_sets], ignore_index=True)
-    frame = subsample_premises(frame, config.max_train_examples, config.seed)
-    check_min_rows(frame, config.batch_size, f"NLI rows of {names}")
-    train = nli_train_data(frame, config.nli_neutral, f"NLI rows of {names}")
-    evals = []
-    for ds in (as_dataset(s, None, config.data_dir) for s in as_list(eval_specs) or list(NLI_TRANSFER_EVAL)):
-        if ds.task == "nli":
-            raise not_scored(ds)
-        if ds.task == "retrieval":  # reported on its test qrels; selection stays on STS-B dev
-            evals.append((ds, {k: v for k, v in retrieval_parts(ds, config.max_eval_examples).items() if k == "test"}))
-            continue
-        parts = protocol_splits(ds, NLI_TRANSFER)  # raises for classification sets
-        keep = ("dev", "test") if ds.name == NLI_SELECTION else ("test",)
-        evals.append((ds, {k: subsample(parts[k], config.max_eval_examples, SPLIT_SEED) for k in keep}))
-    if not any(ds.name == NLI_SELECTION for ds, _ in evals):
-        stsb = as_dataset(NLI_SELECTION, None, config.data_dir)
-        evals.append((stsb, {"dev": subsample(protocol_splits(stsb, NLI_TRANSFER)["dev"], config.max_eval_examples,
-                                              SPLIT_SEED)}))
-    return PreparedData(task="nli", train=train, eval=evals)
-
-
 def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] = ("dev", "test"), *,
                     batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
                     max_eval_examples: Optional[int] = None) -> tuple[dict[str, dict[str, float]], dict]:
@@ -342,7 +200,7 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
     encoder = model if model is not None else load_encoder(config.model, pooling=config.pooling, device=device)
     if config.pooling is not None:
         encoder.pooling = parse_pooling(config.pooling)
-    config = config.replace(pooling=encoder.pooling, task=data.task)
+    config = config.replace(pooling=encoder.pooling, task=data.task if data.task != "retrieval" else config.task)
 
     hook = None
     if on_eval is not None:

@@ -12,13 +12,15 @@ NLI data (:class:`NliTrainData`) gives each loss its own view of the same rows: 
 batch of scored pairs, the triplet losses (in-batch negatives) a batch of (premise, entailed,
 contradiction) triplets, each view encoded in its own forward pass; a step takes one batch of every
 view that has an active loss and steps on the weighted sum. An epoch is one pass over the larger
-view; the smaller one starts again (reshuffled) when it runs out.
+view; the smaller one starts again (reshuffled) when it runs out. A loss that reads text identity
+(in-batch negatives' duplicate rule) gets one integer per encoded row, equal = identical text (:func:`text_ids`).
 """
 from __future__ import annotations
 
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
@@ -131,6 +133,13 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return batches
 
 
+def text_ids(*columns: Sequence[str | None]) -> tuple[np.ndarray, ...]:
+    """One int64 per text of each column, equal = the identical string in any of the columns, -1 for None
+    (a triplet without a hard negative): a view's text identity, indexed per batch like its token ids."""
+    codes = pd.factorize(pd.Series([t for column in columns for t in column], dtype=object))[0].astype(np.int64)
+    return tuple(np.split(codes, np.cumsum([len(c) for c in columns])[:-1]))
+
+
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -210,6 +219,7 @@ class _View:
     lengths: np.ndarray
     names: Optional[tuple[str, ...]]
     stream: Iterator[np.ndarray] = None  # type: ignore[assignment]
+    texts: tuple = ()            # text_ids() of the columns of ``ids`` when a loss reads them, else ()
 
 
 def _views(data: "PairData | NliTrainData", loss_fn: CombinedLoss, tok: Any, max_len: int) -> list[_View]:
@@ -217,7 +227,9 @@ def _views(data: "PairData | NliTrainData", loss_fn: CombinedLoss, tok: Any, max
         if len(data) < 2:
             raise TunerError(f"training data has {len(data)} pair(s); at least 2 are needed")
         ids1, ids2, lengths = _tokenized_pairs(tok, data, max_len)
-        return [_View("pairs", (ids1, ids2, torch.from_numpy(np.asarray(data.labels, dtype=np.float32))), lengths, None)]
+        texts = text_ids(data.text1, data.text2) if loss_fn.wants_text_ids else ()
+        return [_View("pairs", (ids1, ids2, torch.from_numpy(np.asarray(data.labels, dtype=np.float32))), lengths, None,
+                      texts=texts)]
     views = []
     for kind, names in (("pairs", loss_fn.pair_losses), ("triplets", loss_fn.triplet_losses)):
         view = getattr(data, kind)
@@ -237,7 +249,8 @@ def _views(data: "PairData | NliTrainData", loss_fn: CombinedLoss, tok: Any, max
             lengths = np.fromiter((max(len(x), len(y), 0 if z is None else len(z)) for x, y, z in zip(a, p, n)), dtype=np.int64,
                                   count=len(a))
             ids = (a, p, n)
-        views.append(_View(kind, ids, lengths, names))
+        columns = (view.text1, view.text2) if kind == "pairs" else (view.anchor, view.positive, view.negative)
+        views.append(_View(kind, ids, lengths, names, texts=text_ids(*columns) if loss_fn.wants_text_ids else ()))
     return views
 
 
@@ -267,10 +280,15 @@ def _view_loss(view: _View, batch: np.ndarray, encoder: Encoder, loss_fn: Combin
         input_ids, mask = _triplet_batch(batch, view.ids, pad_id, padding_side, device)
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         embeddings = encoder(input_ids, mask)
+    texts = None
+    if view.texts:  # one id per encoded row, in the batch's order (zigzag; anchors, positives, hard negatives)
+        cols = [t[batch] for t in view.texts]
+        rows = np.stack(cols, 1).reshape(-1) if view.kind == "pairs" else np.concatenate([*cols[:2], cols[2][cols[2] >= 0]])
+        texts = torch.from_numpy(rows).to(device)
     if view.kind == "pairs":
-        return loss_fn(embeddings.float(), labels, names=view.names)
+        return loss_fn(embeddings.float(), labels, names=view.names, text_ids=texts)
     k, emb = len(batch), embeddings.float()
-    return loss_fn.triplets(emb[:k], emb[k:2 * k], emb[2 * k:])
+    return loss_fn.triplets(emb[:k], emb[k:2 * k], emb[2 * k:], text_ids=texts)
 
 
 def _set_up(encoder: Encoder, config: RunConfig) -> int:

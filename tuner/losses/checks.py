@@ -1,5 +1,5 @@
 """Checks of a run's loss settings against the registry: weights, temperatures, the in-batch-negatives
-threshold. :class:`tuner.config.RunConfig` and :class:`tuner.losses.combined.CombinedLoss` both call
+threshold and duplicate rule. :class:`tuner.config.RunConfig` and :class:`tuner.losses.combined.CombinedLoss` both call
 these, so a loss's rules live here and in :mod:`tuner.losses.registry` only (torch-free; errors are
 :class:`~tuner.errors.ConfigError` naming the key: ``weights``, ``taus.ibn``, ...).
 """
@@ -67,6 +67,21 @@ def check_positive_threshold(value: Any, key: str = "ibn_positive_threshold") ->
     if not 0 <= number <= 1:
         raise ConfigError(key, f"is {number}; use a value in 0..1 (0.6 = 3 of 5)")
     return number
+
+
+#: What the in-batch-negatives loss does with a candidate whose text is identical to the anchor's own
+#: positive (:mod:`tuner.losses.in_batch_negatives`): label it positive (the seed's rule), drop it
+#: from the candidates, or leave it a negative (the loss before issue #24).
+DUPLICATE_RULES: tuple[str, ...] = ("positive", "mask", "off")
+DEFAULT_DUPLICATES = "positive"
+
+
+def check_duplicates(value: Any, key: str = "ibn_duplicates") -> str:
+    """The in-batch-negatives duplicate rule: one of :data:`DUPLICATE_RULES`."""
+    rule = value.strip().lower() if isinstance(value, str) else value
+    if rule not in DUPLICATE_RULES:
+        raise ConfigError(key, f"is {value!r}; use one of {', '.join(DUPLICATE_RULES)}")
+    return rule
 
 
 def active_weights(weights: Mapping[str, float]) -> dict[str, float]:

@@ -35,6 +35,28 @@ with ``H`` the rows that have a hard negative. A row without a contradiction has
 column: its anchor still sees every other row's positive and every hard negative of the batch
 (the in-batch negatives), and it adds no negative for the others. One direction only, as SimCSE.
 
+**Duplicates** (``duplicates``, the run setting ``ibn_duplicates``; issue #24). STS-B, SICK-R and
+NLI repeat sentences across pairs, so a batch may hold another copy of an anchor's own positive
+text among its candidates. The seed: "the in-batch negative samples in a batch which are identical
+but not explicitly labelled as positive are identified and labelled as positive, thus reducing
+noise". With ``D_i`` the candidates whose text is identical to anchor ``i``'s own positive (its own
+column included; text identity comes from ``text_ids``, one integer per row, equal = same string):
+
+* ``"positive"`` (default, the seed's rule): every copy is a target; the loss is the negative log of
+  the probability mass on them, ``-log sum_{j in D_i} softmax(logits_i)_j``. Identical texts are one
+  answer, so putting the mass on any copy is right; the minimum stays 0 whatever ``|D_i|`` is
+  (AnglE's sum of ``-log p_j`` over the targets would ask every copy for probability 1).
+* ``"mask"``: the other copies leave the softmax (as a no-duplicates batch sampler would keep them
+  out of the batch); the target is the own column.
+* ``"off"``: copies are negatives like any other candidate (the loss before #24, bit for bit).
+
+In the pair form ``D_i`` for ``a -> b`` is the ``b_j`` equal to ``b_i``, for ``b -> a`` the ``a_j``
+equal to ``a_i``; in the triplet form it is every positive *and* hard negative equal to ``p_i`` (a
+hard negative whose text is the own positive included). Without ``text_ids`` no copy is known and
+every rule gives the ``off`` loss. Only the anchor's *positive* text counts: a candidate that is the
+labelled positive of another anchor with the same text (a premise repeated in the batch) stays a
+negative, as the seed describes.
+
 Positive rules (``POSITIVE_RULES``):
 
 * ``DEFAULT_POSITIVE_THRESHOLD = 0.6`` -- raw score >= 3 on a 0..5 STS scale,
@@ -45,12 +67,14 @@ Positive rules (``POSITIVE_RULES``):
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tuner.losses.checks import DEFAULT_DUPLICATES, check_duplicates
 from tuner.losses.registry import default_tau
 
 DEFAULT_POSITIVE_THRESHOLD: float = 0.6
@@ -69,12 +93,40 @@ def positive_mask(labels: Tensor, threshold: float = DEFAULT_POSITIVE_THRESHOLD)
     return labels.view(-1) >= threshold - _TOLERANCE
 
 
+def duplicate_cross_entropy(logits: Tensor, target: Tensor, same_text: Tensor | None, duplicates: str) -> Tensor:
+    """Mean cross-entropy of ``logits`` ``[K, C]`` towards column ``target[k]``, with the duplicate rule.
+
+    Args:
+        logits: one row per anchor, one column per candidate.
+        target: ``[K]`` the column of each anchor's own positive.
+        same_text: ``[K, C]`` True where the candidate's text is identical to the anchor's own
+            positive (the own column included or not: it is a target either way); None: none known.
+        duplicates: ``"positive"``, ``"mask"`` or ``"off"`` (module doc).
+    """
+    if same_text is None or duplicates == "off":
+        return F.cross_entropy(logits, target)
+    own = F.one_hot(target, logits.shape[1]).bool()
+    if not (same_text & ~own).any():  # no copy in the batch: the off loss, bit for bit
+        return F.cross_entropy(logits, target)
+    if duplicates == "mask":
+        return F.cross_entropy(logits.masked_fill(same_text & ~own, float("-inf")), target)
+    targets = same_text | own
+    return -(logits.log_softmax(dim=1).masked_fill(~targets, float("-inf")).logsumexp(dim=1)).mean()
+
+
+def _same(row_ids: Tensor, column_ids: Tensor) -> Tensor:
+    """``[K, C]``: True where the text of row ``k``'s own positive equals the text of candidate ``c``."""
+    return row_ids.view(-1, 1) == column_ids.view(1, -1)
+
+
 def in_batch_negatives_loss(
     a: Tensor,
     b: Tensor,
     labels: Tensor,
     tau: Optional[float] = None,
     positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
+    duplicates: str = DEFAULT_DUPLICATES,
+    text_ids: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Symmetric in-batch-negatives cross-entropy over the positive pairs.
 
@@ -84,11 +136,14 @@ def in_batch_negatives_loss(
         labels: similarity scores normalised to 0..1, ``[N]``.
         tau: scale on the cosine logits (1 / temperature); None: the registry's default for ``ibn``.
         positive_threshold: normalised label from which a pair is a positive.
+        duplicates: what a candidate identical to the anchor's own positive is (module doc).
+        text_ids: ``(ids_a, ids_b)``, ``[N]`` integers each, equal = identical text; None: unknown.
 
     Returns:
         A scalar tensor, computed in float32 (or float64 if the inputs are).
     """
     tau = default_tau("ibn") if tau is None else tau
+    duplicates = check_duplicates(duplicates, "duplicates")
     dtype = torch.promote_types(a.dtype, torch.float32)
     a = F.normalize(a.to(dtype), dim=-1, eps=1e-8)
     b = F.normalize(b.to(dtype), dim=-1, eps=1e-8)
@@ -96,12 +151,18 @@ def in_batch_negatives_loss(
     if anchors.numel() == 0:
         return 0.0 * (a.sum() + b.sum())
     logits = tau * (a @ b.T)  # logits[i, j] = tau * cos(a_i, b_j)
-    loss_ab = F.cross_entropy(logits[anchors], anchors)
-    loss_ba = F.cross_entropy(logits.T[anchors], anchors)
+    same_b = same_a = None
+    if text_ids is not None:
+        ids_a, ids_b = (t.to(a.device).view(-1) for t in text_ids)
+        same_b, same_a = _same(ids_b[anchors], ids_b), _same(ids_a[anchors], ids_a)
+    loss_ab = duplicate_cross_entropy(logits[anchors], anchors, same_b, duplicates)
+    loss_ba = duplicate_cross_entropy(logits.T[anchors], anchors, same_a, duplicates)
     return (loss_ab + loss_ba) / 2
 
 
-def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau: Optional[float] = None) -> Tensor:
+def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau: Optional[float] = None,
+                        duplicates: str = DEFAULT_DUPLICATES,
+                        text_ids: Sequence[Tensor] | None = None) -> Tensor:
     """Supervised-SimCSE loss of NLI triplets (module doc): in-batch negatives plus hard negatives.
 
     Args:
@@ -111,10 +172,18 @@ def hard_negatives_loss(anchor: Tensor, positive: Tensor, negative: Tensor, tau:
             which row each belongs to does not matter: every anchor sees all of them as negatives.
         tau: scale on the cosine logits (1 / temperature); None: the registry's default for ``ibn``
             (this is its triplet form).
+        duplicates: what a candidate identical to the anchor's own positive is (module doc).
+        text_ids: ``(ids_anchor [N], ids_positive [N], ids_negative [M])``, equal = identical text;
+            None: unknown.
     """
     tau = default_tau("ibn") if tau is None else tau
+    duplicates = check_duplicates(duplicates, "duplicates")
     dtype = torch.promote_types(anchor.dtype, torch.float32)
     h = F.normalize(anchor.to(dtype), dim=-1, eps=1e-8)
     candidates = F.normalize(torch.cat([positive.to(dtype), negative.to(dtype)]), dim=-1, eps=1e-8)
     logits = tau * (h @ candidates.T)  # [N, N + M]
-    return F.cross_entropy(logits, torch.arange(h.shape[0], device=h.device))
+    same = None
+    if text_ids is not None:
+        _, ids_p, ids_n = (t.to(h.device).view(-1) for t in text_ids)
+        same = _same(ids_p, torch.cat([ids_p, ids_n]))
+    return duplicate_cross_entropy(logits, torch.arange(h.shape[0], device=h.device), same, duplicates)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from tuner.errors import TunerError
+
 ZERO_SHOT = "zero_shot"
 ZERO_SHOT_TITLE = "Without Fine-Tuning"
 #: What trains when every weight is 0 (the seed's default run: plain cosine similarity).
@@ -58,6 +60,14 @@ class LossSpec:
             tau=)`` (:func:`tuner.losses.in_batch_negatives.hard_negatives_loss`); a loss with one
             trains on (premise, entailed, contradiction) triplets in NLI runs, the others on
             scored pairs (:mod:`tuner.data.nli`).
+        triplet_options: as ``options``, for the triplet form.
+        text_ids: its functions take ``text_ids=``: one integer tensor per embedding argument (``(a, b)``;
+            ``(anchor, positive, negative)``), equal ids = identical text, from the training loop.
+        shapes: the training data it can learn from (:data:`SHAPES`): ``scored`` pairs (STS scores,
+            labelled sentences), ``nli`` rows, ``triplets`` (their (anchor, positive) = 1 and (anchor,
+            negative) = 0 pairs, or its triplet form) and unscored ``pairs`` (only a loss whose triplet
+            form treats the rest of the batch as negatives: scores that are all equal teach a pair
+            loss nothing, or collapse it).
     """
 
     name: str
@@ -71,6 +81,9 @@ class LossSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     paper: str = ""
     triplet: str = ""
+    triplet_options: Mapping[str, str] = field(default_factory=dict)
+    text_ids: bool = False
+    shapes: tuple[str, ...] = ("scored", "nli", "triplets")
 
     @property
     def has_tau(self) -> bool:
@@ -80,6 +93,26 @@ class LossSpec:
         """Import the loss function, or its triplet form (torch is imported here, not before)."""
         module, _, attr = (self.triplet if triplet else self.function).partition(":")
         return getattr(importlib.import_module(module), attr)
+
+
+#: Training-data shapes (:attr:`LossSpec.shapes`), with how messages name them.
+SHAPES = {"scored": "scored pairs", "nli": "NLI rows", "pairs": "unscored (anchor, positive) pairs",
+          "triplets": "(anchor, positive, negative) triplets"}
+
+
+def losses_for_shape(shape: str) -> list[str]:
+    """The registered losses that can train on ``shape``, in registry order."""
+    return [name for name, spec in LOSSES.items() if shape in spec.shapes]
+
+
+def check_shape(losses: Iterable[str], shape: str, where: str) -> None:
+    """One line naming the losses that can, when one of ``losses`` cannot train on ``shape`` data."""
+    wrong = [name for name in losses if shape not in LOSSES[name].shapes]
+    if wrong:
+        able = losses_for_shape(shape)
+        raise TunerError(f"{where} holds {SHAPES[shape]}, which {'+'.join(wrong)} cannot train on; losses that can: "
+                         f"{', '.join(able) or 'none'} (e.g. --weights {able[0]}=1)" if able else
+                         f"{where} holds {SHAPES[shape]}, which no registered loss trains on")
 
 
 #: The built-in losses, in registry order (the order of row names and tables).
@@ -133,9 +166,11 @@ register_loss(LossSpec(
 register_loss(LossSpec(
     "ibn", "In-Batch Negatives", "IBN", "tuner.losses.in_batch_negatives:in_batch_negatives_loss",
     default_tau=20.0, aliases=("in_batch_negatives", "inbatch", "in_batch", "mnrl"),
-    color="#2ca02c", marker="v", options={"positive_threshold": "ibn_positive_threshold"},
+    color="#2ca02c", marker="v",
+    options={"positive_threshold": "ibn_positive_threshold", "duplicates": "ibn_duplicates"},
     paper="Gao et al. 2021 (SimCSE); Li & Li 2023 (AnglE)",
-    triplet="tuner.losses.in_batch_negatives:hard_negatives_loss"))
+    triplet="tuner.losses.in_batch_negatives:hard_negatives_loss",
+    triplet_options={"duplicates": "ibn_duplicates"}, text_ids=True, shapes=("scored", "nli", "pairs", "triplets")))
 register_loss(LossSpec(
     "angle", "Angle", "Angle", "tuner.losses.angle:angle_loss", default_tau=1.0,
     aliases=("angle_loss", "angl_e"), color="#d62728", marker="D", paper="Li & Li 2023 (AnglE)"))

@@ -6,6 +6,7 @@ Modules::
     _workers.py        worker processes: one per GPU, or CPU cores split between them
     _study_service.py  create/load a study, queue grid cells, the worker loop (under one lock)
     _trial_runtime.py  around each trial: the signal guard and the heartbeat thread
+    _tracking.py       MLflow tracking (--mlflow): a parent run per study, a child run per trial
     _warm_start.py     the best trials of one study as the first trials of another
     _artifacts.py      trial artifacts the dashboard shows (loss curve, config)
     _study_progress.py each grid cell's state and the study's progress, from its trials
