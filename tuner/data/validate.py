@@ -97,7 +97,7 @@ def infer_task(df: pd.DataFrame, where: str) -> str:
         f"{where}: cannot tell the task from its columns (found: {_fmt_cols(df.columns)}); an STS file "
         f"needs columns sentence1, sentence2, score, a classification file sentence, label"
         f", an NLI file premise, hypothesis, label, unscored pairs anchor, positive and triplets anchor, positive, "
-        f"negative (rename yours with --columns, e.g. anchor=question,positive=answer)"
+        f"negative (rename yours with --columns, e.g. anchor=question,positive=answer, or pass --task)"
     )
 
 

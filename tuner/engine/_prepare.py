@@ -104,6 +104,11 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
         frame = subsample(frame, config.max_train_examples, config.seed)
         check_min_rows(frame, config.batch_size, f"train split of {'+'.join(d.name for d in train_sets)}")
         train_pairs = pairs_from_frame(frame, task, train_sets[0].score_range)
+    return PreparedData(task=task, train=train_pairs, eval=_eval_parts(eval_sets, config))
+
+
+def _eval_parts(eval_sets: list[Dataset], config: RunConfig) -> list[tuple[Dataset, dict[str, pd.DataFrame]]]:
+    """Each eval set's protocol splits (a retrieval folder: its own qrels), sampled when asked."""
     evals = []
     for ds in eval_sets:
         if ds.task == "retrieval":
@@ -114,7 +119,7 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
             # train too: classification fits its logistic regression on the train split's embeddings
             parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
         evals.append((ds, parts))
-    return PreparedData(task=task, train=train_pairs, eval=evals)
+    return evals
 
 
 def _train_dataset(spec: DataSpec, task: Optional[str], config: RunConfig) -> Dataset:
@@ -155,16 +160,8 @@ def _prepare_shaped(config: RunConfig, train_sets: list[Dataset], eval_specs: An
     eval_sets = [_eval_dataset(s, config.task, config.data_dir) for s in as_list(eval_specs)]
     scored = [d for d in eval_sets if d.task != "retrieval"]
     task = _task_of(scored, config.task) if scored else "retrieval"
-    evals = []
-    for ds in eval_sets:
-        if ds.task == "retrieval":
-            evals.append((ds, retrieval_parts(ds, config.max_eval_examples)))
-            continue
-        parts = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)
-        if config.max_eval_examples:
-            parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
-        evals.append((ds, parts))
-    return PreparedData(task=task, train=shaped_train_data(frame, shape, f"{shape} of {names}"), eval=evals)
+    return PreparedData(task=task, train=shaped_train_data(frame, shape, f"{shape} of {names}"),
+                        eval=_eval_parts(eval_sets, config))
 
 
 def _eval_dataset(spec: DataSpec, task: Optional[str], data_dir: Any) -> Dataset:
