@@ -451,7 +451,7 @@ def test_export_non_grid_extras(tmp_path: Path) -> None:
                              "w_angle": {"low": 0.166667, "high": 0.375},
                              "tau_angle": {"low": 1.06667, "high": 2.4, "log": True},
                              "lr": {"low": 3.33333e-05, "high": 7.5e-05, "log": True}}
-    assert doc["train"] == {"ibn_positive_threshold": 0.6, "pooling": "cls", "batch_size": 32, "max_seq_length": 128,
+    assert doc["train"] == {"ibn_positive_threshold": 0.6, "ibn_duplicates": "positive", "pooling": "cls", "batch_size": 32, "max_seq_length": 128,
                             "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "precision": "auto",
                             "length_grouping": True}
     assert doc["budget"] == {"epochs": 1, "max_train_examples": 1200}

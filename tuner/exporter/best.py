@@ -108,9 +108,9 @@ def refine_search(config: RunConfig) -> dict[str, Any]:
 
 
 def _settings(config: RunConfig, section: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The config's fields of a study-file table (``train`` / ``budget``), None left out."""
+    """The config's fields of a study-file table (``train`` / ``budget``), None and empty mappings left out."""
     return {name: getattr(config, name) for name in section_fields(section)
-            if name not in skip and getattr(config, name) is not None}
+            if name not in skip and getattr(config, name) is not None and getattr(config, name) != {}}
 
 
 def _switched_off(config: RunConfig) -> tuple[str, ...]:
