@@ -63,6 +63,8 @@ def repeats_study() -> optuna.Study:
         study.set_user_attr(f"gold.{name}.test", encode_items(GOLD[name], "gold"))
     study.set_user_attr("overlap.stsb", {"dataset": "stsb", "task": "sts", "test": {
         "n": 60, "any_in_train": 0.25, "both_in_train": 0.1, "pair_in_train": 0.0}})
+    study.set_user_attr("eval_rows.stsb", {"dataset": "stsb", "max_eval_examples": 60, "test": {
+        "rows": 60, "of": 1379, "figure": "word_overlap_spearman", "sample": 57.1, "full": 56.48, "rule": "stratified"}})
     trials = []
     for seed, (dev, test) in enumerate([(0.85, 0.80), (0.86, 0.82), (0.87, 0.84)]):
         trials.append(cell_trial("cosent", "stsb", seed, dev, test, noisy("stsb", 0.1, seed)))
@@ -103,6 +105,9 @@ def test_repeats_mean_std_and_t_interval_by_hand(tmp_path: Path) -> None:
     choice = next(c for c in meta["selection"]["cells_with_several_trials"] if c["loss"] == "cosent")
     assert choice["chosen_trials"] == [0, 1, 2] and choice["candidates"][1]["trials"] == [3, 4, 5]
     assert meta["overlap"]["stsb"]["test"]["any_in_train"] == 0.25 and meta["overlap"]["sickr"] is None
+    assert meta["eval_rows"]["stsb"]["test"]["of"] == 1379 and meta["eval_rows"]["sickr"] is None
+    assert ("- stsb: test a stratified sample of 60 of 1,379 rows (word-overlap Spearman 57.1 on the sample, "
+            "56.48 on the file)") in (tmp_path / "results.md").read_text()
 
 
 def test_clear_winner_is_the_only_bold_and_identical_rows_tie(tmp_path: Path) -> None:
@@ -215,6 +220,9 @@ def test_tiny_grid_with_repeats_end_to_end(tmp_path: Path, tiny_model_dir: Path,
     zero = decode_items(study.user_attrs[f"zero_shot_items.{tiny_model_dir}.stsb.test"])
     assert zero[0] == gold[0]
     assert study.user_attrs["overlap.stsb"]["protocol"] == "seed" and "test" in study.user_attrs["overlap.stsb"]
+    rows = study.user_attrs["eval_rows.stsb"]
+    assert rows["max_eval_examples"] is None and rows["test"]["rows"] == rows["test"]["of"] == gold[0]
+    assert rows["test"]["figure"] == "word_overlap_spearman" and "sample" not in rows["test"]
     out = tmp_path / "export"
     assert main(["export", "--study", name, "--storage", url, "--out", str(out)]) == 0
     meta = json.loads((out / "matrix.json").read_text())

@@ -112,7 +112,7 @@ class RunConfig:
     epochs: int = _f(1, section="budget", help="passes over the training pairs")
     max_steps: Optional[int] = _f(None, section="budget", help="stop after this many steps (overrides epochs)")
     max_train_examples: Optional[int] = _f(None, section="budget", help="seeded subsample of the training pairs")
-    max_eval_examples: Optional[int] = _f(None, section="budget", help="seeded subsample of every dev/test split")
+    max_eval_examples: Optional[int] = _f(None, section="budget", help="a stratified sample of every dev/test split (unset: the full files)")
     eval_every: Optional[int] = _f(None, section="budget", help="steps between intermediate dev scores (pruning)")
     seed: int = _f(42, help="seed of the training run (batches, init, subsamples); splits use 42")
 

@@ -15,6 +15,7 @@ import pandas as pd
 from tuner.config import RunConfig
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.data.beir import sample_queries
+from tuner.data.sampling import eval_sample
 from tuner.data.shapes import SHAPED_TASKS, negative_columns
 from tuner.engine._train import NliTrainData, PairData, TripletData, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError
@@ -114,12 +115,16 @@ def _eval_parts(eval_sets: list[Dataset], config: RunConfig) -> list[tuple[Datas
         if ds.task == "retrieval":
             evals.append((ds, retrieval_parts(ds, config.max_eval_examples)))
             continue
-        parts = protocol_splits(ds, config.protocol, seed=SPLIT_SEED)
-        if config.max_eval_examples:
-            # train too: classification fits its logistic regression on the train split's embeddings
-            parts = {k: subsample(v, config.max_eval_examples, SPLIT_SEED) for k, v in parts.items()}
-        evals.append((ds, parts))
+        # train too: classification fits its logistic regression on the train split's embeddings
+        evals.append((ds, sampled(ds, protocol_splits(ds, config.protocol, seed=SPLIT_SEED), config.max_eval_examples)))
     return evals
+
+
+def sampled(ds: Dataset, parts: dict[str, pd.DataFrame], n: Optional[int],
+            keep: Sequence[str] = ("train", "dev", "test")) -> dict[str, pd.DataFrame]:
+    """The ``keep`` splits of ``parts``, each an ``n``-row stratified sample when ``n`` is set
+    (:func:`tuner.data.sampling.eval_sample`: one independent stream per dataset and split)."""
+    return {k: eval_sample(parts[k], n, dataset=ds.name, split=k, seed=SPLIT_SEED) for k in keep if k in parts}
 
 
 def _train_dataset(spec: DataSpec, task: Optional[str], config: RunConfig) -> Dataset:
@@ -204,11 +209,10 @@ def _prepare_nli(config: RunConfig, train_sets: list[Dataset], eval_specs: Any) 
             continue
         parts = protocol_splits(ds, NLI_TRANSFER)  # raises for classification sets
         keep = ("dev", "test") if ds.name == NLI_SELECTION else ("test",)
-        evals.append((ds, {k: subsample(parts[k], config.max_eval_examples, SPLIT_SEED) for k in keep}))
+        evals.append((ds, sampled(ds, parts, config.max_eval_examples, keep)))
     if not any(ds.name == NLI_SELECTION for ds, _ in evals):
         stsb = as_dataset(NLI_SELECTION, None, config.data_dir)
-        evals.append((stsb, {"dev": subsample(protocol_splits(stsb, NLI_TRANSFER)["dev"], config.max_eval_examples,
-                                              SPLIT_SEED)}))
+        evals.append((stsb, sampled(stsb, protocol_splits(stsb, NLI_TRANSFER), config.max_eval_examples, ("dev",))))
     return PreparedData(task="nli", train=train, eval=evals)
 
 

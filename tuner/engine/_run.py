@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.config import RunConfig, check_prompt
-from tuner.data import Dataset, protocol_splits, subsample
+from tuner.data import Dataset, protocol_splits
 from tuner.engine._prepare import (SPLIT_SEED, DataSpec, PreparedData, as_dataset, as_list, not_scored,  # noqa: F401
                                    prepare_data)
 from tuner.engine._train import TrainResult, finetune
@@ -132,8 +132,8 @@ class FinetuneOutcome:
 
 
 def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] = ("dev", "test"), *,
-                    batch_size: int = 64, max_seq_length: int = 128, seed: int = 42,
-                    max_eval_examples: Optional[int] = None) -> tuple[dict[str, dict[str, float]], dict]:
+                    batch_size: int = 64, max_seq_length: int = 128,
+                    seed: int = 42) -> tuple[dict[str, dict[str, float]], dict]:
     """Score every eval set on ``splits``; returns ({split: {dataset: score}}, details).
 
     ``details[split][dataset]`` is the evaluator's result plus the per-item outputs, in the rows'
@@ -143,8 +143,7 @@ def score_eval_sets(encoder: Encoder, data: PreparedData, splits: Sequence[str] 
     scores: dict[str, dict[str, float]] = {s: {} for s in splits}
     details: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     for ds, parts in data.eval:
-        frames = {split: subsample(parts[split], max_eval_examples, seed) if max_eval_examples else parts[split]
-                  for split in splits if split in parts}
+        frames = {split: parts[split] for split in splits if split in parts}  # sampled by prepare_data when asked
         if not frames:
             continue
         if ds.task == "retrieval":  # its own qrels per split, sampled by query when asked (retrieval_parts)

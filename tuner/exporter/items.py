@@ -87,6 +87,11 @@ def overlap_key(dataset: str) -> str:
     return f"overlap.{dataset}"
 
 
+def eval_rows_key(dataset: str) -> str:
+    """Study attr: the scored dev/test rows of ``dataset`` against its full files (tuner.data.sampling)."""
+    return f"eval_rows.{dataset}"
+
+
 def item_values(result: Mapping[str, Any]) -> Optional[tuple[str, np.ndarray]]:
     """(kind, per-item values) of one evaluator result (:func:`tuner.engine._run.score_eval_sets` details)."""
     if "similarities" in result:

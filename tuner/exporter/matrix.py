@@ -40,7 +40,7 @@ from tuner.errors import TunerError
 from tuner.stats import seed_summary
 from tuner.exporter.cells import config_items, group_configs
 from tuner.exporter.files import library_versions, mask_url
-from tuner.exporter.items import decode_items, gold_key, overlap_key, zero_shot_items_key
+from tuner.exporter.items import decode_items, eval_rows_key, gold_key, overlap_key, zero_shot_items_key
 from tuner.exporter.rows import ZERO_SHOT, matrix_rows, rows_rule, title
 from tuner.exporter.significance import cells_json, significance_of
 from tuner.exporter.trials import (
@@ -96,6 +96,7 @@ class Matrix:
     items: dict[Cell, tuple] = field(default_factory=dict)            # (n, idx, per-item values) per cell
     gold: dict[str, tuple] = field(default_factory=dict)              # dataset -> (n, idx, gold scores), STS
     overlap: dict[str, Any] = field(default_factory=dict)             # dataset -> recorded overlap figures
+    eval_rows: dict[str, Any] = field(default_factory=dict)           # dataset -> scored rows vs the full files
     significance: Any = None                                          # tuner.exporter.significance.Significance
 
     @property
@@ -147,6 +148,10 @@ class Matrix:
             "overlap_note": "per dataset, study attr overlap.<dataset>: the share of the scored dev/test rows "
                             "whose sentences occur in the protocol's train split (null: not recorded, a study "
                             "run before it was)",
+            "eval_rows": {name: self.eval_rows.get(name) for name in self.datasets},
+            "eval_rows_note": "per dataset, study attr eval_rows.<dataset>: per split the scored rows, the full "
+                              "file's rows, and a model-free figure on both (tuner.data.sampling; null: a study "
+                              "run before it was recorded)",
             "versions": library_versions(),
             "run_versions": self.run_versions,
         }
@@ -191,6 +196,8 @@ def build_matrix(trials: Iterable[Any], study_attrs: Optional[Mapping[str, Any]]
             matrix.gold[name] = found
         if isinstance(attrs.get(overlap_key(name)), Mapping):
             matrix.overlap[name] = dict(attrs[overlap_key(name)])
+        if isinstance(attrs.get(eval_rows_key(name)), Mapping):
+            matrix.eval_rows[name] = dict(attrs[eval_rows_key(name)])
     matrix.significance = significance_of(matrix)
     seen: set[str] = set()
     for trial in chosen:

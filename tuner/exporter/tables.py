@@ -11,6 +11,7 @@ import pandas as pd
 from tuner.exporter.matrix import Matrix
 from tuner.exporter.rows import title as row_title
 from tuner.data.overlap import headline
+from tuner.data.sampling import rows_line
 from tuner.exporter.trials import metric_title
 
 CSV_COLUMNS = ("model", "loss", "dataset", "dev", "test", "trial", "params", "n_seeds", "std", "ci_low", "ci_high",
@@ -120,6 +121,9 @@ def _preamble(matrix: Matrix, scale: float) -> list[str]:
     if overlap:
         lines += [f"Train/test overlap under protocol {matrix.protocol} (scored test rows whose sentences occur in "
                   "the protocol's train split):", "", *overlap, ""]
+    rows = [f"- {name}: {rows_line(matrix.eval_rows[name])}" for name in matrix.datasets if name in matrix.eval_rows]
+    if rows:
+        lines += ["Scored rows (dev selects, test reports):", "", *rows, ""]
     return lines
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from tuner.models._lora import ADAPTER_DIR
+from tuner.models._lora import ADAPTER_DIR, LoraSettings
 from tuner.stats import seed_summary
 
 CARD_FILE = "README.md"
@@ -153,9 +153,10 @@ def _details(record: Mapping[str, Any], files: Mapping[str, Any]) -> list[str]:
     config = _config(record)
     lora = None
     if files.get("adapter") or (config.get("lora_r") or 0) > 0:
-        alpha = config.get("lora_alpha") if config.get("lora_alpha") is not None else config.get("lora_r")
-        lora = (f"rank {config.get('lora_r')}, alpha {alpha}, dropout {config.get('lora_dropout')}, targets "
-                f"{', '.join(config.get('lora_targets') or []) or 'every linear layer'}; the adapter is in "
+        settings = LoraSettings(config.get("lora_r") or 0, config.get("lora_alpha"), config.get("lora_dropout") or 0.0,
+                                tuple(config.get("lora_targets") or ()))
+        lora = (f"rank {settings.r}, alpha {settings.alpha}, dropout {settings.dropout}, targets "
+                f"{', '.join(settings.targets) or 'every linear layer'}; the adapter is in "
                 f"`{ADAPTER_DIR}/`, the folder's weights are merged")
     prompt = record.get("prompt")
     return ["## Model Details", "", *_rows([
