@@ -7,6 +7,8 @@ Public API (the CLI, ``python -m tuner``, is a thin layer over it)::
                    config=None, **settings)  (settings: any RunConfig field) -> FinetuneOutcome
     tuner.optimize(study, storage=None, workers=1, n_trials=None)      -> optuna.Study
     tuner.status(study, storage=None, study_name=None)                 -> dict
+    tuner.mine(model, train, out=None, *, num_negatives=1, range_min=0, range_max=None, margin=None,
+               ...)  (hard negatives for (anchor, positive) pairs, cached) -> Mined
     tuner.export(study, out, storage=None, split="test")               -> ExportResult
     tuner.confirm(study, storage=None, *, top, seeds, budget=None)     -> dict (the confirmation report)
     tuner.plot_matrix(matrix, labels, out)                             -> list of plot paths
@@ -25,6 +27,7 @@ __all__ = [
     "TunerError",
     "evaluate",
     "finetune",
+    "mine",
     "optimize",
     "status",
     "export",
@@ -41,7 +44,7 @@ __all__ = [
 
 # Lazy: `import tuner` stays fast (torch/transformers load on first use).
 __getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["evaluate", "finetune", "optimize", "status", "export", "confirm", "plot_matrix",
+    **dict.fromkeys(["evaluate", "finetune", "mine", "optimize", "status", "export", "confirm", "plot_matrix",
                      "load_run_config"],
                     "tuner.api"),
     "RunConfig": "tuner.config", "load_encoder": "tuner.models", "load_dataset": "tuner.data",

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from tuner.config import RunConfig, field_names
+from tuner.data.mining import MINING_SEED, MiningSettings, check_mining, read_corpus
+from tuner.data.shapes import parse_columns
 from tuner.errors import TunerError
 from tuner.service._confirm import run_confirm
 from tuner.service._confirm_plan import BASELINES
@@ -24,6 +26,7 @@ from tuner.storage import resolve_url
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from tuner.engine._mining import Mined
     from tuner.engine._run import DataSpec, FinetuneOutcome
 
 #: What ``train=``/``eval=`` record in the config for data given as a DataFrame.
@@ -105,6 +108,41 @@ def finetune(model: Any = None, train: "DataSpec | Sequence[DataSpec] | None" = 
     return run_finetune(resolved, model=model if _is_encoder(model) else None,
                         train=train if _has_objects(train) else None, eval=eval if _has_objects(eval) else None,
                         output=output, device=device, progress=progress)
+
+
+def mine(model: Any = "all-MiniLM-L6-v2", train: Any = None, out: "str | os.PathLike | None" = None, *,
+         corpus: "str | os.PathLike | Sequence[str] | None" = None, columns: "Mapping[str, str] | str | None" = None,
+         num_negatives: int = 1, range_min: int = 0, range_max: Optional[int] = None, margin: Optional[float] = None,
+         relative_margin: Optional[float] = None, max_score: Optional[float] = None,
+         min_score: Optional[float] = None, sampling: str = "top", seed: int = MINING_SEED, batch_size: int = 64,
+         max_seq_length: int = 128, pooling: "str | int | None" = None, prompt: Optional[str] = None,
+         device: Optional[str] = None, data_dir: "str | os.PathLike | None" = None, cache: bool = True,
+         cache_dir: "str | os.PathLike | None" = None, scores: bool = False) -> "Mined":
+    """Mine hard negatives for (anchor, positive) pairs with ``model``. Same as ``tuner mine``.
+
+    ``train``: a pairs file or DataFrame (``columns`` renames yours: ``{"anchor": "question", ...}`` or
+    ``"anchor=question,positive=answer"``); ``corpus``: extra candidate texts (a list, a ``.txt`` file
+    or a table with a ``text`` column). The options mean what sentence-transformers' ``mine_hard_negatives``
+    options mean (:mod:`tuner.data.mining`). The result is cached by model, texts and settings
+    (``$TUNER_CACHE/mined``; ``cache=False`` skips it). ``out`` (.parquet, .csv, .tsv, .jsonl) gets the
+    rows with at least one negative: ``anchor, positive, negative, negative_2, ...`` (+ ``score_*`` with
+    ``scores``). Returns a :class:`tuner.engine._mining.Mined`: ``.triplets()``, ``.stats``, ``.frame``.
+    """
+    from tuner.engine._mining import check_output, load_pairs, mine_hard_negatives, write_table
+    from tuner.models._encoder import load_encoder
+
+    settings = check_mining(MiningSettings(num_negatives, range_min, range_max, margin, relative_margin, max_score,
+                                           min_score, sampling, seed)).resolved()
+    target = check_output(out) if out is not None else None
+    mapping = parse_columns(columns) if isinstance(columns, str) else (dict(columns) if columns else None)
+    pairs, _ = load_pairs(train, mapping, data_dir)
+    texts = read_corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus
+    encoder = model if _is_encoder(model) else load_encoder(model, pooling=pooling, device=device, prompt=prompt)
+    mined = mine_hard_negatives(encoder, pairs, settings, corpus=texts, batch_size=batch_size,
+                                max_seq_length=max_seq_length, cache_dir=cache_dir, cache=cache)
+    if target is not None:
+        write_table(mined.triplets(scores), target)
+    return mined
 
 
 def load_run_config(path: "str | os.PathLike") -> RunConfig:

@@ -18,6 +18,7 @@ from tuner.errors import TunerError
 COMMANDS = (
     "evaluate",
     "finetune",
+    "mine",
     "export",
     "plot",
     "splits",

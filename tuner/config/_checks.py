@@ -13,7 +13,7 @@ from typing import Any, Optional
 from tuner.errors import ConfigError, check_integer
 
 #: Integer settings that may be left unset (None).
-OPTIONAL_INTS = ("max_steps", "max_train_examples", "max_eval_examples", "eval_every")
+OPTIONAL_INTS = ("max_steps", "max_train_examples", "max_eval_examples", "eval_every", "mine_range_max")
 
 
 def fmt_value(value: Any) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from tuner.config._checks import OPTIONAL_INTS, check_int_setting, check_names, check_text, fmt_default, fmt_value
+from tuner.data.mining import MiningSettings, check_mining
 from tuner.data.shapes import check_columns_mapping, parse_columns
 from tuner.errors import ConfigError, TunerError, check_number
 from tuner.losses.checks import (
@@ -43,6 +44,8 @@ from tuner.models._pooling import POOLING_NAMES, Pooling, parse_pooling
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TASKS = ("sts", "classification", "nli")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MINE_OPTIONS = ("num_negatives", "range_min", "range_max", "margin", "relative_margin", "max_score", "min_score",
+                "sampling")  # the mine_<option> fields
 
 
 def _f(default: Any = None, *, help: str, section: Optional[str] = None, factory: Any = None,
@@ -88,6 +91,22 @@ class RunConfig:
                                         "drop (as AnglE) or a score in 0..1 (entailment 1, contradiction 0)")
     pooling: Optional[Pooling] = _f(None, section="train", help=f"{', '.join(POOLING_NAMES)} or a token index "
                                                                 "(default: the model's own)")
+    # ---- hard-negative mining of (anchor, positive) pairs with the base model (tuner.data.mining)
+    mine_num_negatives: int = _f(0, section="train", help="hard negatives mined per (anchor, positive) pair with the "
+                                 "run's base model before training (0 = no mining; unscored pairs only)")
+    mine_range_min: int = _f(0, section="train", help="mining: skip the candidates ranked above this (0 = the most "
+                             "similar non-positive)")
+    mine_range_max: Optional[int] = _f(None, section="train", help="mining: candidates ranked below this only (default: "
+                                       "range_min + num_negatives, x10 when a margin or score bound is set)")
+    mine_margin: Optional[float] = _f(None, section="train", help="mining: a negative's similarity is at most the "
+                                      "positive's minus this (default: no margin)")
+    mine_relative_margin: Optional[float] = _f(None, section="train", help="mining: at most positive - |positive| x this, "
+                                               "e.g. 0.05 = TopK-PercPos 95%% (default: none)")
+    mine_max_score: Optional[float] = _f(None, section="train", help="mining: a negative's similarity is at most this "
+                                         "(default: no bound)")
+    mine_min_score: Optional[float] = _f(None, section="train", help="mining: and at least this (default: no bound)")
+    mine_sampling: str = _f("top", section="train", help="mining: top (the most similar that pass) or random (a "
+                            "seeded draw of them)")
     # ---- optimisation
     lr: float = _f(2e-5, section="train", help="peak learning rate (AdamW, linear warmup and decay)")
     batch_size: int = _f(32, section="train", help="pairs per batch")
@@ -141,6 +160,13 @@ class RunConfig:
         return LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, tuple(self.lora_targets))
 
     @property
+    def mining(self) -> Optional[MiningSettings]:
+        """The hard-negative mining this run asks for (:mod:`tuner.data.mining`), None when it mines nothing."""
+        if not self.mine_num_negatives:
+            return None
+        return MiningSettings(**{name: getattr(self, "mine_" + name) for name in MINE_OPTIONS})
+
+    @property
     def eval_sets(self) -> list[str]:
         """The scored sets: ``eval``, else the train sets (nli-transfer: the seven STS sets)."""
         from tuner.data.splits import NLI_TRANSFER, NLI_TRANSFER_EVAL
@@ -179,6 +205,7 @@ class RunConfig:
                 self.pooling = parse_pooling(self.pooling)
             except TunerError as exc:
                 raise ConfigError("pooling", str(exc)) from None
+        self._check_mining()
         self.ibn_positive_threshold = check_positive_threshold(self.ibn_positive_threshold)
         self.ibn_duplicates = check_duplicates(self.ibn_duplicates)
         for key in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -212,6 +239,17 @@ class RunConfig:
         self.prompt = check_prompt(self.prompt)
         for key in LORA_FIELDS:
             setattr(self, key, check_lora_value(key, getattr(self, key)))
+
+    def _check_mining(self) -> None:
+        """The ``mine_*`` values, alone and together (:func:`tuner.data.mining.check_mining`), even when off."""
+        count = check_int_setting(self.mine_num_negatives, "mine_num_negatives")
+        if count < 0:
+            raise ConfigError("mine_num_negatives", f"is {count}; use 0 (no mining) or more")
+        values = {name: getattr(self, "mine_" + name) for name in MINE_OPTIONS}
+        checked = check_mining(MiningSettings(**{**values, "num_negatives": max(count, 1)}), "mine_")
+        for name in MINE_OPTIONS:
+            setattr(self, "mine_" + name, getattr(checked, name))
+        self.mine_num_negatives = count
 
     # ---- conversions
     def replace(self, **changes: Any) -> "RunConfig":

@@ -3,6 +3,9 @@
 Modules::
 
     _train.py   the training loop (plain PyTorch, readable top to bottom) and its batch layouts
+    _train_data.py  what the loop trains on: scored pairs, triplets (one or more negatives), NLI's two views
+    _prepare.py the training data in its shape and every eval set's dev/test rows
+    _mining.py  hard-negative mining of (anchor, positive) pairs with the base model, cached per setting
     _run.py     load data -> protocol splits -> load encoder -> fine-tune -> score dev and test -> save
     _memory.py  giving freed heap memory back to the OS between trials
 

@@ -16,8 +16,8 @@ from tuner.config import RunConfig
 from tuner.data import Dataset, check_min_rows, load_dataset, protocol_splits, subsample
 from tuner.data.beir import sample_queries
 from tuner.data.sampling import eval_sample
-from tuner.data.shapes import SHAPED_TASKS, negative_columns
-from tuner.engine._train import NliTrainData, PairData, TripletData, nli_train_data, pairs_from_frame
+from tuner.data.shapes import PAIRS, SHAPED_TASKS, TRIPLETS, negative_columns
+from tuner.engine._train_data import NliTrainData, PairData, TripletData, nli_train_data, pairs_from_frame
 from tuner.errors import TunerError
 from tuner.losses.registry import SHAPES, check_shape
 
@@ -61,6 +61,10 @@ class PreparedData:
     task: str
     train: "PairData | NliTrainData"
     eval: list[tuple[Dataset, dict[str, pd.DataFrame]]]  # (dataset, protocol splits; nli: only those scored)
+    #: unscored pairs: every (anchor, positive) row before the subsample, what hard-negative mining reads
+    #: (:func:`tuner.engine._mining.mine_for_run`; the run's ``mine_*`` settings)
+    mine_from: Optional[pd.DataFrame] = None
+    where: str = ""
 
 
 SPLIT_SEED = 42  # the seed's train_test_split(random_state=42); fixed so every run sees the same rows
@@ -80,6 +84,8 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
     if not train_sets:
         raise TunerError("no training dataset given; pass --train with a dataset name or file")
     eval_specs = eval if eval is not None else (config.eval or None)
+    if config.mining is not None and not any(ds.task in SHAPED_TASKS for ds in train_sets):
+        raise _cannot_mine(config, "+".join(d.name for d in train_sets), f"{train_sets[0].task} data")
     if task == "nli" or any(ds.task == "nli" for ds in train_sets):
         return _prepare_nli(config, train_sets, eval_specs)
     if any(ds.task in SHAPED_TASKS for ds in train_sets):
@@ -158,15 +164,23 @@ def _prepare_shaped(config: RunConfig, train_sets: list[Dataset], eval_specs: An
     if not as_list(eval_specs):
         raise TunerError(f"{names} holds {SHAPES[shape]}, which trains but cannot be scored; pass --eval with the "
                          "sets to score (e.g. stsb, or a retrieval folder)")
-    check_shape(config.losses, shape, names)
-    frame = pd.concat([d.splits.get("train", d.splits.get("all")) for d in train_sets], ignore_index=True)
-    frame = subsample(frame, config.max_train_examples, config.seed)
+    if config.mining is not None and shape != PAIRS:
+        raise _cannot_mine(config, names, "triplets: it has its negatives")
+    check_shape(config.losses, TRIPLETS if config.mining is not None else shape, names)
+    whole = pd.concat([d.splits.get("train", d.splits.get("all")) for d in train_sets], ignore_index=True)
+    frame = subsample(whole, config.max_train_examples, config.seed)
     check_min_rows(frame, config.batch_size, f"{shape} of {names}")
     eval_sets = [_eval_dataset(s, config.task, config.data_dir) for s in as_list(eval_specs)]
     scored = [d for d in eval_sets if d.task != "retrieval"]
     task = _task_of(scored, config.task) if scored else "retrieval"
     return PreparedData(task=task, train=shaped_train_data(frame, shape, f"{shape} of {names}"),
-                        eval=_eval_parts(eval_sets, config))
+                        eval=_eval_parts(eval_sets, config), mine_from=whole if shape == PAIRS else None,
+                        where=f"{shape} of {names}")
+
+
+def _cannot_mine(config: RunConfig, names: str, what: str) -> TunerError:
+    return TunerError(f"mine_num_negatives is {config.mine_num_negatives}, but {names} is {what}; mining reads "
+                      "unscored (anchor, positive) pairs: set it to 0 or train on a pairs file")
 
 
 def _eval_dataset(spec: DataSpec, task: Optional[str], data_dir: Any) -> Dataset:
@@ -220,18 +234,18 @@ def shaped_train_data(df: pd.DataFrame, shape: str, where: str) -> NliTrainData:
     """Unscored pairs or triplets (:mod:`tuner.data.shapes`) as the two views NLI rows give.
 
     Triplets: the (anchor, positive) = 1 and (anchor, negative) = 0 scored pairs for the pair losses
-    (as NLI's entailment / contradiction), and the rows themselves for a loss's triplet form. Pairs:
-    only the triplet view, without negatives (the rest of the batch is the negatives); the pair
-    losses cannot learn from them (:func:`tuner.losses.registry.check_shape` refuses them first)."""
+    (as NLI's entailment / contradiction; every negative column gives its rows' 0 pairs), and the rows
+    themselves for a loss's triplet form, every negative column joining the candidates. Pairs: only the
+    triplet view, without negatives (the rest of the batch is the negatives); the pair losses cannot
+    learn from them (:func:`tuner.losses.registry.check_shape` refuses them first)."""
     negatives = negative_columns(list(df.columns))
     anchor, positive = df["anchor"].astype(str).tolist(), df["positive"].astype(str).tolist()
-    if len(negatives) > 1:
-        raise TunerError(f"{where} has {len(negatives)} negative columns; tuner trains on one ('negative') so far: "
-                         f"drop {', '.join(negatives[1:])} or map the one to use with --columns negative=NAME")
     missing = {"pairs": f"{where} are unscored (anchor, positive) pairs: only a loss that ranks a positive above "
                         "the rest of the batch (ibn) can train on them"}
     if not negatives:
         return NliTrainData(None, TripletData(anchor, positive, [None] * len(anchor)), missing)
-    negative = df["negative"].astype(str).tolist()
-    pairs = PairData(anchor + anchor, positive + negative, np.r_[np.ones(len(anchor)), np.zeros(len(anchor))])
-    return NliTrainData(pairs, TripletData(anchor, positive, negative))
+    columns = [[v if isinstance(v, str) else None for v in df[c]] for c in negatives]
+    negative_pairs = [(a, n) for column in columns for a, n in zip(anchor, column) if n is not None]
+    pairs = PairData(anchor + [a for a, _ in negative_pairs], positive + [n for _, n in negative_pairs],
+                     np.r_[np.ones(len(anchor)), np.zeros(len(negative_pairs))])
+    return NliTrainData(pairs, TripletData(anchor, positive, columns[0], columns[1:]))

@@ -22,6 +22,7 @@ from tuner.config import RunConfig, check_prompt
 from tuner.data import Dataset, protocol_splits
 from tuner.engine._prepare import (SPLIT_SEED, DataSpec, PreparedData, as_dataset, as_list, not_scored,  # noqa: F401
                                    prepare_data)
+from tuner.engine._mining import mine_for_run
 from tuner.engine._train import TrainResult, finetune
 from tuner.errors import TunerError
 from tuner.evaluation import (RETRIEVAL_METRICS, evaluate_classification, evaluate_classification_splits,
@@ -119,6 +120,7 @@ class FinetuneOutcome:
     model: str
     output: Optional[Path] = None
     details: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    mining: Optional[dict[str, Any]] = None  # mined negatives: the summary, the cache key, whether it was a hit
 
     @property
     def dev_score(self) -> float:
@@ -200,6 +202,12 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
     if config.pooling is not None:
         encoder.pooling = parse_pooling(config.pooling)
     config = config.replace(pooling=encoder.pooling, task=data.task if data.task != "retrieval" else config.task)
+    mining = None
+    if config.mining is not None:  # the base model mines its own hard negatives (cached per setting)
+        if config.prompt is not None:
+            encoder.prompt = config.prompt
+        data, mined = mine_for_run(data, encoder, config)
+        mining = {**mined.stats, "key": mined.key, "from_cache": mined.from_cache}
 
     hook = None
     if on_eval is not None:
@@ -215,4 +223,4 @@ def run_finetune(config: RunConfig, *, model: Optional[Encoder] = None,
         saved = save_encoder(encoder, output, saved_record(config, data, scores, details, result,
                                                            os.fspath(output) if reproducible else None))
     return FinetuneOutcome(scores=scores, metric=METRIC[data.task], train=result, config=config,
-                           model=encoder.name, output=saved, details=details)
+                           model=encoder.name, output=saved, details=details, mining=mining)

@@ -20,12 +20,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
-import pandas as pd
 import torch
 
 from tuner.models import _lora as lora
@@ -34,76 +32,8 @@ from tuner.errors import TunerError
 from tuner.losses.combined import CombinedLoss
 from tuner.models._encoder import Encoder
 from tuner.models._tokenize import pad_batch, pad_id_of, tokenize
-
-
-@dataclass
-class PairData:
-    """Sentence pairs with labels normalised to 0..1 (the loss input)."""
-
-    text1: list[str]
-    text2: list[str]
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class TripletData:
-    """NLI triplets for the triplet losses; ``negative[i]`` is None for a premise without a contradiction."""
-
-    anchor: list[str]
-    positive: list[str]
-    negative: list[Optional[str]]
-
-    def __len__(self) -> int:
-        return len(self.anchor)
-
-
-@dataclass
-class NliTrainData:
-    """Two views of the same NLI rows (:mod:`tuner.data.nli`); a view is None when the rows give none
-    (``missing`` says why), which is an error only when a loss that needs it is on."""
-
-    pairs: Optional[PairData]
-    triplets: Optional[TripletData]
-    missing: dict[str, str] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return max(len(self.pairs or ()), len(self.triplets or ()))
-
-
-def nli_train_data(df: pd.DataFrame, neutral: "float | str | None", where: str) -> NliTrainData:
-    """Scored pairs (neutral by ``neutral``) and triplets (anchors without a contradiction kept) of NLI rows."""
-    from tuner.data.nli import nli_pairs, nli_triplets
-
-    views: dict[str, Any] = {"pairs": None, "triplets": None}
-    missing: dict[str, str] = {}
-    try:
-        frame = nli_pairs(df, neutral=neutral, where=where)
-        views["pairs"] = pairs_from_frame(frame, "sts", (0.0, 1.0))
-    except TunerError as exc:
-        missing["pairs"] = str(exc)
-    try:
-        t = nli_triplets(df, no_contradiction="keep", where=where)
-        views["triplets"] = TripletData(t["anchor"].tolist(), t["positive"].tolist(), t["negative"].tolist())
-    except TunerError as exc:
-        missing["triplets"] = str(exc)
-    return NliTrainData(views["pairs"], views["triplets"], missing)
-
-
-def pairs_from_frame(df: pd.DataFrame, task: str, score_range: "tuple[float, float] | None" = None) -> PairData:
-    """STS rows -> (sentence1, sentence2, score scaled to 0..1); classification rows -> the seed's
-    duplicated pairs (sentence, sentence, label)."""
-    if task == "sts":
-        lo, hi = score_range or (0.0, 5.0)
-        labels = (df["score"].to_numpy(dtype=np.float64) - lo) / (hi - lo)
-        return PairData(df["sentence1"].astype(str).tolist(), df["sentence2"].astype(str).tolist(),
-                        np.clip(labels, 0.0, 1.0).astype(np.float32))
-    if task == "classification":
-        texts = df["sentence"].astype(str).tolist()
-        return PairData(texts, list(texts), df["label"].to_numpy(dtype=np.float32))
-    raise TunerError(f"unknown task '{task}'; use 'sts' or 'classification'")
+from tuner.engine._train_data import (NliTrainData, PairData, TripletData, nli_train_data,  # noqa: F401
+                                      pairs_from_frame, text_ids)
 
 
 @dataclass
@@ -131,13 +61,6 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
-
-
-def text_ids(*columns: Sequence[str | None]) -> tuple[np.ndarray, ...]:
-    """One int64 per text of each column, equal = the identical string in any of the columns, -1 for None
-    (a triplet without a hard negative): a view's text identity, indexed per batch like its token ids."""
-    codes = pd.factorize(pd.Series([t for column in columns for t in column], dtype=object))[0].astype(np.int64)
-    return tuple(np.split(codes, np.cumsum([len(c) for c in columns])[:-1]))
 
 
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -215,7 +138,7 @@ class _View:
     """One kind of batch a step trains on: token ids, lengths, the losses it feeds, a batch stream."""
 
     kind: str                    # "pairs" (zigzag) or "triplets"
-    ids: tuple                   # pairs: (ids1, ids2, labels); triplets: (anchor, positive, negative-or-None)
+    ids: tuple                   # pairs: (ids1, ids2, labels); triplets: (anchor, positive, *negative columns)
     lengths: np.ndarray
     names: Optional[tuple[str, ...]]
     stream: Iterator[np.ndarray] = None  # type: ignore[assignment]
@@ -243,15 +166,20 @@ def _views(data: "PairData | NliTrainData", loss_fn: CombinedLoss, tok: Any, max
             ids: tuple = (ids1, ids2, torch.from_numpy(np.asarray(view.labels, dtype=np.float32)))
         else:
             a, p = tokenize(tok, view.anchor, max_len), tokenize(tok, view.positive, max_len)
-            present = [x for x in view.negative if x is not None]
-            it = iter(tokenize(tok, present, max_len) if present else [])
-            n = [None if x is None else next(it) for x in view.negative]
-            lengths = np.fromiter((max(len(x), len(y), 0 if z is None else len(z)) for x, y, z in zip(a, p, n)), dtype=np.int64,
-                                  count=len(a))
-            ids = (a, p, n)
-        columns = (view.text1, view.text2) if kind == "pairs" else (view.anchor, view.positive, view.negative)
+            negs = [_tokenized_negatives(tok, column, max_len) for column in view.negatives]
+            lengths = np.fromiter((max(len(x), len(y), *(0 if n[i] is None else len(n[i]) for n in negs))
+                                   for i, (x, y) in enumerate(zip(a, p))), dtype=np.int64, count=len(a))
+            ids = (a, p, *negs)
+        columns = (view.text1, view.text2) if kind == "pairs" else (view.anchor, view.positive, *view.negatives)
         views.append(_View(kind, ids, lengths, names, texts=text_ids(*columns) if loss_fn.wants_text_ids else ()))
     return views
+
+
+def _tokenized_negatives(tok: Any, column: list[Optional[str]], max_len: int) -> list:
+    """Token ids of a negative column, None kept where a row has no negative."""
+    present = [x for x in column if x is not None]
+    it = iter(tokenize(tok, present, max_len) if present else [])
+    return [None if x is None else next(it) for x in column]
 
 
 def _to_device(input_ids: torch.Tensor, mask: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,9 +191,10 @@ def _to_device(input_ids: torch.Tensor, mask: torch.Tensor, device: torch.device
 
 def _triplet_batch(batch: np.ndarray, ids: tuple, pad_id: int, padding_side: str,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[anchors..., positives..., hard negatives of the rows that have one...]``, padded, on ``device``."""
-    a, p, n = ids
-    rows = [a[i] for i in batch] + [p[i] for i in batch] + [n[i] for i in batch if n[i] is not None]
+    """``[anchors..., positives..., hard negatives of the rows that have one (column by column)...]``,
+    padded, on ``device``."""
+    a, p, *negs = ids
+    rows = [a[i] for i in batch] + [p[i] for i in batch] + [n[i] for n in negs for i in batch if n[i] is not None]
     return _to_device(*pad_batch(rows, pad_id, padding_side), device)
 
 
@@ -283,7 +212,7 @@ def _view_loss(view: _View, batch: np.ndarray, encoder: Encoder, loss_fn: Combin
     texts = None
     if view.texts:  # one id per encoded row, in the batch's order (zigzag; anchors, positives, hard negatives)
         cols = [t[batch] for t in view.texts]
-        rows = np.stack(cols, 1).reshape(-1) if view.kind == "pairs" else np.concatenate([*cols[:2], cols[2][cols[2] >= 0]])
+        rows = np.stack(cols, 1).reshape(-1) if view.kind == "pairs" else np.concatenate([*cols[:2], *(c[c >= 0] for c in cols[2:])])
         texts = torch.from_numpy(rows).to(device)
     if view.kind == "pairs":
         return loss_fn(embeddings.float(), labels, names=view.names, text_ids=texts)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tuner.config import RunConfig, check_prompt
+from tuner.data.mining import INTEGER, SEARCHABLE, MiningSettings, check_mining
+from tuner.data.mining import check_value as check_mine_value
 from tuner.errors import ConfigError
 from tuner.losses.registry import (
     LOSSES,
@@ -42,8 +44,10 @@ from tuner.study.checks import Checker, pooling_value, show
 
 #: Non-loss parameters a study may search, in the order they are drawn. ``prompt`` takes choices of
 #: templates ("none" = no prompt); ``lora_r`` 0 is full fine-tuning (tuner.models._lora).
+#: ``mine_<option>``: hard-negative mining of unscored pairs (tuner.data.mining), each setting mined once.
+MINE_PARAMS = tuple("mine_" + name for name in SEARCHABLE)
 RUN_PARAMS = ("pooling", "lr", "epochs", "batch_size", "warmup_ratio", "prompt", "lora_r", "lora_alpha",
-              "lora_dropout")
+              "lora_dropout", *MINE_PARAMS)
 NO_LOSS = "no_loss"
 
 
@@ -116,10 +120,15 @@ def parse_param(check: Checker, name: str, value: Any) -> Param:
         return _pooling_param(check, key, value)
     if name == "prompt":
         return _prompt_param(check, key, value)
-    integer = name in ("epochs", "batch_size", "lora_r")
+    integer = name in ("epochs", "batch_size", "lora_r", *("mine_" + n for n in INTEGER))
     minimum = {"epochs": 1, "batch_size": 2}.get(name)
 
     def num(v: Any, k: str) -> float:
+        if name in MINE_PARAMS and name != "mine_num_negatives":  # the mining option's own check
+            try:
+                return float(check_mine_value(name.removeprefix("mine_"), v, k))
+            except ConfigError as exc:
+                raise check.fail(k, exc.problem) from None
         if name in LORA_FIELDS:  # LoRA's own check (tuner.models._lora), after the file's type check
             try:
                 return float(check_lora_value(name, check.integer(v, k, None) if integer else check.number(v, k)))
@@ -331,6 +340,7 @@ def parse_search(check: Checker, raw: dict, models: list[str]) -> SearchSpace:
             kind = param_loss(k)
             if kind is not None and losses.mode != "legacy":
                 _check_conditional(check, k, kind, params[k], losses)
+    _check_mining_extremes(check, params)
     searched = any(p.kind != "fixed" for p in params.values()) or losses.mode in ("any", "list")
     if not searched and len(models) == 1:
         raise check.fail("search", "fixes every value, so there is nothing to search; give at least one range "
@@ -349,3 +359,26 @@ def _check_conditional(check: Checker, key: str, kind: tuple[str, str], param: P
         if low is None or float(low) <= 0:
             raise check.fail(f"search.{key}", "is the weight of a loss that is on, so it must be > 0; "
                                               "search.losses decides whether the loss is on")
+
+
+def _check_mining_extremes(check: Checker, params: dict[str, Param]) -> None:
+    """Every draw of the ``mine_*`` ranges must be a valid mining (range_min below range_max, room for the
+    negatives): checked on the hardest combination, so no trial fails on it later."""
+    def bound(name: str, high: bool) -> Any:
+        p = params.get("mine_" + name)
+        if p is None:
+            return None
+        values = [p.value] if p.kind == "fixed" else (list(p.choices) or [p.low, p.high])
+        return max(values) if high else min(values)
+
+    if not any(k in params for k in MINE_PARAMS):
+        return
+    worst = {"num_negatives": bound("num_negatives", True) or 1, "range_min": bound("range_min", True) or 0,
+             "range_max": bound("range_max", False), "max_score": bound("max_score", False),
+             "min_score": bound("min_score", True)}
+    try:
+        check_mining(MiningSettings(**{k: int(v) if k in INTEGER and v is not None else v for k, v in worst.items()}),
+                     "mine_")
+    except ConfigError as exc:
+        raise check.fail(f"search.{exc.key}", f"{exc.problem} (for the draw that combines the ranges' ends)") from None
+
