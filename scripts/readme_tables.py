@@ -9,8 +9,12 @@ is). Kinds:
 
 * ``matrix DIR``: an export folder's matrix (``matrix.npy`` + ``matrix.json``) as results.md shows
   it: loss rows x datasets + Mean, x100 with 2 decimals, ``mean ± half-width of the 95% t-interval``
-  where a cell has several seeds (matrix.json ``cells_detail``), bold = the exporter's marks (its
-  ``marked`` field; an export without it: the column maximum), and the exporter's Wins line.
+  where a cell has several seeds (matrix.json ``cells_detail``), bold = the exporter's rule
+  (:func:`tuner.exporter.significance.below_best`: Holm over each column's comparisons with its
+  best row) applied to the two-sided p-values the record holds (``cells_detail[*].vs_best``), so an
+  export written before the rule had the correction follows it too; an export without p-values:
+  its ``marked`` field, else the column maximum), and the exporter's Wins line (exploratory when
+  every fine-tuned cell has one training seed).
 * ``gains DIR``: an export's gain of every fine-tuned cell over the zero-shot row (x100) with the
   95% interval of the exporter's paired bootstrap over the test items (``cells_detail[*].vs_zero_shot``);
   bold = the interval excludes 0 (a significant gain, or a loss when negative); a line per model
@@ -22,6 +26,10 @@ is). Kinds:
   ``bench/results/hpo_efficiency.md``), verbatim.
 * ``combinations FILE``: ``scripts/combination_counts.py``'s record (which loss combinations a study tried).
 * ``rerun FILE``: ``scripts/rerun_best.py``'s record (the best trial re-run with several seeds).
+* ``rerun-gain DIR``: ``scripts/rerun_best.py``'s ``DIR/best_rerun.json`` against the zero-shot reading of
+  ``scripts/decoder_zero_shot.py``'s ``DIR/zero_shot_dev.json`` and ``DIR/zero_shot_test.json``: per split
+  and dataset the zero-shot score, the re-run's mean over its seeds and the gain (x100, the gain rounded
+  from the unrounded scores).
 * ``protocols FILE``: ``scripts/compare_protocols.py``'s record (a grid's gains over zero-shot under
   the seed and the disjoint protocol, and whether the row ranking survives).
 * ``overlap FILE``: ``scripts/overlap_table.py``'s record, one row per dataset: the share of test
@@ -43,7 +51,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tuner.exporter.tables import best_rows as column_best  # the exporter's own bold rule
+from tuner.exporter.significance import below_best  # the exporter's own bold rule
+from tuner.exporter.tables import best_rows as column_best
 from tuner.exporter.tables import wins_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +93,22 @@ def render_rerun(path: Path) -> list[str]:
     spread = {split: f"**{pct(summary[split]['mean'])} ± {pct(summary[split]['std'])}**" for split in ("dev", "test")}
     shown.loc[len(shown)] = ["**mean ± std**", spread["dev"], spread["test"], "", ""]
     return md_table(shown, [" ---: "] * 5)
+
+
+def render_rerun_gain(folder: Path) -> list[str]:
+    rerun = json.loads((folder / "best_rerun.json").read_text())
+    seeds = sorted(rerun["runs"], key=int)
+    lines = []
+    for split in ("dev", "test"):
+        zero = json.loads((folder / f"zero_shot_{split}.json").read_text())
+        for variant, per_dataset in zero["results"].items():
+            for dataset, z in per_dataset.items():
+                after = float(np.mean([rerun["runs"][s]["scores"][split][dataset] for s in seeds]))
+                lines.append({"set, split (full file)": f"{dataset} {split} (n={z['n']:,})",
+                              f"zero-shot ({variant})": pct(z["spearman"]),
+                              f"best trial re-run (seed {', '.join(seeds)})": pct(after),
+                              "gain": f"{100 * (after - z['spearman']):+.2f}"})
+    return md_table(pd.DataFrame(lines), [" --- "] + [" ---: "] * 3)
 
 
 def render_overlap(path: Path) -> list[str]:
@@ -163,6 +188,29 @@ def render_ibn_duplicates(path: Path) -> list[str]:
     return out
 
 
+def _record_marks(detail: dict, model: str, rows: tuple, dataset: str, block_column: np.ndarray,
+                  tested: bool) -> set[int]:
+    """The bold rows of one column of a record: Holm over its recorded p-values, else ``marked``, else the max."""
+    if not detail:
+        return column_best(block_column)
+    cells = {ri: detail.get((model, rows[ri], dataset), {}) for ri in range(len(rows)) if np.isfinite(block_column[ri])}
+    versus = {ri: c["vs_best"] for ri, c in cells.items() if c.get("vs_best")}
+    best = [ri for ri in cells if ri not in versus]
+    if tested and len(best) == 1 and all(v.get("p_two_sided") is not None for v in versus.values()):
+        verdict = below_best({ri: (v["difference"], v["p_two_sided"]) for ri, v in versus.items()})
+        return set(best) | {ri for ri, (_, below) in verdict.items() if not below}
+    return {ri for ri, c in cells.items() if c.get("marked")}
+
+
+def _exploratory(meta: dict) -> bool:
+    """Every fine-tuned cell of the record has one training seed (the exporter's ``significance.exploratory``)."""
+    sig = meta.get("significance") or {}
+    if "exploratory" in sig:
+        return bool(sig["exploratory"])
+    seeds = [c.get("n_seeds", 1) for c in meta.get("cells_detail") or [] if c["loss"] != ZERO_SHOT]
+    return max(seeds, default=1) <= 1
+
+
 def render_matrix(folder: Path) -> list[str]:
     meta = json.loads((folder / "matrix.json").read_text())
     values = np.load(folder / "matrix.npy")
@@ -173,8 +221,8 @@ def render_matrix(folder: Path) -> list[str]:
     lines: list[str] = []
     for mi, model in enumerate(meta["models"]):
         block = values[mi]
-        marked = [({ri for ri in range(len(rows)) if detail.get((model, rows[ri], d), {}).get("marked")}
-                   if detail else column_best(block[:, di])) for di, d in enumerate(datasets)]
+        marked = [_record_marks(detail, model, rows, d, block[:, di], tested.get((model, d), False))
+                  for di, d in enumerate(datasets)]
         with np.errstate(all="ignore"):  # the exporter's row mean: over the datasets that have a score
             counts = np.isfinite(block).sum(axis=1)
             means = np.where(counts > 0, np.nansum(block, axis=1) / np.maximum(counts, 1), np.nan)
@@ -195,18 +243,20 @@ def render_matrix(folder: Path) -> list[str]:
             mean = f"**{mean}**" if ri in mean_best else mean
             cells.append(mean + ("" if complete[ri] or not np.isfinite(means[ri]) else " †"))
             lines.append("| " + " | ".join(cells) + " |")
-        wins = _wins(block, rows, datasets, marked, {d: tested[(model, d)] for d in datasets if (model, d) in tested})
+        wins = _wins(block, rows, datasets, marked, {d: tested[(model, d)] for d in datasets if (model, d) in tested},
+                     _exploratory(meta))
         lines += ["", wins] if wins else []
     return lines
 
 
-def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]], tested: dict[str, bool]) -> str:
+def _wins(block: np.ndarray, rows: tuple, datasets: tuple, marked: list[set[int]], tested: dict[str, bool],
+          exploratory: bool = False) -> str:
     """The exporter's Wins line; with a significance test, a win is a tested column whose only mark is its best."""
     if not any(tested.values()):
         return wins_line(block, rows, datasets)
     winners = [m if not tested.get(d, False) or len(m) == 1 else set() for d, m in zip(datasets, marked)]
     return wins_line(block, rows, datasets, winners, significant=True, scored=len(tested),
-                     untested=[d for d in datasets if tested.get(d) is False])
+                     untested=[d for d in datasets if tested.get(d) is False], exploratory=exploratory)
 
 
 def render_gains(folder: Path) -> list[str]:
@@ -270,7 +320,7 @@ def render_include(path: Path) -> list[str]:
 
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "matrix": render_matrix, "gains": render_gains, "include": render_include, "models": render_models,
-    "combinations": render_combinations, "rerun": render_rerun,
+    "combinations": render_combinations, "rerun": render_rerun, "rerun-gain": render_rerun_gain,
     "overlap": render_overlap, "protocols": render_protocols, "ibn-duplicates": render_ibn_duplicates}
 
 

@@ -10,6 +10,7 @@ Pure numpy/scipy (no torch), so exporters and scripts can use it cheaply.
   correlation of each system's similarities with the gold scores over the resampled pairs; for
   classification it is accuracy (pass per-item 0/1 correctness, or predictions and labels).
 * :func:`not_significantly_below` -- whether a system is not significantly below the best one.
+* :func:`holm` -- Holm's step-down adjustment of a family of p-values (many comparisons at once).
 
 All results are plain floats/ints/bools/lists (JSON-safe; a undefined value is None, never NaN).
 """
@@ -144,6 +145,20 @@ def paired_bootstrap(system_a: Sequence[float], system_b: Sequence[float], gold:
             "ci_high": _finite_or_none(hi), "confidence": confidence,
             "p_a_not_better": _finite_or_none(p_not_better), "p_two_sided": _finite_or_none(p_two),
             "n_resamples": int(n_resamples), "invalid_resamples": int(len(d) - len(valid)), "seed": int(seed)}
+
+
+def holm(pvalues: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment (Holm 1979) of a family of p-values; None stays None (not tested).
+
+    Reject hypothesis i at level alpha when its adjusted p-value is < alpha: this keeps the chance of
+    any false rejection in the family at most alpha, whatever the dependence between the tests.
+    """
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m, out, running = len(tested), [None] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
 
 
 def not_significantly_below(candidate: Sequence[float], best: Sequence[float], gold: Optional[Sequence[float]] = None,

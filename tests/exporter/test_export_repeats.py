@@ -117,11 +117,13 @@ def test_clear_winner_is_the_only_bold_and_identical_rows_tie(tmp_path: Path) ->
     assert "| Default Cosine Similarity | 70.00 ± 1.00 | **75.00 ± 1.00** | **72.50** |" in md
     assert "| CoSENT | **82.00 ± 2.00** | 61.00 ± 1.00 | 71.50 |" in md
     assert "| Angle | 52.00 ± 2.00 | **75.00 ± 0.00** | 63.50 |" in md
-    assert ("Significant wins (best row significantly above every other row, paired bootstrap p < 0.05): "
-            "CoSENT 1/2 (stsb).") in md
+    assert (f"{WINS_HEAD}): CoSENT 1/2 (stsb).") in md        # three seeds per cell: not called exploratory
+    assert "exploratory" not in md
     assert "- stsb: test 60 pairs: 25.0% share a sentence with train, 10.0% both sentences, 0.0% identical pairs" in md
     meta = json.loads((tmp_path / "matrix.json").read_text())
     assert meta["significance"]["all_tested"] is True and meta["significance"]["n_resamples"] == 2000
+    assert meta["significance"]["correction"] == "holm" and meta["significance"]["p"] == "two_sided"
+    assert meta["significance"]["max_training_seeds"] == 3 and meta["significance"]["exploratory"] is False
     tie = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "sickr")
     other = next(c for c in meta["cells_detail"] if c["loss"] == "cos_mse" and c["dataset"] == "sickr")
     tested = tie if "vs_best" in tie else other              # whichever of the two is not the best
@@ -129,8 +131,77 @@ def test_clear_winner_is_the_only_bold_and_identical_rows_tie(tmp_path: Path) ->
     assert tie["marked"] is True and other["marked"] is True
     poor = next(c for c in meta["cells_detail"] if c["loss"] == "angle" and c["dataset"] == "stsb")
     assert poor["marked"] is False and poor["vs_best"]["p_first_not_better"] == 0.0
+    assert poor["vs_best"]["p_holm"] == 0.0 and poor["vs_best"]["below"] is True
     csv = (tmp_path / "results.csv").read_text()
     assert "p_vs_best" in csv.splitlines()[0]
+
+
+WINS_HEAD = ("Significant wins (best row significantly above every other row: paired bootstrap over the test items, "
+             "two-sided p < 0.05 after Holm's correction over the column's comparisons")
+EXPLORATORY = "; one training seed per cell, so over test items only: exploratory"
+
+
+def one_seed_study() -> optuna.Study:
+    """One training seed per cell. stsb: CoSENT's items beat zero-shot's at a two-sided p of 0.019 and
+    cos_mse's and Angle's (the same items) at 0.031 each: a win for an uncorrected test, a tie after
+    Holm over the column's three comparisons (0.019 x 3 = 0.057; 0.031 x 2 = 0.062). sickr: CoSENT is
+    far above every other row (a win either way)."""
+    study = optuna.create_study(direction="maximize")
+    for key, value in {"sampler": "grid", "metric": "spearman", "protocol": "seed", "task": "sts"}.items():
+        study.set_user_attr(key, value)
+    for name, zero_test in (("stsb", 0.60), ("sickr", 0.55)):
+        study.set_user_attr(f"zero_shot.{MODEL}.{name}.test", zero_test)
+        study.set_user_attr(f"zero_shot.{MODEL}.{name}.dev", zero_test)
+        study.set_user_attr(f"zero_shot_items.{MODEL}.{name}.test", encode_items(noisy(name, 3.0, 99), "similarity"))
+        study.set_user_attr(f"gold.{name}.test", encode_items(GOLD[name], "gold"))
+    close = noisy("stsb", 1.4, 707)                                   # p two-sided 0.031 against CoSENT's
+    for trial in (cell_trial("cosent", "stsb", 0, 0.80, 0.80, noisy("stsb", 1.0, 500)),
+                  cell_trial("cos_mse", "stsb", 0, 0.76, 0.76, close),
+                  cell_trial("angle", "stsb", 0, 0.75, 0.75, close),
+                  cell_trial("cosent", "sickr", 0, 0.90, 0.90, noisy("sickr", 0.1, 30)),
+                  cell_trial("cos_mse", "sickr", 0, 0.60, 0.60, noisy("sickr", 3.0, 31)),
+                  cell_trial("angle", "sickr", 0, 0.58, 0.58, noisy("sickr", 3.0, 32))):
+        study.add_trial(trial)
+    return study
+
+
+def test_holm_turns_an_uncorrected_win_into_a_tie_and_one_seed_is_exploratory(tmp_path: Path) -> None:
+    export_study(one_seed_study(), tmp_path, plots=False)
+    meta = json.loads((tmp_path / "matrix.json").read_text())
+    stsb = {c["loss"]: c for c in meta["cells_detail"] if c["dataset"] == "stsb"}
+    for loss in ("cos_mse", "angle"):
+        versus = stsb[loss]["vs_best"]
+        # the former rule (one-sided, uncorrected) and even an uncorrected two-sided test call CoSENT a win ...
+        assert versus["difference"] > 0 and versus["p_first_not_better"] < 0.05 and versus["p_two_sided"] == 0.031
+        # ... Holm over the column's family (zero-shot, cos_mse, angle against CoSENT) does not
+        assert versus["p_holm"] == pytest.approx(0.062) and versus["below"] is False and stsb[loss]["marked"] is True
+    zero = stsb["zero_shot"]["vs_best"]                                  # 0.019 uncorrected, 0.019 x 3 after Holm
+    assert zero["p_two_sided"] == 0.019 and zero["p_holm"] == pytest.approx(0.057) and stsb["zero_shot"]["marked"]
+    sig = meta["significance"]
+    assert sig["correction"] == "holm" and sig["max_training_seeds"] == 1 and sig["exploratory"] is True
+    assert "one training seed per cell" in sig["exploratory_why"]
+    md = (tmp_path / "results.md").read_text()
+    assert f"{WINS_HEAD}{EXPLORATORY}): CoSENT 1/2 (sickr)." in md          # stsb is a tie, not a win
+    assert "| CoSENT | **80.00** | **90.00** |" in md and "| Default Cosine Similarity | **76.00** | 60.00 |" in md
+    assert "| Without Fine-Tuning | **60.00** | 55.00 |" in md
+    assert "after Holm's correction" in md and "over test items only: exploratory" in md.split("\n")[2]
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "results.csv")
+    row = frame[(frame["loss"] == "cos_mse") & (frame["dataset"] == "stsb")].iloc[0]
+    assert row["p_vs_best"] == pytest.approx(0.062)                      # the Holm-adjusted p the rule uses
+
+
+def test_below_best_is_holm_over_the_column() -> None:
+    from tuner.exporter.significance import below_best
+
+    # uncorrected, both are below the best (p < 0.05); Holm: 0.03 x 2 = 0.06 and 0.04 -> max 0.06: a tie
+    verdict = below_best({"a": (0.01, 0.03), "b": (0.01, 0.04)})
+    assert verdict["a"] == (pytest.approx(0.06), False) and verdict["b"] == (pytest.approx(0.06), False)
+    verdict = below_best({"a": (0.01, 0.001), "b": (0.01, 0.04), "c": (0.2, None)})
+    assert verdict["a"] == (pytest.approx(0.002), True) and verdict["b"] == (pytest.approx(0.04), True)
+    assert verdict["c"] == (None, False)                                # not tested: never below
+    assert below_best({"a": (-0.01, 0.0)})["a"][1] is False              # a negative difference is not "below"
 
 
 def test_without_items_the_single_winner_rule_is_kept_and_said() -> None:

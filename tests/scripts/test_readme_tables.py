@@ -142,3 +142,23 @@ def test_models_side_by_side_means_and_gains_over_each_models_zero_shot(tables: 
     assert lines[2] == "| Without Fine-Tuning | 71.00 |  | 80.00 |  |"
     assert lines[3] == "| CoSENT | **76.00** | +5.00 | 81.00 | +1.00 |"
     assert lines[4] == "| In-Batch Negatives | n/a |  | **90.00** | +10.00 |"   # mean over the scored dataset
+
+
+def test_matrix_applies_holm_to_the_p_values_an_older_record_holds(tables: ModuleType) -> None:
+    """nli-grid-cpu's matrix.json was written under the uncorrected one-sided rule; its two-sided p-values
+    under Holm over each column make sts14 and sts15 ties, and one seed per cell makes it exploratory."""
+    folder = REPO / "docs/results/nli-grid-cpu"
+    meta = json.loads((folder / "matrix.json").read_text())
+    assert "exploratory" not in meta["significance"]                  # the record predates the rule
+    lines = tables.render_matrix(folder)
+    assert lines[-1].endswith("one training seed per cell, so over test items only: exploratory): "
+                              "IBN+Angle 3/7 (sts13, sts16, stsb); CoSENT+IBN 1/7 (sts12).")
+    sts15 = meta["datasets"].index("sts15") + 1
+    bold = [line.split(" | ")[0].lstrip("| ") for line in lines[2:11] if line.split(" | ")[sts15].startswith("**")]
+    assert bold == ["CoSENT+IBN", "IBN+Angle", "CoSENT+IBN+Angle"]      # p 0.067 and 0.046 -> Holm 0.092: ties
+
+
+def test_rerun_gain_is_rounded_from_the_unrounded_scores(tables: ModuleType) -> None:
+    """sts-lora-cpu: 70.3035 - 66.4275 = +3.876, shown +3.88 (the hand-written table had 70.30 - 66.43 = +3.87)."""
+    lines = tables.render_rerun_gain(REPO / "docs/results/sts-lora-cpu")
+    assert lines[-1] == "| stsb test (n=1,379) | 66.43 | 70.30 | +3.88 |"

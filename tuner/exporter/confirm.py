@@ -14,7 +14,7 @@ Input: the plan (:mod:`tuner.service._confirm_plan`), the confirm study's trials
   Per-seed Spearman replicates come from :func:`tuner.exporter.significance.spearman_replicates`
   (the generator of :func:`tuner.stats.paired_bootstrap`). ``p`` is two-sided.
 * **Holm** across the whole family of comparisons (each configuration against the best one and
-  against each baseline): :func:`holm`.
+  against each baseline): :func:`tuner.stats.holm`.
 * **Winner**: the configuration with the highest confirmed *dev* mean (selection never looks at
   test), and only when it is significantly better on test (Holm-adjusted, alpha 0.05) than every
   other configuration, the runner-up included; otherwise ``winner`` is None and ``tie`` names
@@ -31,21 +31,11 @@ import numpy as np
 from tuner.exporter.items import decode_items, gold_key, items_key, zero_shot_items_key
 from tuner.exporter.significance import BOOTSTRAP_SEED, spearman_replicates
 from tuner.exporter.trials import finite, trial_score, trial_value
-from tuner.stats import ALPHA, N_BOOTSTRAP, seed_summary
+from tuner.stats import ALPHA, N_BOOTSTRAP, holm, seed_summary
 
 ZERO_SHOT = "zero-shot"   # the zero-shot baseline's name (a --baselines value and a report label)
 SEED_STREAM = 1           # the seed resampling draws from BOOTSTRAP_SEED + this (the items from BOOTSTRAP_SEED)
 Items = dict[Any, dict[str, np.ndarray]]   # seed -> dataset -> per-item outputs
-
-
-def holm(pvalues: Sequence[Optional[float]]) -> list[Optional[float]]:
-    """Holm's step-down adjustment (Holm 1979) of a family of p-values; None stays None (not tested)."""
-    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    m, out, running = len(tested), [None] * len(pvalues), 0.0
-    for rank, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (m - rank) * p))
-        out[i] = running
-    return out
 
 
 def _replicates(items: dict[Any, np.ndarray], gold: Optional[np.ndarray], metric: str,

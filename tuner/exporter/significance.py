@@ -3,17 +3,25 @@
 For each (model, dataset) column, with per-item outputs recorded for every filled row (and the
 gold scores for STS), each row is compared with the column's best row (highest cell value) and
 with the zero-shot row by :func:`tuner.stats.paired_bootstrap`: every replicate resamples the same
-test items for both rows (2,000 replicates, seed 0). A row is **marked** when it is the best or
-not significantly below it (one-sided, alpha 0.05: the best beats it in < 95% of replicates). A
-**win** counts only when the best row is significantly above every other filled row.
+test items for both rows (2,000 replicates, seed 0).
 
-A cell with several seeds enters with the mean over its seeds of each item's output (STS: the
-mean cosine similarity of each pair, whose Spearman correlation with gold is the statistic;
-classification: each item's share of correct seeds, whose mean is the mean accuracy), so the
-bootstrap measures item-sampling noise around the seed-averaged system; the seed spread is
-reported separately (std, 95% t-interval). ``tuner.stats`` accepts only 0/1 correctness, so
-averaged classification items go through :func:`_fraction_bootstrap`, the same resampling with
-the mean as statistic.
+The comparisons of a column with its best row are one **family**: the best row is picked by the
+same test values, so each p-value is two-sided, and Holm's step-down correction
+(:func:`tuner.stats.holm`) runs over the family (one comparison per other filled row). A row is
+**marked** when it is the best or not significantly below it (its Holm-adjusted p >= alpha 0.05).
+A **win** counts only when the best row is significantly above every other filled row after the
+correction. :func:`below_best` is the rule; ``scripts/readme_tables.py`` applies it to the
+p-values a ``matrix.json`` records.
+
+The bootstrap resamples test items only. A cell with several seeds enters with the mean over its
+seeds of each item's output (STS: the mean cosine similarity of each pair, whose Spearman
+correlation with gold is the statistic; classification: each item's share of correct seeds, whose
+mean is the mean accuracy), so the bootstrap measures item-sampling noise around the
+seed-averaged system; the seed spread is reported separately (std, 95% t-interval). When every
+fine-tuned cell of the matrix has one training seed, nothing measures the seed-to-seed spread:
+the wins line and ``matrix.json`` (``significance.exploratory``) say the result is over test items
+only and exploratory. ``tuner.stats`` accepts only 0/1 correctness, so averaged classification
+items go through :func:`_fraction_bootstrap`, the same resampling with the mean as statistic.
 
 A column where a filled row has no items (a study recorded before items were) falls back to the
 former rule: the exact maximum is marked, ties count as wins for each, and ``matrix.json`` says so.
@@ -27,14 +35,18 @@ from typing import Any, Optional
 import numpy as np
 
 from tuner.exporter.rows import ZERO_SHOT
-from tuner.stats import ALPHA, N_BOOTSTRAP, paired_bootstrap
+from tuner.stats import ALPHA, N_BOOTSTRAP, holm, paired_bootstrap
 
 BOOTSTRAP_SEED = 0
+CORRECTION = "holm"
 RULE = (f"paired bootstrap over the test items (tuner.stats.paired_bootstrap, {N_BOOTSTRAP} replicates, seed "
-        f"{BOOTSTRAP_SEED}; the same resampled items for both rows): marked = the best cell of a column and every "
-        f"cell not significantly below it (one-sided, alpha {ALPHA}); a win counts only when the best row is "
-        f"significantly above every other row; a cell with several seeds enters with the mean over seeds of each "
-        f"item's output")
+        f"{BOOTSTRAP_SEED}; the same resampled items for both rows), two-sided p-values, Holm's correction over "
+        f"the column's family (the best row against every other filled row): marked = the best cell of a column "
+        f"and every cell not significantly below it (Holm-adjusted p >= {ALPHA}); a win counts only when the best "
+        f"row is significantly above every other row after the correction; a cell with several seeds enters with "
+        f"the mean over seeds of each item's output (the test covers test-item noise, not the training seed)")
+EXPLORATORY = ("one training seed per cell: the test covers which test items were drawn, not the training seed, "
+               "so a win is exploratory")
 FALLBACK = ("no per-item outputs recorded for every row of this column (a study run before they were): the exact "
             "maximum is marked and ties count as wins for each, without a significance test")
 
@@ -50,6 +62,12 @@ class Significance:
     vs_best: dict[tuple[int, int, int], dict] = field(default_factory=dict)
     vs_zero_shot: dict[tuple[int, int, int], dict] = field(default_factory=dict)
     labels: tuple = ()
+    max_seeds: int = 0                                             # most training seeds of a fine-tuned cell
+
+    @property
+    def exploratory(self) -> bool:
+        """Every fine-tuned cell has one training seed: the tests cover test items only."""
+        return self.max_seeds <= 1
 
     def to_json(self) -> dict[str, Any]:
         models, datasets = self.labels
@@ -57,7 +75,10 @@ class Significance:
                     **({"why_not": self.why[(mi, di)]} if (mi, di) in self.why else {})}
                    for mi, di in sorted(self.tested)]
         return {"rule": RULE, "fallback": FALLBACK, "alpha": ALPHA, "n_resamples": N_BOOTSTRAP,
-                "seed": BOOTSTRAP_SEED, "columns": columns,
+                "seed": BOOTSTRAP_SEED, "p": "two_sided", "correction": CORRECTION,
+                "family": "per column: the best row against every other filled row",
+                "max_training_seeds": self.max_seeds, "exploratory": self.exploratory,
+                **({"exploratory_why": EXPLORATORY} if self.exploratory else {}), "columns": columns,
                 "all_tested": bool(self.tested) and all(self.tested.values())}
 
 
@@ -156,11 +177,29 @@ def _column_items(matrix: Any, mi: int, di: int, rows: list[int]) -> tuple[Optio
     return {ri: f[2] for ri, f in found.items()}, gold, ""
 
 
+def below_best(tests: dict[Any, tuple[Optional[float], Optional[float]]],
+               alpha: float = ALPHA) -> dict[Any, tuple[Optional[float], bool]]:
+    """The column's rule: per other row ``(difference best - row, two-sided p)`` -> ``(Holm p, below)``.
+
+    The family is the column's comparisons with its best row; ``below`` (significantly below the
+    best) needs a Holm-adjusted p < ``alpha`` and a positive difference. A row without a p-value
+    (not tested) is never below.
+    """
+    keys = list(tests)
+    adjusted = holm([tests[k][1] for k in keys])
+    return {k: (adj, bool(adj is not None and adj < alpha and (tests[k][0] or 0.0) > 0))
+            for k, adj in zip(keys, adjusted)}
+
+
 def significance_of(matrix: Any, n_resamples: int = N_BOOTSTRAP) -> Significance:
     """Marks and wins of every column of ``matrix`` (a :class:`tuner.exporter.matrix.Matrix`)."""
     n_models, _, n_data = matrix.values.shape
     sig = Significance(marks=np.zeros(matrix.values.shape, dtype=bool), labels=(matrix.models, matrix.datasets))
     zero = matrix.rows.index(ZERO_SHOT) if ZERO_SHOT in matrix.rows else None
+    trained = [ri for ri in range(len(matrix.rows)) if ri != zero]
+    filled = np.isfinite(matrix.values[:, trained, :])
+    seeds = np.asarray(matrix.n_seeds)[:, trained, :] if np.size(matrix.n_seeds) else np.ones(filled.shape)
+    sig.max_seeds = int(np.max(np.where(filled, seeds, 0))) if filled.any() else 0
     for mi in range(n_models):
         for di in range(n_data):
             column = matrix.values[mi, :, di]
@@ -178,7 +217,6 @@ def significance_of(matrix: Any, n_resamples: int = N_BOOTSTRAP) -> Significance
             best = next(r for r in rows if column[r] == top)
             sig.tested[(mi, di)] = True
             sig.marks[mi, best, di] = True
-            below_all = True
             reps = spearman_replicates(items, gold, n_resamples) if matrix.metric == "spearman" else None
 
             def test(a: int, b: int) -> dict[str, Any]:
@@ -189,15 +227,14 @@ def significance_of(matrix: Any, n_resamples: int = N_BOOTSTRAP) -> Significance
             for ri in rows:
                 if zero is not None and ri != zero and zero in items:
                     sig.vs_zero_shot[(mi, ri, di)] = test(ri, zero)
-                if ri == best:
-                    continue
-                result = test(best, ri)
-                p = result["p_a_not_better"]
-                below = p is not None and p < ALPHA
-                sig.vs_best[(mi, ri, di)] = {**result, "alpha": ALPHA, "below": bool(below)}
+                if ri != best:
+                    sig.vs_best[(mi, ri, di)] = test(best, ri)
+            verdict = below_best({ri: (sig.vs_best[(mi, ri, di)]["difference"], sig.vs_best[(mi, ri, di)]["p_two_sided"])
+                                  for ri in rows if ri != best})
+            for ri, (adjusted, below) in verdict.items():
+                sig.vs_best[(mi, ri, di)].update(p_holm=adjusted, alpha=ALPHA, below=below)
                 sig.marks[mi, ri, di] = not below
-                below_all = below_all and below
-            sig.wins[(mi, di)] = [best] if below_all else []
+            sig.wins[(mi, di)] = [best] if all(below for _, below in verdict.values()) else []
     return sig
 
 
@@ -224,5 +261,7 @@ def cells_json(matrix: Any) -> list[dict[str, Any]]:
                 t = tests[cell]
                 record[name] = {"difference": _r(t["difference"]), "ci95": [_r(t["ci_low"]), _r(t["ci_high"])],
                                 "p_first_not_better": _r(t["p_a_not_better"]), "p_two_sided": _r(t["p_two_sided"])}
+                if name == "vs_best":            # the bold rule's: Holm over the column's comparisons with its best
+                    record[name].update(p_holm=_r(t.get("p_holm")), below=t.get("below"))
         out.append(record)
     return out

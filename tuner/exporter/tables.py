@@ -23,6 +23,9 @@ def results_frame(matrix: Matrix) -> pd.DataFrame:
 
     ``dev``/``test`` are the chosen trial's scores (0..1); ``trial`` is empty for the zero_shot row
     (a study attr) and for missing cells; ``params`` is the chosen trial's params as JSON.
+    ``p_vs_best`` is the Holm-adjusted two-sided p of the column's best row against this one (the
+    bold rule's); ``p_vs_zero_shot`` the one-sided, uncorrected share of replicates where this row
+    does not beat zero-shot.
     """
     records: list[dict[str, Any]] = []
     for mi, model in enumerate(matrix.models):
@@ -54,7 +57,7 @@ def _cell_stats(matrix: Matrix, cell: tuple[int, int, int]) -> dict[str, Any]:
             "ci_low": _num(summary.get("ci_low")), "ci_high": _num(summary.get("ci_high")),
             "trials": " ".join(str(t) for t in matrix.seeds.get(cell, {}).get("trials", [])),
             "marked": bool(sig.marks[cell]) if sig is not None and filled else None,
-            "diff_vs_best": _num(best.get("difference")), "p_vs_best": _num(best.get("p_a_not_better")),
+            "diff_vs_best": _num(best.get("difference")), "p_vs_best": _num(best.get("p_holm")),
             "diff_vs_zero_shot": _num(zero.get("difference")), "p_vs_zero_shot": _num(zero.get("p_a_not_better"))}
 
 
@@ -103,7 +106,9 @@ def _preamble(matrix: Matrix, scale: float) -> list[str]:
     sig = matrix.significance
     tested = sig is not None and sig.tested and all(sig.tested.values())
     rule = ("**Bold**: the best cell of each column and every cell not significantly below it (paired bootstrap "
-            "over the test items, one-sided p < 0.05; matrix.json `significance`)" if tested else
+            "over the test items, two-sided p < 0.05 after Holm's correction over the column's comparisons with "
+            "its best; matrix.json `significance`" + ("; one training seed per cell, so over test items only: "
+                                                      "exploratory" if sig.exploratory else "") + ")" if tested else
             "**Bold**: the best cell of each column" + (" (a significance test where per-item outputs were "
                                                          "recorded; not for every column: see matrix.json "
                                                          "`significance`)" if sig is not None and any(sig.tested.values())
@@ -176,16 +181,19 @@ def _model_wins(matrix: Matrix, mi: int) -> str:
     scored = sum(1 for di in range(len(matrix.datasets)) if (mi, di) in sig.tested)
     exact = [matrix.datasets[di] for di in range(len(matrix.datasets)) if sig.tested.get((mi, di)) is False]
     return wins_line(matrix.values[mi], matrix.rows, matrix.datasets, winners, significant=True, scored=scored,
-                     untested=exact)
+                     untested=exact, exploratory=sig.exploratory)
 
 
 def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[set[int]] | None" = None, *,
-              significant: bool = False, scored: "int | None" = None, untested: "list[str] | None" = None) -> str:
+              significant: bool = False, scored: "int | None" = None, untested: "list[str] | None" = None,
+              exploratory: bool = False) -> str:
     """"Wins (best on a dataset): <row title> 3/7 (sts12, ...), ..." for one model's (rows, datasets)
     block, most wins first; a tie counts for every tied row. Empty with fewer than two datasets.
 
     ``significant``: ``col_best`` holds per dataset the row that is significantly above every other
-    (or nothing), and the line says so; ``untested`` names datasets where the exact best counted."""
+    (or nothing) after Holm's correction over the column's comparisons, and the line says so;
+    ``untested`` names datasets where the exact best counted; ``exploratory`` (one training seed per
+    cell) says that the test covers test items only."""
     if len(datasets) < 2:
         return ""
     col_best = col_best if col_best is not None else [best_rows(block[:, di]) for di in range(block.shape[1])]
@@ -196,7 +204,9 @@ def wins_line(block: np.ndarray, rows: tuple, datasets: tuple, col_best: "list[s
     if not significant:
         return "Wins (best on a dataset; ties count for each): " + "; ".join(parts) + "." if parts else ""
     note = f" (no test on {', '.join(untested)}: there the exact best counts)" if untested else ""
-    head = "Significant wins (best row significantly above every other row, paired bootstrap p < 0.05)" + note
+    seeds = "; one training seed per cell, so over test items only: exploratory" if exploratory else ""
+    head = ("Significant wins (best row significantly above every other row: paired bootstrap over the test items, "
+            f"two-sided p < 0.05 after Holm's correction over the column's comparisons{seeds})" + note)
     return f"{head}: " + ("; ".join(parts) if parts else f"none on {scored} datasets") + "."
 
 
