@@ -453,7 +453,9 @@ def test_export_non_grid_extras(tmp_path: Path) -> None:
                              "lr": {"low": 3.33333e-05, "high": 7.5e-05, "log": True}}
     assert doc["train"] == {"ibn_positive_threshold": 0.6, "ibn_duplicates": "positive", "pooling": "cls", "batch_size": 32, "max_seq_length": 128,
                             "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "precision": "auto",
-                            "length_grouping": True}
+                            "length_grouping": True,
+                            # #24 mining (off: no negatives mined), the trial's settings like the others
+                            "mine_num_negatives": 0, "mine_range_min": 0, "mine_sampling": "top"}
     assert doc["budget"] == {"epochs": 1, "max_train_examples": 1200}
     assert doc["data"] == {"train": ["stsb"], "eval": ["stsb", "sts12"]}
     assert {k: doc[k] for k in ("name", "task", "models", "protocol", "sampler", "pruner", "n_trials", "seed")} == {
