@@ -205,3 +205,14 @@ def test_top_configs_joins_seeds_of_one_configuration_and_refuses_mixed_datasets
     with pytest.raises(TunerError, match="--dataset NAME"):
         top_configs(mixed, 2, "p")
     assert [g["trials"] for g in top_configs(mixed, 1, "p", dataset="sickr")] == [[3]]
+
+
+def test_status_reads_a_confirm_study_by_its_name(confirmed, capsys):
+    """A confirm study has no study file: status rebuilds its grid from the recorded plan."""
+    from tuner.cli import main
+
+    assert main(["status", "--study", f"{confirmed.name}-confirm", "--storage", confirmed.url, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["sampler"] == "grid" and status["file"] == f"confirm of '{confirmed.name}'"
+    cells = len(_trials(f"{confirmed.name}-confirm", confirmed.url))
+    assert status["grid"]["cells"] == cells and status["grid"]["complete"] == cells

@@ -165,6 +165,10 @@ class ConfirmSpec(StudySpec):
         return list(self.plan["configs"]) + list(self.plan["trained_baselines"])
 
     @property
+    def file_label(self) -> str:
+        return f"confirm of '{self.plan['parent']}'"
+
+    @property
     def metric_name(self) -> str:
         return f"dev {self.metric} (confirming the top {self.plan['top']} of {self.plan['parent']})"
 

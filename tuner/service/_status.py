@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 
 from tuner.errors import TunerError
 from objectives.common import TRAIN_PROGRESS
+from tuner.service._confirm_plan import CONFIRM_ATTR, confirm_spec
 from tuner.service._progress import summarize, train_progress_of
 from tuner.service._progress_view import NO_ETA, describe_steps, format_duration
 from tuner.service._study_service import StudyService
@@ -25,12 +26,23 @@ def read_status(study: Union[str, "os.PathLike[str]", Any], storage: Optional[st
     ``$TUNER_STORAGE``, else ``sqlite:///tuner.db``; it must exist). ``study_name``: the name in
     the storage when it is not the study file's."""
 
-    spec = study if isinstance(study, StudySpec) else load_spec(study)
     handle = open_storage(storage, heartbeat_interval=None, grace_period=None, must_exist=True)
     try:
-        return collect_status(StudyService(spec, handle, study_name))
+        spec = study if isinstance(study, StudySpec) else (_confirm_spec_of(handle, study_name or str(study))
+                                                            or load_spec(study))
+        return collect_status(StudyService(spec, handle, study_name or spec.name))
     finally:
         handle.close()
+
+
+def _confirm_spec_of(handle: Any, name: str) -> Optional[StudySpec]:
+    """A confirm study has no study file: its spec is rebuilt from the plan it recorded (docs/confirm.md)."""
+    storage = handle.storage
+    try:
+        plan = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(CONFIRM_ATTR)
+    except KeyError:
+        return None
+    return confirm_spec(name, dict(plan)) if isinstance(plan, dict) else None
 
 
 def collect_status(service: Any) -> dict[str, Any]:
