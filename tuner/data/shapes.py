@@ -14,7 +14,9 @@ the 1-based data row.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Mapping, Optional
 
 import pandas as pd
@@ -112,3 +114,37 @@ def validate_shaped(df: pd.DataFrame, shape: str, where: str) -> pd.DataFrame:
         raise TunerError(f"{where}: no data rows; add (anchor, positive{', negative' if shape == TRIPLETS else ''}) rows")
     return out
 
+
+
+def header_columns(path: "str | Path") -> Optional[list[str]]:
+    """The column names of a training file or ``save_to_disk`` folder, read from its header alone
+    (None when they cannot be read that way; :func:`tuner.data.readers.read_table` then says why)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if p.is_dir():
+            info = next((f for f in (p / "dataset_info.json", p / "train" / "dataset_info.json") if f.is_file()), None)
+            return list(json.loads(info.read_text()).get("features", {})) if info else None
+        if suffix in (".csv", ".tsv"):
+            return [str(c) for c in pd.read_csv(p, nrows=0, sep="\t" if suffix == ".tsv" else ",",
+                                                encoding="utf-8-sig").columns]
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq  # a second to import; only Parquet files need it
+
+            return list(pq.read_schema(p).names)
+        if suffix == ".jsonl":
+            with open(p, encoding="utf-8-sig") as fh:
+                first = next((line for line in fh if line.strip()), "")
+            return list(json.loads(first)) if first else None
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
+
+
+def file_shape(path: "str | Path", mapping: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """``pairs`` / ``triplets`` for a training file of that shape (after the ``columns`` mapping), else None."""
+    columns = header_columns(path)
+    if columns is None:
+        return None
+    renamed = {source: target for target, source in (mapping or {}).items()}
+    return shape_of([renamed.get(c, c) for c in columns])

@@ -189,6 +189,8 @@ def run_study(study: StudyRef, storage: Optional[str] = None, *, workers: Option
         what = f"{spec.n_cells} cells" if spec.is_grid else f"{spec.n_trials} trials"
         log(f"study '{service.name}' ({spec.file_label}) on {handle.masked}: {what}, "
             f"{state.complete} complete, {len(plans)} worker(s)")
+        for note in spec.notes:
+            log(f"note: {note}")
         codes: list[int] = []
         if state.finished and state.complete + state.pruned >= state.target:
             log("nothing to do: the study is complete")

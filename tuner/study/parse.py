@@ -76,6 +76,7 @@ from tuner.errors import TunerError
 from tuner.losses.registry import SEED_FINETUNE_ROWS, combo_key, parse_combo
 from tuner.study.checks import Checker, label_of, pooling_value, show
 from tuner.study.files import find_study_file
+from tuner.study.shape import restrict_to_shape
 from tuner.study.space import parse_search
 from tuner.study.spec import PrunerSpec, StudySpec, WarmStart
 
@@ -145,6 +146,7 @@ def parse_spec(raw: dict, path: Optional[Path] = None) -> StudySpec:
         _grid(check, raw, spec)
     else:
         _search(check, raw, spec)
+        restrict_to_shape(spec)
     if "warm_start" in raw:
         spec.warm_start = _warm_start(check, raw["warm_start"], spec)
     return spec

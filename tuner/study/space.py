@@ -234,11 +234,16 @@ class LossChoice:
 
     mode: str = "legacy"
     combos: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # "any": the losses a trial may turn on (() = every registered loss)
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        return self.names or tuple(LOSSES)
 
     def draw(self, trial: Any) -> Optional[tuple[str, ...]]:
         """The losses this trial turns on; () when every flag was drawn off; None in legacy mode."""
         if self.mode == "any":
-            return tuple(n for n in LOSSES if trial.suggest_categorical(use_param(n), [True, False]))
+            return tuple(n for n in self.pool if trial.suggest_categorical(use_param(n), [True, False]))
         if self.mode == "list":
             return parse_combo(trial.suggest_categorical("losses", list(self.combos)))
         if self.mode == "fixed":
@@ -248,12 +253,13 @@ class LossChoice:
     def reachable(self) -> list[str]:
         """Every combination a trial can train with (legacy mode: not known in advance -> [])."""
         if self.mode == "any":
-            return all_combinations()
+            return all_combinations(self.pool)
         return list(self.combos)
 
     def describe(self) -> str:
         if self.mode == "any":
-            return f"any of {len(all_combinations())} combinations (use_<loss> on/off)"
+            of = f" of {', '.join(self.names)}" if self.names else ""
+            return f"any of {len(all_combinations(self.pool))} combinations{of} (use_<loss> on/off)"
         if self.mode == "legacy":
             return "decided by the weights (a loss is on when its weight is > 0)"
         return "{" + ", ".join(self.combos) + "}" if self.mode == "list" else self.combos[0]
@@ -301,8 +307,8 @@ class SearchSpace:
 
 def is_empty_draw(params: dict[str, Any]) -> bool:
     """True when an on/off draw switched every loss off (nothing to train)."""
-    flags = [params.get(use_param(n)) for n in LOSSES]
-    return all(f is False for f in flags) and any(f is not None for f in flags)
+    flags = [f for f in (params.get(use_param(n)) for n in LOSSES) if f is not None]
+    return bool(flags) and all(f is False for f in flags)
 
 
 def parse_losses(check: Checker, value: Any) -> LossChoice:

@@ -79,6 +79,7 @@ class StudySpec:
     warm_start: Optional[WarmStart] = None
     transfer_eval: list[str] = field(default_factory=list)  # task nli: the STS sets every trial is scored on
     sampler_options: dict[str, Any] = field(default_factory=dict)  # [sampler] table: TPE options
+    notes: list[str] = field(default_factory=list)  # what the parser decided for the user, printed once at start
 
     # ---- derived
     @property
