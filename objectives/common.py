@@ -265,6 +265,8 @@ def _record_scores(trial: Any, outcomes: list) -> float:
     trial.set_user_attr("config", first.config.to_dict())
     trial.set_user_attr("train_pairs_per_s", round(float(np.mean([o.train.pairs_per_s for o in outcomes])), 2))
     trial.set_user_attr("trainable_params", int(first.train.trainable_params))  # LoRA: the adapters only
+    if first.mining is not None:  # mined hard negatives: counts, similarities, cache key (docs/data.md)
+        trial.set_user_attr("mining", first.mining)
     return float(np.mean([o.dev_score for o in outcomes]))
 
 

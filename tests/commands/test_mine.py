@@ -132,6 +132,9 @@ def test_a_study_searches_mining_settings_and_mines_each_once(tiny_model_dir, ti
     assert sorted(s.num_negatives for s in mined) == sorted(drawn)  # each distinct setting mined once
     assert len(list((tmp_path / "cache" / "mined").glob("*.parquet"))) == len(drawn)
     assert all(t.user_attrs["config"]["mine_num_negatives"] == t.params["mine_num_negatives"] for t in trials)
+    for t in trials:  # the record says what was mined (docs/trial-record.md)
+        assert t.user_attrs["mining"]["negatives_asked"] == t.params["mine_num_negatives"]
+        assert len(t.user_attrs["mining"]["key"]) > 8
 
 
 @pytest.mark.parametrize("search, fragment", [
