@@ -12,7 +12,7 @@ against the zero-shot model (issue #24).
   the mean, std and 95% t-interval over the seeds, and the same for the gain over zero-shot.
 
     python scripts/shapes_real.py [--triplets /tmp/stsb-mined.parquet] [--epochs 1]
-        # writes docs/results/shapes/{pairs,triplets}-stsb.json
+        # writes docs/results/shapes/{pairs,triplets}-stsb.{json,md}
 
 The training file is written under --work (default /tmp/tuner-shapes), never into the repo.
 """
@@ -55,6 +55,19 @@ def zero_shot(evals: list[str]) -> dict[str, dict[str, float]]:
     return out
 
 
+def render(record: dict) -> list[str]:
+    """The record as a Markdown table: per set and split, zero-shot, fine-tuned mean ± std and the gain's 95% interval."""
+    lines = [f"| set, split (full) | metric | zero-shot | {record['shape']}, {len(record['seeds'])} seeds: mean ± std "
+             "| gain (95% t-interval over seeds) |", "|---|---|---:|---:|---:|"]
+    for split in ("dev", "test"):
+        for name, v in record["summary"][split].items():
+            g = v["gain"]
+            lines.append(f"| {name} {split} | {record['metrics'].get(name, 'spearman')} | {100 * v['zero_shot']:.2f} | "
+                         f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} | {100 * g['mean']:+.2f} "
+                         f"[{100 * g['ci_low']:+.2f}, {100 * g['ci_high']:+.2f}] |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--triplets", type=Path, default=None, help="a mined triplets file (anchor, positive, negative)")
@@ -62,7 +75,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/tuner-shapes"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "shapes")
+    ap.add_argument("--render", type=Path, default=None, help="only re-write the .md of this JSON record")
     args = ap.parse_args()
+    if args.render is not None:
+        args.render.with_suffix(".md").write_text("\n".join(render(json.loads(args.render.read_text()))) + "\n")
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     retrieval = args.work / "snli-retrieval"
     if not (retrieval / "corpus.jsonl").exists():
@@ -90,6 +107,7 @@ def main() -> None:
               "command": "python scripts/shapes_real.py" + (f" --triplets {args.triplets}" if args.triplets else "")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{shape}-stsb.json").write_text(dumps(record, indent=2) + "\n")
+    (args.out / f"{shape}-stsb.md").write_text("\n".join(render(record)) + "\n")
     print(json.dumps({split: {k: (round(v["mean"], 4), round(v["gain"]["mean"], 4)) for k, v in per.items()}
                       for split, per in summary.items()}))
 

@@ -77,8 +77,8 @@ def prepare_data(config: RunConfig, train: "DataSpec | Sequence[DataSpec] | None
 
     ``train``/``eval`` override ``config.train``/``config.eval`` with files, DataFrames or loaded
     datasets (the API's way in). Splits use :data:`SPLIT_SEED` whatever ``config.seed`` is, and so
-    do the ``max_eval_examples`` samples of dev and test: runs with different seeds are scored on
-    the same rows. ``config.seed`` drives the ``max_train_examples`` subsample."""
+    do the ``max_eval_examples`` samples of dev and test (stratified, :func:`sampled`): runs with
+    different seeds are scored on the same rows. ``config.seed`` drives the ``max_train_examples`` subsample."""
     task = config.task
     train_sets = [_train_dataset(s, task, config) for s in as_list(train if train is not None else config.train)]
     if not train_sets:
