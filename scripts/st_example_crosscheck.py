@@ -25,7 +25,7 @@ import numpy as np
 import tuner
 from tuner.data import load_dataset
 from tuner.jsonsafe import dumps
-from tuner.models._bundled import bundled_folder
+from tuner.models._encoder import resolve_model
 from tuner.service._confirm_plan import ST_EXAMPLE_RECIPE
 from tuner.stats import seed_summary
 
@@ -42,7 +42,7 @@ def st_run(epochs: int, seed: int, max_seq_length: int, work: Path) -> tuple[Pat
     train = load_dataset("stsb").splits["train"]
     data = Dataset.from_dict({"sentence1": train["sentence1"].tolist(), "sentence2": train["sentence2"].tolist(),
                               "score": (train["score"] / 5.0).tolist()})
-    model = SentenceTransformer(str(bundled_folder(MODEL)), device="cpu")
+    model = SentenceTransformer(resolve_model(MODEL), device="cpu")
     model.max_seq_length = max_seq_length
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work / f"st-{seed}-ckpt"), num_train_epochs=epochs, per_device_train_batch_size=16,

@@ -216,3 +216,19 @@ def test_status_reads_a_confirm_study_by_its_name(confirmed, capsys):
     assert status["sampler"] == "grid" and status["file"] == f"confirm of '{confirmed.name}'"
     cells = len(_trials(f"{confirmed.name}-confirm", confirmed.url))
     assert status["grid"]["cells"] == cells and status["grid"]["complete"] == cells
+
+
+def test_a_partial_confirmation_says_so_and_gives_no_verdict(confirmed):
+    from tuner.exporter.confirm import format_report
+    from tuner.exporter.confirm_files import confirm_markdown
+
+    cells = confirmed.report["cells"]
+    assert cells["complete"] == cells["total"] == len(_trials(f"{confirmed.name}-confirm", confirmed.url))
+    partial = {**confirmed.report, "complete": False, "cells": {"complete": 2, "total": cells["total"]},
+               "winner": None}
+    text = format_report(partial)
+    assert text.splitlines()[0] == f"partial: 2 of {cells['total']} cells complete; run the same command to resume"
+    assert text.splitlines()[-2] == "no verdict yet: not every cell has run" and "a tie" not in text
+    md = confirm_markdown(partial)
+    assert f"**Partial**: 2 of {cells['total']} cells complete" in md and "No verdict yet" in md
+    assert "partial" not in format_report(confirmed.report)

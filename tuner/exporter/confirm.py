@@ -219,6 +219,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         rows.append(("b", b["label"], str(len(b["seeds"])), _fmt(b["dev"]), _fmt(b["test"]), "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    cells = report.get("cells")
+    partial = report.get("complete") is False and cells is not None
+    if partial:  # a report while cells are still to run: no verdict yet
+        lines.insert(0, f"partial: {cells['complete']} of {cells['total']} cells complete; run the same command to "
+                        "resume")
     lines.append("")
     for c in report["comparisons"]:
         if c["p"] is None:
@@ -230,6 +235,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     if report["winner"] is not None:
         lines.append(f"winner: {report['winner']} (significantly better on test than every other configuration, Holm, "
                      f"alpha {report['alpha']})")
+    elif partial:
+        lines.append("no verdict yet: not every cell has run")
     elif report["tie"]:
         lines.append(f"no winner: {', '.join(report['tie'])} are not significantly different on test (a tie)")
     proxy = report["proxy"]

@@ -63,8 +63,14 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
         name = f"**{row['system']}**" if row["winner"] else row["system"]
         lines.append(f"| {name} | {row['n_seeds']} | {cell(row, 'dev')} | {cell(row, 'test')} | {p} |")
     lines.append("")
+    cells = report.get("cells")
+    if report.get("complete") is False and cells is not None:
+        lines.insert(2, f"**Partial**: {cells['complete']} of {cells['total']} cells complete; the same `confirm` "
+                        "command resumes the rest.\n")
     if report["winner"]:
         lines.append(f"Winner: **{report['winner']}** (significantly better on test than every other configuration).")
+    elif report.get("complete") is False:
+        lines.append("No verdict yet: not every cell has run.")
     else:
         lines.append(f"No winner: {', '.join(report['tie']) or 'no results'} are tied (not significantly different).")
     return "\n".join(lines) + "\n"

@@ -88,6 +88,7 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
         report["study"] = name
         progress = service.progress(trials)
         report["complete"] = progress.complete >= progress.target
+        report["cells"] = {"complete": progress.complete, "total": progress.target}
         report["worker_exit_code"] = code
         if out is not None:
             report["files"] = {k: str(v) for k, v in _export(report, trials, out, save_model, device, log).items()}
