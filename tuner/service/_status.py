@@ -26,11 +26,24 @@ def read_status(study: Union[str, "os.PathLike[str]", Any], storage: Optional[st
     ``$TUNER_STORAGE``, else ``sqlite:///tuner.db``; it must exist). ``study_name``: the name in
     the storage when it is not the study file's."""
 
-    handle = open_storage(storage, heartbeat_interval=None, grace_period=None, must_exist=True)
+    spec, unknown = study if isinstance(study, StudySpec) else None, None
+    if spec is None:
+        try:
+            spec = load_spec(study)
+        except TunerError as exc:  # perhaps a confirm study, which lives in the storage only
+            unknown = exc
     try:
-        spec = study if isinstance(study, StudySpec) else (_confirm_spec_of(handle, study_name or str(study))
-                                                            or load_spec(study))
-        return collect_status(StudyService(spec, handle, study_name or spec.name))
+        handle = open_storage(storage, heartbeat_interval=None, grace_period=None, must_exist=True)
+    except TunerError:
+        if unknown is not None:
+            raise unknown from None
+        raise
+    try:
+        name = study_name or (spec.name if spec is not None else str(study))
+        confirm = _confirm_spec_of(handle, name)
+        if confirm is None and spec is None:
+            raise unknown
+        return collect_status(StudyService(confirm or spec, handle, name))
     finally:
         handle.close()
 
