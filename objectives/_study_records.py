@@ -28,14 +28,15 @@ def ensure_zero_shot(ctx: Any, study: Any, model: str, config: RunConfig, data: 
     from tuner.exporter.items import gold_key, overlap_key, zero_shot_items_key
     from tuner.models._encoder import load_encoder
 
-    _record_eval_rows(study, study.user_attrs, config, data)
+    known = study.user_attrs  # one storage read: ``study.user_attrs`` reads the storage on each access
+    _record_eval_rows(study, known, config, data)
     splits = ("dev", "test")
     names = [ds.name for ds, _ in data.eval]
     scored = [(ds, s) for ds, parts in data.eval for s in splits if s in parts]  # nli-transfer: dev of STS-B only
     wanted = [key(model, ds.name, s) for ds, s in scored for key in (zero_shot_key, zero_shot_items_key)]
     wanted += [overlap_key(n) for n in names]
     wanted += [gold_key(ds.name, s) for ds, s in scored if ds.task == "sts"]
-    if all(k in study.user_attrs for k in wanted):
+    if all(k in known for k in wanted):
         return
     spec = ctx.spec
     with ctx.handle.lock(f"zero_shot:{ctx.study_name}:{model}:{','.join(names)}", timeout=3600):
