@@ -232,3 +232,24 @@ def test_a_partial_confirmation_says_so_and_gives_no_verdict(confirmed):
     md = confirm_markdown(partial)
     assert f"**Partial**: 2 of {cells['total']} cells complete" in md and "No verdict yet" in md
     assert "partial" not in format_report(confirmed.report)
+
+
+def test_confirm_on_another_dataset_trains_and_scores_there(confirmed):
+    """``--on sickr``: the searched configuration, trained on SICK-R's train split and scored on its
+    dev/test, in a study of its own; a dataset of another task is one clear line."""
+    import optuna
+
+    from tuner.service._confirm import run_confirm
+
+    report = run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], baselines=["zero-shot"], on="sickr",
+                         log=lambda line: None)
+    study = optuna.load_study(study_name=f"{confirmed.name}-confirm-on-sickr", storage=confirmed.url)
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.user_attrs["config"]["train"] == ["sickr"] and trial.user_attrs["config"]["eval"] == ["sickr"]
+    assert "scores.test.sickr" in trial.user_attrs and "scores.test.stsb" not in trial.user_attrs
+    assert report["on"] == "sickr" and report["datasets"] == ["sickr"]
+    assert report["configs"][0]["test"]["mean"] is not None and report["baselines"][0]["test"]["mean"] is not None
+    with pytest.raises(TunerError, match="--on mr: it holds classification data"):
+        run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], on="mr", study_name="other", run=False)
+    with pytest.raises(TunerError, match="--on nope: unknown dataset 'nope'"):
+        run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], on="nope", study_name="other", run=False)

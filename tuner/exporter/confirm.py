@@ -154,7 +154,7 @@ def confirm_report(plan: Mapping[str, Any], trials: Sequence[Any], attrs: Mappin
     ranked = sorted(configs, key=lambda c: (c["dev"]["mean"] is None, -(c["dev"]["mean"] or 0.0)))
     comparisons = _comparisons(ranked, baselines, items, gold, plan["metric"], n_resamples, alpha)
     winner, tie = _winner(ranked, comparisons)
-    return {"study": None, "parent": plan["parent"], "metric": plan["metric"], "datasets": datasets,
+    return {"study": None, "parent": plan["parent"], "on": plan.get("on"), "metric": plan["metric"], "datasets": datasets,
             "configs": ranked, "baselines": baselines, "winner": winner, "tie": tie, "comparisons": comparisons,
             "alpha": alpha, "budget": {**plan["budget"], "seeds": list(plan["seeds"])},
             "proxy": proxy_spearman(ranked)}
@@ -221,6 +221,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     cells = report.get("cells")
     partial = report.get("complete") is False and cells is not None
+    if report.get("on"):
+        lines.insert(0, f"trained and scored on {report['on']} (the parent dev values are the searched data's)")
     if partial:  # a report while cells are still to run: no verdict yet
         lines.insert(0, f"partial: {cells['complete']} of {cells['total']} cells complete; run the same command to "
                         "resume")

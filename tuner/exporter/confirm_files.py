@@ -54,7 +54,8 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
             text += f" [{100 * row[f'{split}_ci_low']:.2f}, {100 * row[f'{split}_ci_high']:.2f}]"
         return text
 
-    lines = [f"# Confirmation of study `{report['parent']}`", "",
+    on = f" on {report['on']}" if report.get("on") else ""
+    lines = [f"# Confirmation of study `{report['parent']}`{on}", "",
              f"Seeds {', '.join(map(str, report['budget']['seeds']))}; {report['metric']} x100, mean [95% t-interval] "
              "over seeds; p: paired two-stage bootstrap over seeds x test items, Holm-adjusted.", "",
              "| system | seeds | dev | test | p vs best (Holm) |", "| --- | --- | --- | --- | --- |"]
@@ -95,7 +96,7 @@ def confirm_plot(report: Mapping[str, Any], plot_dir: Path) -> list[Path]:
                         color="grey" if baseline else "C0", mfc="C0" if e["label"] == report["winner"] else "white")
         ax.set_yticks(range(len(entries)), [e["label"] for e in reversed(entries)])
         ax.set_xlabel(f"test {report['metric']} x100 (mean, 95% t-interval over seeds)")
-        ax.set_title(f"confirmation of {report['parent']}")
+        ax.set_title(f"confirmation of {report['parent']}" + (f" on {report['on']}" if report.get("on") else ""))
         for fmt in ("png", "svg"):
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)

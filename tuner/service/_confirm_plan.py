@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from tuner.config import RunConfig
+from tuner.data import load_dataset
 from tuner.errors import ConfigError, TunerError
 from tuner.exporter.confirm import ZERO_SHOT
 from tuner.exporter.trials import finite, trial_config, trial_datasets, trial_model, trial_value
@@ -79,9 +80,9 @@ def budget_changes(budget: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_same_request(name: str, stored: Mapping[str, Any], request: Mapping[str, Any], parent: str,
-                       dataset: Optional[str]) -> None:
+                       dataset: Optional[str], on: Optional[str] = None) -> None:
     """A re-run resumes only with the request the confirm study was made with."""
-    asked = {**request, "parent": parent, "dataset": dataset}
+    asked = {**request, "parent": parent, "dataset": dataset, "on": on}
     differs = [k for k in asked if stored.get(k) != asked[k]]
     if differs:
         was = ", ".join(f"{k}={json.dumps(stored.get(k))}" for k in differs)
@@ -128,11 +129,29 @@ def top_configs(trials: Sequence[Any], top: int, parent: str, dataset: Optional[
     return chosen
 
 
+def transfer(on: str, task: str, data_dir: Optional[str] = None) -> tuple[dict[str, Any], list[str]]:
+    """RunConfig changes that train and score a configuration on the dataset ``on`` (its train split
+    for training, its dev and test splits for scoring) instead of the data it was searched on, and
+    the dataset's name as scores record it: ``confirm --on sickr`` asks whether STS-B's answer holds
+    on SICK-R. ``on`` is loaded here, so a wrong name or a file of another task is one clear line."""
+    try:
+        data = load_dataset(on, data_dir=data_dir)
+    except TunerError as exc:
+        raise TunerError(f"--on {on}: {exc}") from None
+    if data.task != task:
+        raise TunerError(f"--on {on}: it holds {data.task} data, and the study being confirmed is a {task} study; "
+                         f"name a {task} dataset")
+    return {"train": [on], "eval": [on]}, [data.name]
+
+
 def make_plan(request: Mapping[str, Any], parent: str, parent_attrs: Mapping[str, Any], trials: Sequence[Any],
-              dataset: Optional[str] = None) -> dict[str, Any]:
-    """The plan (module docstring) for ``request`` from the parent's trials and attrs."""
+              dataset: Optional[str] = None, on: Optional[str] = None) -> dict[str, Any]:
+    """The plan (module docstring) for ``request`` from the parent's trials and attrs; ``on``: train
+    and score every system on that dataset instead (:func:`transfer`)."""
     chosen = top_configs(trials, request["top"], parent, dataset)
-    changes = budget_changes(request["budget"])
+    task = str(parent_attrs.get("task") or chosen[0]["config"].task or "sts")
+    moved, datasets = transfer(on, task, chosen[0]["config"].data_dir) if on is not None else ({}, list(chosen[0]["datasets"]))
+    changes = {**budget_changes(request["budget"]), **moved}
     configs = [{"label": g["label"], "params": g["params"], "parent_trials": g["trials"],
                 "parent_dev": sum(g["values"]) / len(g["values"]), "model": g["model"],
                 "config": g["config"].replace(**changes).to_dict()} for g in chosen]
@@ -143,11 +162,11 @@ def make_plan(request: Mapping[str, Any], parent: str, parent_attrs: Mapping[str
                         "config": best.replace(**ST_EXAMPLE_RECIPE).replace(**changes).to_dict(),
                         "recipe": "sentence-transformers' training_stsbenchmark.py on the best configuration's model "
                                   "and data"})
-    task = str(parent_attrs.get("task") or best.task or "sts")
     poolings = {json.dumps(g["config"].pooling) for g in chosen}
     prompts = {json.dumps(g["config"].prompt) for g in chosen}
-    return {**request, "parent": parent, "dataset": dataset, "task": task, "metric": METRICS.get(task, "spearman"),
-            "datasets": list(chosen[0]["datasets"]), "configs": configs, "trained_baselines": trained,
+    return {**request, "parent": parent, "dataset": dataset, "on": on, "task": task,
+            "metric": METRICS.get(task, "spearman"), "datasets": datasets,
+            "configs": configs, "trained_baselines": trained,
             # the zero-shot row: the configurations' pooling and prompt when they share one, else the model's own
             "zero_shot": {"pooling": json.loads(poolings.pop()) if len(poolings) == 1 else None,
                           "prompt": json.loads(prompts.pop()) if len(prompts) == 1 else None}}
