@@ -4,10 +4,12 @@
 Every strategy searches the same space -- which losses are on (cos-MSE, CoSENT, in-batch
 negatives, AnglE; at least one), their weights and taus, pooling (cls/avg) and lr -- with the same
 real objective: a fine-tune of ``--model`` (default all-MiniLM-L6-v2) on ``--train-pairs`` STS-B
-training pairs for 1 epoch, scored on fixed seeded ``--eval-pairs`` samples of the official dev
-(the objective) and test splits. Strategies (each a real study in ``--storage``, ``--workers``
-worker processes, ``--n-trials`` trials, sampler seeds ``--seeds``; the training seed is 42 in every
-trial, so a configuration scores the same in every run):
+training pairs for 1 epoch, scored on the full official dev (the objective) and test files
+(``--eval-pairs N``: a stratified sample instead). Strategies (each a real study in ``--storage``,
+``--workers`` worker processes, ``--n-trials`` trials, ``--runs`` independent runs; the training
+seed is 42 in every trial, so a configuration scores the same in every run). Each run of each
+strategy has a sampler seed of its own (:func:`sampler_seed`): no two runs share a random stream,
+so strategies built on the same sampler do not draw the same first trials:
 
 * ``random``             RandomSampler
 * ``tpe``                TPE, univariate (Optuna's default TPE), constant liar for parallel workers
@@ -22,18 +24,21 @@ trial, so a configuration scores the same in every run):
                          run once (it has no sampler seed)
 
 Compute is the trials' CPU seconds (``cpu_s``, recorded by every trial; steadier than wall time on a
-shared machine), summed in the order trials finished. The target is the best dev score any run
-found minus ``--target-gap`` (0.2 points). Printed and written (``--out`` .json/.md/.png):
+shared machine), summed in the order trials finished. **Noise**: the grid's best cell is re-run with
+``--noise-seeds`` other training seeds; the std of its dev score over them is the seed noise σ. A
+target is a best dev score minus ``--target-sigmas`` σ (a run closer than that to the best is
+within what a training seed changes; without a noise run: ``--target-gap``). Printed and written
+(``--out`` .json/.md/.png):
 per strategy the compute to reach the target as a fraction of the grid's total compute (mean over
 the seeds that reached it, and how many did), the final best dev score and the test score of that
 trial; the anytime curves (best dev so far against compute) with their seed bands.
 
-    python bench/hpo_efficiency.py                        # everything (about an hour on 2 cores)
-    python bench/hpo_efficiency.py --strategies tpe-mv,grid --seeds 0
+    python bench/hpo_efficiency.py                        # everything (several CPU-hours: run it in parts)
+    python bench/hpo_efficiency.py --strategies grid,tpe-mv --runs 0
     python bench/hpo_efficiency.py --analyse-only         # tables and plot from the storage
     python bench/hpo_efficiency.py --strategies random,tpe,tpe-mv,tpe-mv-median,tpe-mv-hyperband,tpe-mv-warm \
-        --seeds 2 --merge bench/results/hpo_efficiency.json   # one more seed beside the recorded ones
-Every run is resumable: a finished study is read, not re-run. ``--merge FILE`` keeps the runs a
+        --runs 5 --merge bench/results/hpo_efficiency.json   # one more run beside the recorded ones
+Every run is resumable: a finished study is read, not re-run (the storage is the record: commit it). ``--merge FILE`` keeps the runs a
 previous ``--out`` JSON recorded (the storage may be gone) for the strategies and seeds that the
 storage lacks; it refuses a file whose budget settings differ.
 """
@@ -43,6 +48,7 @@ import argparse
 import copy
 import statistics
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -67,13 +73,20 @@ def base_study(args: argparse.Namespace) -> dict[str, Any]:
     return {"description": "bench/hpo_efficiency.py", "task": "sts", "models": [args.model],
             "protocol": "standard", "sampler": "tpe", "pruner": "none", "n_trials": args.n_trials, "seed": 0,
             "max_retries": 1, "data": {"train": ["stsb"], "eval": ["stsb"]},
-            "budget": {"epochs": 1, "max_train_examples": args.train_pairs, "max_eval_examples": args.eval_pairs},
+            "budget": {"epochs": 1, "max_train_examples": args.train_pairs,
+                       **({"max_eval_examples": args.eval_pairs} if args.eval_pairs else {})},
             "train": {"batch_size": args.batch_size, "lr": args.lr, "max_seq_length": 64, "seed": 42},
             "search": search, **({"data_dir": args.data_dir} if args.data_dir else {})}
 
 
-def study_dicts(strategy: str, seed: int, args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """The studies (name, dict) one strategy/seed runs, in order (tpe-mv-warm: the quick one first)."""
+def sampler_seed(strategy: str, run: int) -> int:
+    """The sampler seed of run ``run`` of ``strategy``: its own for every (strategy, run), so no two
+    runs share a random stream (tpe-mv-median and tpe-mv share a sampler, not its draws)."""
+    return zlib.crc32(f"{strategy}/{run}".encode()) % 2**31
+
+
+def study_dicts(strategy: str, run: int, args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The studies (name, dict) run ``run`` of a strategy runs, in order (tpe-mv-warm: the quick one first)."""
     base = base_study(args)
     if strategy == "grid":
         grid = {k: v for k, v in base.items() if k not in ("search", "n_trials", "data")}
@@ -84,7 +97,7 @@ def study_dicts(strategy: str, seed: int, args: argparse.Namespace) -> list[tupl
                           "pooling": ["cls", "avg"]})
         return [(f"{args.prefix}-grid", grid)]
     study = copy.deepcopy(base)
-    study["seed"] = seed
+    study["seed"] = sampler_seed(strategy, run)
     study["sampler"] = SAMPLERS["tpe-mv" if strategy.startswith("tpe-mv") else strategy]
     if strategy == "tpe-mv-median":
         study["pruner"] = {"type": "median", "n_startup_trials": args.pruner_startup}
@@ -97,10 +110,18 @@ def study_dicts(strategy: str, seed: int, args: argparse.Namespace) -> list[tupl
         quick = copy.deepcopy(study)
         quick["n_trials"] = args.quick_trials
         quick["budget"]["max_train_examples"] = args.quick_pairs
-        out.append((f"{args.prefix}-quick-s{seed}", quick))
-        study["warm_start"] = {"study": f"{args.prefix}-quick-s{seed}", "k": args.warm_k}
-    out.append((f"{args.prefix}-{strategy}-s{seed}", study))
+        out.append((f"{args.prefix}-quick-r{run}", quick))
+        study["warm_start"] = {"study": f"{args.prefix}-quick-r{run}", "k": args.warm_k}
+    out.append((f"{args.prefix}-{strategy}-r{run}", study))
     return out
+
+
+def noise_study(best_grid_trial: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The grid's best cell again with ``--noise-seeds`` training seeds 43, 44, ... (the grid ran 42)."""
+    grid = study_dicts("grid", 0, args)[0][1]
+    cell = {"losses": [best_grid_trial.params["loss"]],
+            "pooling": [best_grid_trial.params.get("pooling", grid["grid"]["pooling"][0])]}
+    return f"{args.prefix}-noise", {**grid, "grid": cell, "seed": 43, "repeats": args.noise_seeds}
 
 
 def run_study(name: str, study: dict[str, Any], args: argparse.Namespace) -> None:
@@ -191,11 +212,20 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
         return f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")
 
     t = summary["targets"]
-    grid = (f"the grid's best dev {100 * summary['grid_best_dev']:.2f} - {100 * summary['gap']:.1f} = "
+    noise = summary.get("noise")
+    if noise:
+        gap_note = (f"Gap = {summary['target_sigmas']:g} σ = {100 * summary['gap']:.2f} points, where σ is the seed "
+                    f"noise: the dev std of the grid's best cell ({' + '.join(noise['cell']['losses'])}, "
+                    f"{noise['cell']['pooling'][0]}) over training seeds {', '.join(map(str, noise['seeds']))} "
+                    f"(dev {', '.join(f'{100 * v:.2f}' for v in noise['dev'])}). A difference between strategies "
+                    "below σ is within what one training seed changes.")
+    else:
+        gap_note = f"Gap = {100 * summary['gap']:.2f} points (no seed-noise run: --target-gap)."
+    grid = (f"the grid's best dev {100 * summary['grid_best_dev']:.2f} - {100 * summary['gap']:.2f} = "
             f"{100 * t['grid']:.2f}; grid compute {summary['grid_cpu_s']:.0f} CPU-s") if "grid" in t \
         else "no finished grid run"
-    lines = [f"Targets (Spearman x 100): **best** = the best dev any run found {100 * summary['best_dev']:.2f} - "
-             f"{100 * summary['gap']:.1f} = {100 * t['best']:.2f}; **grid** = {grid}. Compute = the trials' CPU "
+    lines = [gap_note, "", f"Targets (Spearman x 100): **best** = the best dev any run found {100 * summary['best_dev']:.2f} - "
+             f"{100 * summary['gap']:.2f} = {100 * t['best']:.2f}; **grid** = {grid}. Compute = the trials' CPU "
              "seconds in the order they finished, as % of the grid's (mean over the runs that reached the "
              "target, range); final = the best dev trial of each run (mean ± std over runs).", "",
              "| strategy | runs | reached grid target | compute to grid target | reached best target | "
@@ -239,17 +269,17 @@ def plot(runs: dict[str, dict[int, list[dict[str, Any]]]], summary: dict[str, An
         if len(by_seed) > 1:
             ax.fill_between(xs, lo, hi, step="post", alpha=0.15, color=line.get_color())
     ax.axhline(100 * summary["targets"]["best"], color="k", ls="--", lw=1,
-               label=f"best target (best - {100 * summary['gap']:.1f})")
+               label=f"best target (best - {100 * summary['gap']:.2f})")
     if "grid" in summary["targets"]:
         ax.axhline(100 * summary["targets"]["grid"], color="k", ls=":", lw=1,
-                   label=f"grid target (grid best - {100 * summary['gap']:.1f})")
+                   label=f"grid target (grid best - {100 * summary['gap']:.2f})")
     ax.axvline(0.4, color="grey", ls=":", lw=1)
     ax.set_xlabel("compute spent (fraction of the grid's CPU seconds)")
     ax.set_ylabel("best dev Spearman so far (x100)")
     finals = [100 * summary["best_dev"]]
     ax.set_ylim(min(finals) - 6, max(finals) + 0.8)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Anytime performance: median over sampler seeds, band = min-max")
+    ax.set_title("Anytime performance: median over independent runs, band = min-max")
     fig.tight_layout()
     fig.savefig(out, dpi=150)
     plt.close(fig)
@@ -258,7 +288,7 @@ def plot(runs: dict[str, dict[int, list[dict[str, Any]]]], summary: dict[str, An
 # ------------------------------------------------------------------------------------- main
 
 def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
-    """Trajectories per strategy and seed from the storage, and the warm starts' quick-study compute."""
+    """Trajectories per strategy and run from the storage, and the warm starts' quick-study compute."""
     import optuna
 
     from tuner import parse_spec
@@ -267,7 +297,7 @@ def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
     offsets: dict[str, dict[int, float]] = {}
     names = {s.study_name for s in optuna.get_all_study_summaries(args.storage)}
     for strategy in strategies:
-        for seed in ([42] if strategy == "grid" else seeds):
+        for seed in ([0] if strategy == "grid" else seeds):
             studies = study_dicts(strategy, seed, args)
             name = studies[-1][0]
             if name not in names:
@@ -286,9 +316,46 @@ def collect(args: argparse.Namespace, strategies: list[str], seeds: list[int]):
     return runs, offsets
 
 
+def best_grid_trial(args: argparse.Namespace) -> Optional[Any]:
+    """The grid's best COMPLETE trial (None before the grid has run)."""
+    import optuna
+
+    name = study_dicts("grid", 0, args)[0][0]
+    try:
+        trials = optuna.load_study(study_name=name, storage=args.storage).get_trials(deepcopy=False)
+    except KeyError:
+        return None
+    done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
+def measure_noise(args: argparse.Namespace) -> Optional[dict[str, Any]]:
+    """The seed noise: the dev scores of the grid's best cell over the noise study's training seeds."""
+    import optuna
+
+    best = best_grid_trial(args)
+    if best is None or args.noise_seeds < 2:
+        return None
+    name, study = noise_study(best, args)
+    try:
+        trials = optuna.load_study(study_name=name, storage=args.storage).get_trials(deepcopy=False)
+    except KeyError:
+        return None
+    done = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
+                  key=lambda t: t.params["seed"])
+    if len(done) < 2:
+        return None
+    dev = [float(t.value) for t in done]
+    return {"cell": study["grid"], "seeds": [int(t.params["seed"]) for t in done], "dev": dev,
+            "test": [t.user_attrs.get("scores.test.stsb") for t in done], "std": statistics.stdev(dev),
+            "grid_seed_dev": float(best.value)}
+
+
 #: Settings that change what a trial measures: runs merged from a file must share them.
 BUDGET_KEYS = ("n_trials", "model", "train_pairs", "eval_pairs", "batch_size", "lr", "eval_every",
-               "pruner_startup", "quick_pairs", "quick_trials", "warm_k", "grid_losses")
+               "pruner_startup", "quick_pairs", "quick_trials", "warm_k", "grid_losses", "seeding")
+#: How sampler seeds are drawn; a record made with another rule cannot be merged.
+SEEDING = "per-strategy-run"
 
 
 def merge_recorded(runs: dict, offsets: dict, path: Path, args: argparse.Namespace) -> None:
@@ -316,15 +383,17 @@ def merge_recorded(runs: dict, offsets: dict, path: Path, args: argparse.Namespa
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
-    ap.add_argument("--seeds", default="0,1,2", help="sampler seeds (the grid runs once)")
-    ap.add_argument("--n-trials", type=int, default=20)
+    ap.add_argument("--runs", default="0,1,2,3,4",
+                    help="independent runs per strategy (indices; each has its own sampler seed; the grid runs once)")
+    ap.add_argument("--n-trials", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--storage", default="sqlite:///runs/hpo_efficiency.db")
-    ap.add_argument("--prefix", default="hpo", help="study names: PREFIX-STRATEGY-sSEED")
+    ap.add_argument("--prefix", default="hpo", help="study names: PREFIX-STRATEGY-rRUN")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--data-dir", default=None, help="default: tuner's data folder ($TUNER_DATA_DIR, ../shared/data)")
     ap.add_argument("--train-pairs", type=int, default=128)
-    ap.add_argument("--eval-pairs", type=int, default=200)
+    ap.add_argument("--eval-pairs", type=int, default=None,
+                    help="score a stratified sample of N dev/test pairs (default: the full files)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-5, help="the grid's lr (the other strategies search lr)")
     ap.add_argument("--eval-every", type=int, default=2, help="steps between intermediate dev scores (pruners)")
@@ -333,26 +402,41 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--quick-trials", type=int, default=12)
     ap.add_argument("--warm-k", type=int, default=4)
     ap.add_argument("--grid-losses", default=None, help="the grid's loss rows (default: all 15 combinations)")
-    ap.add_argument("--target-gap", type=float, default=0.002, help="0.002 = 0.2 Spearman points")
+    ap.add_argument("--noise-seeds", type=int, default=5,
+                    help="training seeds the grid's best cell is re-run with to measure the seed noise")
+    ap.add_argument("--target-sigmas", type=float, default=1.0,
+                    help="targets: a best dev score minus this many seed-noise stds")
+    ap.add_argument("--target-gap", type=float, default=0.002,
+                    help="the target gap when no noise was measured (0.002 = 0.2 Spearman points)")
     ap.add_argument("--out", default="bench/results/hpo_efficiency", help="writes OUT.json, OUT.md, OUT.png")
     ap.add_argument("--analyse-only", action="store_true")
     ap.add_argument("--merge", default=None, metavar="JSON",
                     help="also use the runs recorded in this earlier --out JSON (same budget settings)")
     args = ap.parse_args(argv)
+    args.seeding = SEEDING
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         ap.error(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = [int(s) for s in args.runs.split(",") if s.strip()]
     if not args.analyse_only:
-        for seed in seeds:  # seed-major: every strategy gets its first run before any gets a second
+        if "grid" in strategies:  # first: the noise is measured on its best cell
+            for name, study in study_dicts("grid", 0, args):
+                run_study(name, study, args)
+            best = best_grid_trial(args)
+            if best is not None and args.noise_seeds >= 2:
+                name, study = noise_study(best, args)
+                note(f"seed noise: {name}")
+                run_study(name, study, args)
+        for seed in seeds:  # run-major: every strategy gets its first run before any gets a second
             for strategy in strategies:
-                if strategy == "grid" and seed != seeds[0]:
+                if strategy == "grid":
                     continue
                 for name, study in study_dicts(strategy, seed, args):
-                    note(f"{strategy} seed {seed}: {name}")
+                    note(f"{strategy} run {seed}: {name}")
                     run_study(name, study, args)
     runs, offsets = collect(args, strategies, seeds)
+    noise = measure_noise(args)
     if args.merge:
         try:
             merge_recorded(runs, offsets, Path(args.merge), args)
@@ -360,7 +444,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             ap.error(str(exc))
     if "grid" not in runs:
         note("no grid run in the storage: fractions of the grid's compute need --strategies ...,grid")
-    summary = summarise(runs, args.target_gap, offsets)
+    gap = args.target_sigmas * noise["std"] if noise else args.target_gap
+    summary = {**summarise(runs, gap, offsets), "noise": noise, "target_sigmas": args.target_sigmas if noise else None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from tuner import jsonsafe
@@ -368,7 +453,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only", "merge")}
     if args.merge:  # the recorded settings name every strategy and seed now in the file
         settings["strategies"] = ",".join(runs)
-        settings["seeds"] = ",".join(str(s) for s in sorted({s for by in runs.values() for s in by}))
+        settings["runs"] = ",".join(str(s) for s in sorted({s for by in runs.values() for s in by}))
     out.with_suffix(".json").write_text(jsonsafe.dumps(
         {"settings": settings, "environment": common.environment(), "summary": summary,
          "offsets": offsets, "runs": runs}, indent=1) + "\n")

@@ -95,13 +95,34 @@ def test_studies_search_the_same_space_with_different_samplers_and_pruners():
     assert quick.base.max_train_examples == 8 and warm.warm_start.study == quick.name
     spaces = {json.dumps(s[-1].search.describe(), sort_keys=True, default=str) for k, s in specs.items() if k != "grid"}
     assert len(spaces) == 1
+    # independent runs: every (strategy, run) has its own sampler seed, also where strategies share a sampler
+    seeds = [hpo.sampler_seed(s, r) for s in hpo.STRATEGIES if s != "grid" for r in range(5)]
+    assert len(set(seeds)) == len(seeds)
+    assert specs["tpe-mv"][0].seed != specs["tpe-mv-median"][0].seed
+    assert specs["tpe-mv"][0].seed == hpo.sampler_seed("tpe-mv", 1)
+
+
+def test_the_noise_study_reruns_the_grids_best_cell_with_other_training_seeds():
+    from types import SimpleNamespace
+
+    from tuner import parse_spec
+
+    args = hpo.main.__globals__["argparse"].Namespace(
+        model="m", n_trials=5, train_pairs=16, eval_pairs=None, batch_size=8, lr=5e-5, data_dir=None, prefix="p",
+        pruner_startup=2, eval_every=1, quick_pairs=8, quick_trials=2, warm_k=1, grid_losses=None, noise_seeds=4)
+    best = SimpleNamespace(params={"loss": "cosent+ibn", "pooling": "avg", "model": "m", "dataset": "stsb"})
+    name, study = hpo.noise_study(best, args)
+    spec = parse_spec({**study, "name": name})
+    assert spec.losses == ["cosent+ibn"] and spec.n_cells == 4
+    assert [c["seed"] for c in spec.cells()] == [43, 44, 45, 46]          # the grid itself trained with 42
+    assert spec.base.max_eval_examples is None                           # the full dev and test files
 
 
 @pytest.mark.slow
 def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir, tiny_data_dir):
     out = tmp_path / "hpo"
     cmd = [sys.executable, str(REPO / "bench" / "hpo_efficiency.py"), "--strategies", "tpe-mv-warm,grid",
-           "--seeds", "0", "--n-trials", "2", "--workers", "1", "--storage", f"sqlite:///{tmp_path / 'h.db'}",
+           "--runs", "0", "--n-trials", "2", "--noise-seeds", "2", "--workers", "1", "--storage", f"sqlite:///{tmp_path / 'h.db'}",
            "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--train-pairs", "16",
            "--eval-pairs", "16", "--batch-size", "4", "--eval-every", "1", "--quick-pairs", "8", "--quick-trials", "2",
            "--warm-k", "1", "--grid-losses", "cosent,ibn", "--out", str(out)]
@@ -110,7 +131,11 @@ def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir
     record = json.loads(out.with_suffix(".json").read_text())
     rows = record["summary"]["rows"]
     assert set(rows) == {"tpe-mv-warm", "tpe-mv-warm+quick", "grid"}
-    assert record["summary"]["grid_cpu_s"] > 0 and len(record["runs"]["grid"]["42"]) == 4
+    assert record["summary"]["grid_cpu_s"] > 0 and len(record["runs"]["grid"]["0"]) == 4
+    noise = record["summary"]["noise"]                                   # the seed noise sets the target gap
+    assert noise["seeds"] == [43, 44] and len(noise["dev"]) == 2
+    assert record["summary"]["gap"] == pytest.approx(noise["std"])
+    assert "seed noise" in out.with_suffix(".md").read_text()
     assert rows["grid"]["reached_grid"] == 1 and rows["grid"]["fraction_to_grid"]["max"] <= 1.0
     assert rows["tpe-mv-warm+quick"]["total_cpu_s"]["mean"] > rows["tpe-mv-warm"]["total_cpu_s"]["mean"]
     assert out.with_suffix(".png").stat().st_size > 10_000
