@@ -184,6 +184,25 @@ def test_seed_noise_widens_the_interval():
     assert result["ci"][0] < 0 < result["ci"][1] and result["seeds"] == 2
 
 
+def test_systems_of_two_confirm_studies_compare_on_the_same_test_items():
+    """scripts/cross_confirm.py: A of one study against B of another, paired over seeds x items."""
+    from tuner.exporter.confirm import compare_across
+
+    rng = np.random.default_rng(4)
+    gold = rng.uniform(0, 5, 200)
+    attrs = {gold_key("stsb", "test"): encode_items(gold, "gold")}
+    good = [_trial(i, "trial-1", s, gold + rng.normal(0, 0.5, 200), gold, 0.8) for i, s in enumerate(SEEDS)]
+    poor = [_trial(i, "trial-7", s, gold + rng.normal(0, 4, 200), gold, 0.7) for i, s in enumerate(SEEDS)]
+    result = compare_across((good, attrs, "trial-1"), (poor, attrs, "trial-7"), ["stsb"], n_resamples=500)
+    assert result["a"]["label"] == "trial-1" and result["a"]["seeds"] == SEEDS
+    assert result["comparison"]["difference"] > 0.2 and result["comparison"]["ci"][0] > 0
+    other = {gold_key("stsb", "test"): encode_items(gold[::-1], "gold")}
+    with pytest.raises(ValueError, match="different stsb test items"):
+        compare_across((good, attrs, "trial-1"), (poor, other, "trial-7"), ["stsb"])
+    with pytest.raises(ValueError, match="no COMPLETE cell of 'trial-9'"):
+        compare_across((good, attrs, "trial-9"), (poor, attrs, "trial-7"), ["stsb"])
+
+
 def test_holm_adjusts_step_down():
     assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06], abs=1e-12)
 

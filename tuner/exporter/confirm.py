@@ -118,6 +118,32 @@ def _system(label: str, runs: dict[int, Any], datasets: list[str], extra: dict[s
     return entry, items
 
 
+def compare_across(a: tuple[Sequence[Any], Mapping[str, Any], str], b: tuple[Sequence[Any], Mapping[str, Any], str],
+                   datasets: Sequence[str], metric: str = "spearman", *,
+                   n_resamples: int = N_BOOTSTRAP) -> dict[str, Any]:
+    """System A of one confirm study against system B of another, on the same test items: each of
+    ``a``/``b`` is (the confirm study's trials, its user attrs, the system's label), e.g. STS-B's
+    answer trained on SICK-R (``confirm --on sickr``) against SICK-R's own answer. Both entries and
+    :func:`paired_over_seeds` over their common seeds; the studies must have recorded the same
+    gold items, else a ValueError says which dataset differs."""
+    entries, items, gold = [], [], {}
+    for trials, attrs, label in (a, b):
+        runs = _runs(trials, label)
+        if not runs:
+            raise ValueError(f"no COMPLETE cell of '{label}' in that confirm study")
+        entry, found = _system(label, runs, list(datasets), {})
+        entries.append(entry)
+        items.append(found)
+        for d in datasets:
+            values = _values(attrs.get(gold_key(d, "test"))) if metric == "spearman" else None
+            if d in gold and not (values is None and gold[d] is None or np.array_equal(values, gold[d])):
+                raise ValueError(f"the two confirm studies scored different {d} test items; compare studies "
+                                 "scored on the same test file")
+            gold[d] = values
+    return {"a": entries[0], "b": entries[1], "metric": metric, "datasets": list(datasets),
+            "comparison": paired_over_seeds(items[0], items[1], gold, metric, n_resamples=n_resamples)}
+
+
 def _zero_shot(plan: Mapping[str, Any], attrs: Mapping[str, Any], model: str, label: str) -> tuple[dict, Items]:
     """The zero-shot row of ``model``, recorded once by the confirm study's first trial on it."""
     splits = {}
