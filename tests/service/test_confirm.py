@@ -98,6 +98,8 @@ def test_json_is_strict_and_has_the_documented_keys(confirmed, capsys):
         assert {"label", "params", "seeds", "dev", "test"} <= set(entry)
         assert {"mean", "std", "ci"} == set(entry["test"])
     assert [b["label"] for b in report["baselines"]] == ["st-example", "zero-shot"]
+    for entry in report["configs"]:   # what a cell cost, from the trials' own records
+        assert entry["cost"]["cells"] == 2 and entry["cost"]["cpu_s_per_cell"] > 0 and entry["cost"]["wall_s_per_cell"] > 0
     assert report["budget"]["seeds"] == SEEDS and report["budget"]["max_train_examples"] is None
 
 

@@ -114,8 +114,17 @@ def _system(label: str, runs: dict[int, Any], datasets: list[str], extra: dict[s
         if all(v is not None for v in found.values()):
             items[s] = found
     entry = {"label": label, **extra, "seeds": seeds, "dev": _summary([trial_value(runs[s]) for s in seeds]),
-             "test": _summary(tests)}
+             "test": _summary(tests), "cost": _cost([runs[s] for s in seeds])}
     return entry, items
+
+
+def _cost(trials: Sequence[Any]) -> dict[str, Any]:
+    """What a system's cells took: mean CPU seconds (the trial's ``cpu_s``) and wall seconds per cell."""
+    cpu = [float(t.user_attrs["cpu_s"]) for t in trials if finite(t.user_attrs.get("cpu_s")) is not None]
+    wall = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+            if getattr(t, "datetime_start", None) is not None and getattr(t, "datetime_complete", None) is not None]
+    return {"cells": len(trials), "cpu_s_per_cell": float(np.mean(cpu)) if cpu else None,
+            "wall_s_per_cell": float(np.mean(wall)) if wall else None}
 
 
 def compare_across(a: tuple[Sequence[Any], Mapping[str, Any], str], b: tuple[Sequence[Any], Mapping[str, Any], str],
@@ -237,12 +246,16 @@ def _fmt(block: Mapping[str, Any]) -> str:
 
 def format_report(report: Mapping[str, Any]) -> str:
     """The text report: a table, the significant comparisons, the winner or the tie, the proxy."""
-    rows = [("", "system", "seeds", "dev x100 [95% CI]", "test x100 [95% CI]", "parent dev")]
+    def cpu(entry: Mapping[str, Any]) -> str:
+        value = (entry.get("cost") or {}).get("cpu_s_per_cell")
+        return "-" if value is None else f"{value / 60:.1f}"
+
+    rows = [("", "system", "seeds", "dev x100 [95% CI]", "test x100 [95% CI]", "parent dev", "CPU min/cell")]
     for i, c in enumerate(report["configs"]):
         parent = "-" if c.get("parent_dev") is None else f"{100 * c['parent_dev']:.2f}"
-        rows.append((str(i + 1), c["label"], str(len(c["seeds"])), _fmt(c["dev"]), _fmt(c["test"]), parent))
+        rows.append((str(i + 1), c["label"], str(len(c["seeds"])), _fmt(c["dev"]), _fmt(c["test"]), parent, cpu(c)))
     for b in report["baselines"]:
-        rows.append(("b", b["label"], str(len(b["seeds"])), _fmt(b["dev"]), _fmt(b["test"]), "-"))
+        rows.append(("b", b["label"], str(len(b["seeds"])), _fmt(b["dev"]), _fmt(b["test"]), "-", cpu(b)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     cells = report.get("cells")

@@ -2,7 +2,8 @@
 
 * ``confirm.json``: the report (:func:`tuner.exporter.confirm.confirm_report`), strict JSON.
 * ``confirm.csv`` / ``confirm.md``: one row per configuration and baseline: seeds, dev and test
-  mean, std and 95% interval, and the Holm-adjusted p of its comparison with the best configuration.
+  mean, std and 95% interval, the Holm-adjusted p of its comparison with the best configuration,
+  and the mean CPU and wall time of one cell.
 * ``plots/confirm.png|svg``: test mean with its 95% t-interval per system (the zero-shot model, one
   value, without a bar); the winner (if any) drawn filled.
 * ``best_finetune.json``: the winner's ``python -m tuner finetune`` command
@@ -36,6 +37,8 @@ def confirm_frame(report: Mapping[str, Any]) -> pd.DataFrame:
                 row.update({f"{split}_mean": block["mean"], f"{split}_std": block["std"],
                             f"{split}_ci_low": ci[0], f"{split}_ci_high": ci[1]})
             row["parent_dev"] = e.get("parent_dev")
+            cost = e.get("cost") or {}
+            row["cpu_s_per_cell"], row["wall_s_per_cell"] = cost.get("cpu_s_per_cell"), cost.get("wall_s_per_cell")
             row["p_holm_vs_best"] = p_vs_best.get(e["label"]) if kind == "configuration" else None
             row["winner"] = e["label"] == report["winner"]
             rows.append(row)
@@ -57,12 +60,19 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
     on = f" on {report['on']}" if report.get("on") else ""
     lines = [f"# Confirmation of study `{report['parent']}`{on}", "",
              f"Seeds {', '.join(map(str, report['budget']['seeds']))}; {report['metric']} x100, mean [95% t-interval] "
-             "over seeds; p: paired two-stage bootstrap over seeds x test items, Holm-adjusted.", "",
-             "| system | seeds | dev | test | p vs best (Holm) |", "| --- | --- | --- | --- | --- |"]
+             "over seeds; p: paired two-stage bootstrap over seeds x test items, Holm-adjusted; CPU and wall "
+             "minutes: the mean per cell (one seed's training and scoring).", "",
+             "| system | seeds | dev | test | p vs best (Holm) | CPU min / cell | wall min / cell |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def minutes(value: Any) -> str:
+        return "-" if value is None or pd.isna(value) else f"{value / 60:.1f}"
+
     for _, row in frame.iterrows():
         p = "" if pd.isna(row["p_holm_vs_best"]) else f"{row['p_holm_vs_best']:.3g}"
         name = f"**{row['system']}**" if row["winner"] else row["system"]
-        lines.append(f"| {name} | {row['n_seeds']} | {cell(row, 'dev')} | {cell(row, 'test')} | {p} |")
+        lines.append(f"| {name} | {row['n_seeds']} | {cell(row, 'dev')} | {cell(row, 'test')} | {p} | "
+                     f"{minutes(row['cpu_s_per_cell'])} | {minutes(row['wall_s_per_cell'])} |")
     lines.append("")
     cells = report.get("cells")
     if report.get("complete") is False and cells is not None:
