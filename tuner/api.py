@@ -211,7 +211,8 @@ def export(study: Any, out: "str | os.PathLike", storage: Optional[str] = None, 
 def confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: Sequence[int],
             budget: Optional[Mapping[str, Any]] = None, baselines: Optional[Sequence[str]] = None,
             study_name: Optional[str] = None, dataset: Optional[str] = None, on: Optional[str] = None,
-            device: Optional[str] = None, out: "str | os.PathLike | None" = None, save_model: bool = False,
+            model: Optional[str] = None, device: Optional[str] = None, out: "str | os.PathLike | None" = None,
+            save_model: bool = False,
             artifacts: "str | os.PathLike | None" = None, heartbeat_interval: Optional[int] = None,
             grace_period: Optional[int] = None, run: bool = True, quiet: bool = False) -> dict[str, Any]:
     """Re-run the top ``top`` configurations of ``study`` with every seed in ``seeds``, beside the
@@ -221,11 +222,12 @@ def confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: Seque
     (paired over seeds x test items, Holm), ``winner`` (or None and the ``tie``), ``budget``,
     ``proxy``. ``budget``: ``epochs``, ``max_steps``, ``max_train_examples``, ``max_eval_examples``
     (default: full files, each configuration's own epochs). ``on``: train and score everything on this
-    dataset instead (``<study>-confirm-on-<on>``: does the answer transfer?). Same as ``tuner confirm``;
+    dataset instead (``<study>-confirm-on-<on>``: does the answer transfer?); ``model``: from this model
+    instead (``<study>-confirm-with-<model>``). Same as ``tuner confirm``;
     see docs/confirm.md."""
     return run_confirm(study, storage, top=top, seeds=seeds, budget=budget,
                        baselines=BASELINES if baselines is None else baselines, study_name=study_name, dataset=dataset,
-                       on=on, device=device, out=out, save_model=save_model, artifacts=artifacts,
+                       on=on, model=model, device=device, out=out, save_model=save_model, artifacts=artifacts,
                        heartbeat_interval=heartbeat_interval, grace_period=grace_period, run=run,
                        log=quiet_log if quiet else stderr_log)
 

@@ -274,3 +274,21 @@ def test_confirm_on_another_dataset_trains_and_scores_there(confirmed):
         run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], on="mr", study_name="other", run=False)
     with pytest.raises(TunerError, match="--on nope: unknown dataset 'nope'"):
         run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], on="nope", study_name="other", run=False)
+
+
+def test_confirm_with_another_model_trains_from_it(confirmed, tiny_model_dir, tmp_path):
+    """``--model``: the searched configuration trained from another model (here a second tiny BERT)."""
+    import shutil
+
+    import optuna
+
+    from tuner.service._confirm import run_confirm
+
+    other = shutil.copytree(tiny_model_dir, tmp_path / "other-bert")
+    report = run_confirm(confirmed.name, confirmed.url, top=1, seeds=[1], baselines=["zero-shot"], model=str(other),
+                         log=lambda line: None)
+    study = optuna.load_study(study_name=f"{confirmed.name}-confirm-with-other-bert", storage=confirmed.url)
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.user_attrs["config"]["model"] == str(other) and trial.params["model"] == str(other)
+    assert report["model"] == str(other) and [b["label"] for b in report["baselines"]] == ["zero-shot"]
+    assert report["baselines"][0]["test"]["mean"] is not None and report["configs"][0]["test"]["mean"] is not None

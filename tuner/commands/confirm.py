@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train and score every configuration and baseline on this dataset (its train, dev and "
                         "test splits) instead of the searched one: does the answer transfer? The study is "
                         "<study>-confirm-on-<dataset>")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="train every configuration and baseline from this model (hub name, built-in name or "
+                        "folder) instead of the searched one; the study is <study>-confirm-with-<model>")
     budget = p.add_argument_group("confirmation budget (finetune's flags; default: full files, own epochs)")
     add_arguments(budget, skip=[n for n in field_names() if n not in BUDGET_FIELDS])
     p.add_argument("--out", default=None, metavar="DIR",
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     budget = {k: getattr(parsed, k) for k in given}
     report = api.confirm(args.study, args.storage, top=args.top, seeds=args.seeds, budget=budget,
                          baselines=args.baselines, study_name=args.study_name, dataset=args.dataset,
-                         on=args.on, device=args.device, out=args.out, save_model=args.save_model, artifacts=args.artifacts,
+                         on=args.on, model=args.model, device=args.device, out=args.out, save_model=args.save_model, artifacts=args.artifacts,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                          run=not args.report_only)
     if args.json:

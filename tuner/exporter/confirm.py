@@ -189,7 +189,8 @@ def confirm_report(plan: Mapping[str, Any], trials: Sequence[Any], attrs: Mappin
     ranked = sorted(configs, key=lambda c: (c["dev"]["mean"] is None, -(c["dev"]["mean"] or 0.0)))
     comparisons = _comparisons(ranked, baselines, items, gold, plan["metric"], n_resamples, alpha)
     winner, tie = _winner(ranked, comparisons)
-    return {"study": None, "parent": plan["parent"], "on": plan.get("on"), "metric": plan["metric"], "datasets": datasets,
+    return {"study": None, "parent": plan["parent"], "on": plan.get("on"), "model": plan.get("model"),
+            "metric": plan["metric"], "datasets": datasets,
             "configs": ranked, "baselines": baselines, "winner": winner, "tie": tie, "comparisons": comparisons,
             "alpha": alpha, "budget": {**plan["budget"], "seeds": list(plan["seeds"])},
             "proxy": proxy_spearman(ranked)}
@@ -260,8 +261,10 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     cells = report.get("cells")
     partial = report.get("complete") is False and cells is not None
-    if report.get("on"):
-        lines.insert(0, f"trained and scored on {report['on']} (the parent dev values are the searched data's)")
+    if report.get("on") or report.get("model"):
+        moved = " and ".join(w for w in (report.get("on") and f"trained and scored on {report['on']}",
+                                         report.get("model") and f"trained from {report['model']}") if w)
+        lines.insert(0, f"{moved} (the parent dev values are the search's)")
     if partial:  # a report while cells are still to run: no verdict yet
         lines.insert(0, f"partial: {cells['complete']} of {cells['total']} cells complete; run the same command to "
                         "resume")

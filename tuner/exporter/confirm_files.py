@@ -57,7 +57,7 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
             text += f" [{100 * row[f'{split}_ci_low']:.2f}, {100 * row[f'{split}_ci_high']:.2f}]"
         return text
 
-    on = f" on {report['on']}" if report.get("on") else ""
+    on = (f" on {report['on']}" if report.get("on") else "") + (f" with {report['model']}" if report.get("model") else "")
     lines = [f"# Confirmation of study `{report['parent']}`{on}", "",
              f"Seeds {', '.join(map(str, report['budget']['seeds']))}; {report['metric']} x100, mean [95% t-interval] "
              "over seeds; p: paired two-stage bootstrap over seeds x test items, Holm-adjusted; CPU and wall "

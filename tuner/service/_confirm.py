@@ -43,7 +43,7 @@ Log = Callable[[str], None]
 def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: Sequence[int],
                 budget: Optional[Mapping[str, Any]] = None, baselines: Sequence[str] = BASELINES,
                 study_name: Optional[str] = None, dataset: Optional[str] = None, on: Optional[str] = None,
-                device: Optional[str] = None, out: "str | os.PathLike | None" = None, save_model: bool = False,
+                model: Optional[str] = None, device: Optional[str] = None, out: "str | os.PathLike | None" = None, save_model: bool = False,
                 artifacts: "str | os.PathLike | None" = None, heartbeat_interval: Optional[int] = None,
                 grace_period: Optional[int] = None, run: bool = True, log: Log = stderr_log) -> dict[str, Any]:
     """Run (or resume) the confirmation of ``study`` and return its report (docs/confirm.md).
@@ -54,7 +54,8 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
     (sentence-transformers' STS-B example as a tuner run) or none. ``dataset``: only the parent's
     configurations scored on this dataset (a grid over several). ``on``: train and score every
     system on this dataset instead of the searched one (does the answer transfer?); the study is
-    then ``<study>-confirm-on-<on>``. ``run=False`` reports without
+    then ``<study>-confirm-on-<on>``. ``model``: train every system from this model instead
+    (``<study>-confirm-with-<model>``: does the answer hold for a bigger model?). ``run=False`` reports without
     running a cell. ``out``: write the files of :mod:`tuner.exporter.confirm_files` there;
     ``save_model``: also train the winner once more (its first seed) and save it to ``out/model``
     in the sentence-transformers format. The report has ``complete`` and ``worker_exit_code``."""
@@ -66,19 +67,19 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
     interval = default_heartbeat_interval() if heartbeat_interval is None else int(heartbeat_interval)
     grace = default_grace_period() if grace_period is None else int(grace_period)
     check_heartbeat(interval, grace)
-    name = study_name or (f"{study}-confirm" if on is None else f"{study}-confirm-on-{Path(on).stem}")
+    name = study_name or default_name(study, on, model)
     if name == study:
         raise TunerError(f"--study-name {name} is the study being confirmed; choose another name")
     handle = open_storage(resolve_url(storage), heartbeat_interval=interval, grace_period=grace)
     try:
-        plan = _plan(handle, study, name, request, dataset, on)
+        plan = _plan(handle, study, name, request, dataset, on, model)
         spec = confirm_spec(name, plan)
         service = StudyService(spec, handle, name)
         confirm, state = service.prepare()
         for key, value in ((CONFIRM_ATTR, plan), (PARENT_ATTR, study)):
             if key not in confirm.user_attrs:
                 confirm.set_user_attr(key, value)
-        where = "" if on is None else f" (trained and scored on {on})"
+        where = "".join(f" {w}" for w in (on and f"on {on}", model and f"with {model}") if w)
         log(f"confirm study '{name}' on {handle.masked}: the top {top} of '{study}'{where} and "
             f"{len(plan['trained_baselines'])} trained baseline(s) x {len(plan['seeds'])} seed(s) = {spec.n_cells} cells, "
             f"{state.complete} complete")
@@ -100,8 +101,18 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
         handle.close()
 
 
+def default_name(study: str, on: Optional[str] = None, model: Optional[str] = None) -> str:
+    """``<study>-confirm``, ``-on-<dataset>`` and ``-with-<model>`` appended when they are set."""
+    name = f"{study}-confirm"
+    if on is not None:
+        name += f"-on-{Path(on).stem}"
+    if model is not None:
+        name += f"-with-{Path(model).name}"
+    return name
+
+
 def _plan(handle: Any, parent: str, name: str, request: dict[str, Any], dataset: Optional[str],
-          on: Optional[str]) -> dict[str, Any]:
+          on: Optional[str], model: Optional[str]) -> dict[str, Any]:
     """The confirm study's recorded plan (checked against ``request``), else a new one from the parent."""
     storage = handle.storage
     try:
@@ -112,7 +123,7 @@ def _plan(handle: Any, parent: str, name: str, request: dict[str, Any], dataset:
         stored = attrs.get(CONFIRM_ATTR)
         if not isinstance(stored, Mapping):
             raise TunerError(f"study '{name}' in {handle.masked} is not a confirm study; pass --study-name NEW_NAME")
-        check_same_request(name, stored, request, parent, dataset, on)
+        check_same_request(name, stored, request, parent, dataset, on, model)
         return dict(stored)
     try:
         parent_id = storage.get_study_id_from_name(parent)
@@ -122,7 +133,7 @@ def _plan(handle: Any, parent: str, name: str, request: dict[str, Any], dataset:
     import optuna
 
     trials = storage.get_all_trials(parent_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return make_plan(request, parent, storage.get_study_user_attrs(parent_id), trials, dataset, on)
+    return make_plan(request, parent, storage.get_study_user_attrs(parent_id), trials, dataset, on, model)
 
 
 def _work(service: StudyService, spec: Any, handle: Any, name: str, device: Optional[str],

@@ -80,9 +80,9 @@ def budget_changes(budget: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_same_request(name: str, stored: Mapping[str, Any], request: Mapping[str, Any], parent: str,
-                       dataset: Optional[str], on: Optional[str] = None) -> None:
+                       dataset: Optional[str], on: Optional[str] = None, model: Optional[str] = None) -> None:
     """A re-run resumes only with the request the confirm study was made with."""
-    asked = {**request, "parent": parent, "dataset": dataset, "on": on}
+    asked = {**request, "parent": parent, "dataset": dataset, "on": on, "model": model}
     differs = [k for k in asked if stored.get(k) != asked[k]]
     if differs:
         was = ", ".join(f"{k}={json.dumps(stored.get(k))}" for k in differs)
@@ -145,26 +145,27 @@ def transfer(on: str, task: str, data_dir: Optional[str] = None) -> tuple[dict[s
 
 
 def make_plan(request: Mapping[str, Any], parent: str, parent_attrs: Mapping[str, Any], trials: Sequence[Any],
-              dataset: Optional[str] = None, on: Optional[str] = None) -> dict[str, Any]:
+              dataset: Optional[str] = None, on: Optional[str] = None, model: Optional[str] = None) -> dict[str, Any]:
     """The plan (module docstring) for ``request`` from the parent's trials and attrs; ``on``: train
-    and score every system on that dataset instead (:func:`transfer`)."""
+    and score every system on that dataset instead (:func:`transfer`); ``model``: with that model
+    (hub name, built-in name or folder) instead of the searched one."""
     chosen = top_configs(trials, request["top"], parent, dataset)
     task = str(parent_attrs.get("task") or chosen[0]["config"].task or "sts")
     moved, datasets = transfer(on, task, chosen[0]["config"].data_dir) if on is not None else ({}, list(chosen[0]["datasets"]))
-    changes = {**budget_changes(request["budget"]), **moved}
+    changes = {**budget_changes(request["budget"]), **moved, **({"model": model} if model else {})}
     configs = [{"label": g["label"], "params": g["params"], "parent_trials": g["trials"],
-                "parent_dev": sum(g["values"]) / len(g["values"]), "model": g["model"],
+                "parent_dev": sum(g["values"]) / len(g["values"]), "model": model or g["model"],
                 "config": g["config"].replace(**changes).to_dict()} for g in chosen]
     best = chosen[0]["config"]
     trained = []
     if ST_EXAMPLE in request["baselines"]:
-        trained.append({"label": ST_EXAMPLE, "model": chosen[0]["model"], "params": {},
+        trained.append({"label": ST_EXAMPLE, "model": model or chosen[0]["model"], "params": {},
                         "config": best.replace(**ST_EXAMPLE_RECIPE).replace(**changes).to_dict(),
                         "recipe": "sentence-transformers' training_stsbenchmark.py on the best configuration's model "
                                   "and data"})
     poolings = {json.dumps(g["config"].pooling) for g in chosen}
     prompts = {json.dumps(g["config"].prompt) for g in chosen}
-    return {**request, "parent": parent, "dataset": dataset, "on": on, "task": task,
+    return {**request, "parent": parent, "dataset": dataset, "on": on, "model": model, "task": task,
             "metric": METRICS.get(task, "spearman"), "datasets": datasets,
             "configs": configs, "trained_baselines": trained,
             # the zero-shot row: the configurations' pooling and prompt when they share one, else the model's own
