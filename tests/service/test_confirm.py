@@ -165,6 +165,20 @@ def test_a_clearly_better_configuration_wins():
     assert versus["difference"] > 0.2 and versus["ci"][0] > 0 and versus["p_holm"] < 0.05
 
 
+def test_one_configuration_is_neither_called_a_winner_nor_a_tie():
+    """``--top 1``: nothing to compare with, so the reports do not claim it beat anything."""
+    from tuner.exporter.confirm import format_report
+    from tuner.exporter.confirm_files import confirm_markdown
+
+    rng = np.random.default_rng(4)
+    gold = rng.uniform(0, 5, 200)
+    report = _report({"only": (0.8, [gold + rng.normal(0, 1, 200) for _ in SEEDS])}, gold)
+    assert report["winner"] == "only" and report["comparisons"] == []
+    for text in (format_report(report), confirm_markdown(report)):
+        assert "One configuration" in text and "neither a winner nor a tie" in text
+        assert "significantly better" not in text
+
+
 def test_the_best_is_chosen_by_dev_and_must_beat_every_other_on_test():
     rng = np.random.default_rng(2)
     gold = rng.uniform(0, 5, 200)
@@ -292,3 +306,30 @@ def test_confirm_with_another_model_trains_from_it(confirmed, tiny_model_dir, tm
     assert trial.user_attrs["config"]["model"] == str(other) and trial.params["model"] == str(other)
     assert report["model"] == str(other) and [b["label"] for b in report["baselines"]] == ["zero-shot"]
     assert report["baselines"][0]["test"]["mean"] is not None and report["configs"][0]["test"]["mean"] is not None
+
+
+def test_cross_confirm_script_compares_one_system_with_several_holm_adjusted(confirmed, capsys):
+    """scripts/cross_confirm.py end to end on the confirm study: A against two systems, Holm over both."""
+    import sys
+
+    from _tiny import REPO
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import cross_confirm
+
+    study = f"{confirmed.name}-confirm"
+    first, second = (c["label"] for c in confirmed.report["configs"])
+    out = confirmed.folder / "cross" / "first-vs"
+    code = cross_confirm.main(["--dataset", "stsb", "--a", confirmed.url, study, first,
+                               "--b", confirmed.url, study, second, "--b", confirmed.url, study, "st-example",
+                               "--out", str(out)])
+    assert code == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["a"]["label"] == first and [e["b"]["label"] for e in record["against"]] == [second, "st-example"]
+    tested = [e["comparison"] for e in record["against"]]
+    assert all(c["p_holm"] >= c["p"] for c in tested) and max(c["p_holm"] for c in tested) <= 1.0
+    text = out.with_suffix(".md").read_text()
+    assert "| B2 |" in text and "Holm over the 2 comparisons" in text
+    assert cross_confirm.main(["--dataset", "stsb", "--a", confirmed.url, study, "trial-999",
+                               "--b", confirmed.url, study, second, "--out", str(out)]) == 2
+    assert "no COMPLETE cell of 'trial-999'" in capsys.readouterr().err

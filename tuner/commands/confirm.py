@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     budget = {k: getattr(parsed, k) for k in given}
     report = api.confirm(args.study, args.storage, top=args.top, seeds=args.seeds, budget=budget,
                          baselines=args.baselines, study_name=args.study_name, dataset=args.dataset,
-                         on=args.on, model=args.model, device=args.device, out=args.out, save_model=args.save_model, artifacts=args.artifacts,
+                         on=args.on, model=args.model, device=args.device, out=args.out,
+                         save_model=args.save_model, artifacts=args.artifacts,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                          run=not args.report_only)
     if args.json:

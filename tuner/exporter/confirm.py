@@ -238,11 +238,38 @@ def proxy_spearman(configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _fmt(block: Mapping[str, Any]) -> str:
+def format_block(block: Mapping[str, Any]) -> str:
+    """A dev/test block x100 with its 95% interval (``85.56 [85.08, 86.05]``), ``-`` when empty."""
     if block["mean"] is None:
         return "-"
     text = f"{100 * block['mean']:.2f}"
     return text + (f" [{100 * block['ci'][0]:.2f}, {100 * block['ci'][1]:.2f}]" if block.get("ci") else "")
+
+
+def format_p(p: float, n_resamples: Optional[int] = None) -> str:
+    """A bootstrap p-value for reports: ``0.0311``; a p of 0 (no resample crossed zero) as the
+    bound the resamples give, ``< 0.001`` for 2,000 two-sided, never ``0``."""
+    if p == 0 and n_resamples:
+        return f"< {2 / n_resamples:.2g}"
+    return f"{p:.3g}"
+
+
+def verdict(report: Mapping[str, Any], bold: bool = False) -> str:
+    """The winner, the named tie, or (``--top 1``) the one configuration with nothing to compare it with."""
+    name = (lambda label: f"**{label}**") if bold else str
+    winner = report["winner"]
+    if winner is not None and len(report["configs"]) == 1:
+        return (f"One configuration: {name(winner)}, the search's best; with nothing to compare it with it is "
+                "neither a winner nor a tie (its comparisons with the baselines are in the report).")
+    if winner is not None:
+        return (f"Winner: {name(winner)} (significantly better on test than every other configuration, Holm, "
+                f"alpha {report['alpha']}).")
+    return f"No winner: {', '.join(report['tie']) or 'no results'} are tied (not significantly different on test)."
+
+
+def moved_to(on: Optional[str], model: Optional[str]) -> str:
+    """`` on sickr with all-mpnet-base-v2`` for ``confirm --on/--model`` (empty when neither is set)."""
+    return (f" on {on}" if on else "") + (f" with {model}" if model else "")
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -254,17 +281,16 @@ def format_report(report: Mapping[str, Any]) -> str:
     rows = [("", "system", "seeds", "dev x100 [95% CI]", "test x100 [95% CI]", "parent dev", "CPU min/cell")]
     for i, c in enumerate(report["configs"]):
         parent = "-" if c.get("parent_dev") is None else f"{100 * c['parent_dev']:.2f}"
-        rows.append((str(i + 1), c["label"], str(len(c["seeds"])), _fmt(c["dev"]), _fmt(c["test"]), parent, cpu(c)))
+        rows.append((str(i + 1), c["label"], str(len(c["seeds"])), format_block(c["dev"]), format_block(c["test"]), parent, cpu(c)))
     for b in report["baselines"]:
-        rows.append(("b", b["label"], str(len(b["seeds"])), _fmt(b["dev"]), _fmt(b["test"]), "-", cpu(b)))
+        rows.append(("b", b["label"], str(len(b["seeds"])), format_block(b["dev"]), format_block(b["test"]), "-", cpu(b)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     cells = report.get("cells")
     partial = report.get("complete") is False and cells is not None
-    if report.get("on") or report.get("model"):
-        moved = " and ".join(w for w in (report.get("on") and f"trained and scored on {report['on']}",
-                                         report.get("model") and f"trained from {report['model']}") if w)
-        lines.insert(0, f"{moved} (the parent dev values are the search's)")
+    moved = moved_to(report.get("on"), report.get("model"))
+    if moved:
+        lines.insert(0, f"trained{moved} (the parent dev values are the search's)")
     if partial:  # a report while cells are still to run: no verdict yet
         lines.insert(0, f"partial: {cells['complete']} of {cells['total']} cells complete; run the same command to "
                         "resume")
@@ -274,15 +300,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             lines.append(f"{c['a']} vs {c['b']}: not tested (no per-item outputs or no common seed)")
             continue
         mark = "significant" if c["significant"] else "not significant"
+        n = c.get("n_resamples")
         lines.append(f"{c['a']} - {c['b']}: {100 * c['difference']:+.2f} [{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]"
-                     f", p {c['p']:.3g}, Holm {c['p_holm']:.3g}: {mark}")
-    if report["winner"] is not None:
-        lines.append(f"winner: {report['winner']} (significantly better on test than every other configuration, Holm, "
-                     f"alpha {report['alpha']})")
-    elif partial:
+                     f", p {format_p(c['p'], n)}, Holm {format_p(c['p_holm'], n)}: {mark}")
+    if report["winner"] is not None or not partial:
+        lines.append(verdict(report))
+    else:
         lines.append("no verdict yet: not every cell has run")
-    elif report["tie"]:
-        lines.append(f"no winner: {', '.join(report['tie'])} are not significantly different on test (a tie)")
     proxy = report["proxy"]
     rho = "n/a (needs 3 or more configurations)" if proxy["spearman"] is None else f"{proxy['spearman']:.3f}"
     lines.append(f"search dev value vs confirmed test mean, Spearman over {proxy['n']} configurations: {rho}")

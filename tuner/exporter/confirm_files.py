@@ -20,6 +20,7 @@ import matplotlib
 import pandas as pd
 
 from tuner.exporter.best import best_finetune
+from tuner.exporter.confirm import format_p, moved_to, verdict
 from tuner.exporter.files import check_out_dir, json_dumps, write_file
 from tuner.exporter.plot_parts import RC
 
@@ -57,8 +58,7 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
             text += f" [{100 * row[f'{split}_ci_low']:.2f}, {100 * row[f'{split}_ci_high']:.2f}]"
         return text
 
-    on = (f" on {report['on']}" if report.get("on") else "") + (f" with {report['model']}" if report.get("model") else "")
-    lines = [f"# Confirmation of study `{report['parent']}`{on}", "",
+    lines = [f"# Confirmation of study `{report['parent']}`{moved_to(report.get('on'), report.get('model'))}", "",
              f"Seeds {', '.join(map(str, report['budget']['seeds']))}; {report['metric']} x100, mean [95% t-interval] "
              "over seeds; p: paired two-stage bootstrap over seeds x test items, Holm-adjusted; CPU and wall "
              "minutes: the mean per cell (one seed's training and scoring).", "",
@@ -68,8 +68,9 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
     def minutes(value: Any) -> str:
         return "-" if value is None or pd.isna(value) else f"{value / 60:.1f}"
 
+    n_resamples = next((c["n_resamples"] for c in report["comparisons"] if c.get("n_resamples")), None)
     for _, row in frame.iterrows():
-        p = "" if pd.isna(row["p_holm_vs_best"]) else f"{row['p_holm_vs_best']:.3g}"
+        p = "" if pd.isna(row["p_holm_vs_best"]) else format_p(row["p_holm_vs_best"], n_resamples)
         name = f"**{row['system']}**" if row["winner"] else row["system"]
         lines.append(f"| {name} | {row['n_seeds']} | {cell(row, 'dev')} | {cell(row, 'test')} | {p} | "
                      f"{minutes(row['cpu_s_per_cell'])} | {minutes(row['wall_s_per_cell'])} |")
@@ -78,12 +79,10 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
     if report.get("complete") is False and cells is not None:
         lines.insert(2, f"**Partial**: {cells['complete']} of {cells['total']} cells complete; the same `confirm` "
                         "command resumes the rest.\n")
-    if report["winner"]:
-        lines.append(f"Winner: **{report['winner']}** (significantly better on test than every other configuration).")
-    elif report.get("complete") is False:
+    if report["winner"] is None and report.get("complete") is False:
         lines.append("No verdict yet: not every cell has run.")
     else:
-        lines.append(f"No winner: {', '.join(report['tie']) or 'no results'} are tied (not significantly different).")
+        lines.append(verdict(report, bold=True))
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +105,7 @@ def confirm_plot(report: Mapping[str, Any], plot_dir: Path) -> list[Path]:
                         color="grey" if baseline else "C0", mfc="C0" if e["label"] == report["winner"] else "white")
         ax.set_yticks(range(len(entries)), [e["label"] for e in reversed(entries)])
         ax.set_xlabel(f"test {report['metric']} x100 (mean, 95% t-interval over seeds)")
-        ax.set_title(f"confirmation of {report['parent']}" + (f" on {report['on']}" if report.get("on") else ""))
+        ax.set_title(f"confirmation of {report['parent']}{moved_to(report.get('on'), report.get('model'))}")
         for fmt in ("png", "svg"):
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
@@ -126,7 +125,9 @@ def write_confirm(report: Mapping[str, Any], out_dir: "str | Path", winner_trial
         winner = next(c for c in report["configs"] if c["label"] == report["winner"])
         record = {**best_finetune(winner_trial, report.get("study")),
                   "confirmed": {k: winner[k] for k in ("label", "seeds", "dev", "test", "parent_trials")},
-                  "confirmed_by": "python -m tuner confirm: the winner is significantly better on test than every "
-                                  "other configuration (docs/confirm.md)"}
+                  "confirmed_by": "python -m tuner confirm: " + (
+                      "the only configuration confirmed (--top 1), not compared with another" if len(report["configs"]) == 1
+                      else "the winner is significantly better on test than every other configuration")
+                  + " (docs/confirm.md)"}
         files["best_finetune"] = write_file(out / "best_finetune.json", json_dumps(record))
     return files

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from objectives import get_objective
 from objectives.common import WorkerContext
 from tuner.errors import TunerError
+from tuner.exporter.confirm import confirm_report, moved_to
 from tuner.service._confirm_plan import (
     BASELINES,
     CONFIRM_ATTR,
@@ -43,8 +44,8 @@ Log = Callable[[str], None]
 def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: Sequence[int],
                 budget: Optional[Mapping[str, Any]] = None, baselines: Sequence[str] = BASELINES,
                 study_name: Optional[str] = None, dataset: Optional[str] = None, on: Optional[str] = None,
-                model: Optional[str] = None, device: Optional[str] = None, out: "str | os.PathLike | None" = None, save_model: bool = False,
-                artifacts: "str | os.PathLike | None" = None, heartbeat_interval: Optional[int] = None,
+                model: Optional[str] = None, device: Optional[str] = None, out: "str | os.PathLike | None" = None,
+                save_model: bool = False, artifacts: "str | os.PathLike | None" = None, heartbeat_interval: Optional[int] = None,
                 grace_period: Optional[int] = None, run: bool = True, log: Log = stderr_log) -> dict[str, Any]:
     """Run (or resume) the confirmation of ``study`` and return its report (docs/confirm.md).
 
@@ -55,12 +56,10 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
     configurations scored on this dataset (a grid over several). ``on``: train and score every
     system on this dataset instead of the searched one (does the answer transfer?); the study is
     then ``<study>-confirm-on-<on>``. ``model``: train every system from this model instead
-    (``<study>-confirm-with-<model>``: does the answer hold for a bigger model?). ``run=False`` reports without
-    running a cell. ``out``: write the files of :mod:`tuner.exporter.confirm_files` there;
+    (``<study>-confirm-with-<model>``: does the answer hold for a bigger model?). ``run=False``
+    reports without running a cell. ``out``: write the files of :mod:`tuner.exporter.confirm_files` there;
     ``save_model``: also train the winner once more (its first seed) and save it to ``out/model``
     in the sentence-transformers format. The report has ``complete`` and ``worker_exit_code``."""
-    from tuner.exporter.confirm import confirm_report
-
     request = check_request(top, seeds, budget, baselines)
     if save_model and out is None:
         raise TunerError("--save-model writes into the --out folder; give --out DIR")
@@ -79,8 +78,7 @@ def run_confirm(study: str, storage: Optional[str] = None, *, top: int, seeds: S
         for key, value in ((CONFIRM_ATTR, plan), (PARENT_ATTR, study)):
             if key not in confirm.user_attrs:
                 confirm.set_user_attr(key, value)
-        where = "".join(f" {w}" for w in (on and f"on {on}", model and f"with {model}") if w)
-        log(f"confirm study '{name}' on {handle.masked}: the top {top} of '{study}'{where} and "
+        log(f"confirm study '{name}' on {handle.masked}: the top {top} of '{study}'{moved_to(on, model)} and "
             f"{len(plan['trained_baselines'])} trained baseline(s) x {len(plan['seeds'])} seed(s) = {spec.n_cells} cells, "
             f"{state.complete} complete")
         code = 0
