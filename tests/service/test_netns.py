@@ -149,8 +149,6 @@ def _vanish_and_return(network, name: str, study: Path, tmp_path: Path, procs: d
         return any(r["state"] == "RUNNING" and r["worker"].startswith(lost_host.name + ":") for r in rows)
 
     wait_until(lost_host_is_training, 300, f"{lost_host.name} to train a cell")
-    orphan = next(r for r in trials(network, name)
-                  if r["state"] == "RUNNING" and r["worker"].startswith(lost_host.name + ":"))
     if how == "partition":
         lost_host.link(up=False)
         cut_at = time.monotonic()
@@ -170,9 +168,13 @@ def _vanish_and_return(network, name: str, study: Path, tmp_path: Path, procs: d
     assert code == 0, err[-3000:]
     rows = trials(network, name)
     per_host = assert_exactly_once(rows, 4)
-    dead = next(r for r in rows if r["number"] == orphan["number"])
+    # the orphan is the trial the lost host had in flight when it vanished, read after the fact: the
+    # trial seen RUNNING before the cut may have finished in the seconds a storage read takes
+    orphans = [r for r in rows if r["worker"].startswith(lost_host.name + ":") and r["state"] != "COMPLETE"]
+    assert len(orphans) == 1, rows
+    dead = orphans[0]
     assert dead["state"] == "FAIL" and dead["failure"].startswith("worker lost"), dead
-    rerun = next(r for r in rows if r["cell"] == orphan["cell"] and r["state"] == "COMPLETE")
+    rerun = next(r for r in rows if r["cell"] == dead["cell"] and r["state"] == "COMPLETE")
     assert rerun["worker"].startswith(other.name + ":"), rerun  # the other host re-ran the orphaned cell
 
     if how == "partition":
@@ -182,7 +184,7 @@ def _vanish_and_return(network, name: str, study: Path, tmp_path: Path, procs: d
     after = trials(network, name)
     assert_exactly_once(after, 4)
     assert len(after) == len(rows), "the re-run on the returning host ran something again"
-    print(f"\n[netns] {how}: {outcome}; {other.name} re-ran orphaned trial {orphan['number']} "
+    print(f"\n[netns] {how}: {outcome}; {other.name} re-ran orphaned trial {dead['number']} "
           f"(FAIL '{dead['failure'][:40]}...') as trial {rerun['number']}; cells per host {dict(per_host)}; "
           f"same command on {lost_host.name} afterwards: exit 0, {len(after) - len(rows)} new trials")
 
