@@ -38,7 +38,8 @@ trial; the anytime curves (best dev so far against compute) with their seed band
     python bench/hpo_efficiency.py --analyse-only         # tables and plot from the storage
     python bench/hpo_efficiency.py --strategies random,tpe,tpe-mv,tpe-mv-median,tpe-mv-hyperband,tpe-mv-warm \
         --runs 5 --merge bench/results/hpo_efficiency.json   # one more run beside the recorded ones
-Every run is resumable: a finished study is read, not re-run (the storage is the record: commit it). ``--merge FILE`` keeps the runs a
+Every run is resumable: a finished study is read, not re-run (the storage is the record: commit it after
+``--drop-items``, which keeps it small; a later session resumes from it). ``--merge FILE`` keeps the runs a
 previous ``--out`` JSON recorded (the storage may be gone) for the strategies and seeds that the
 storage lacks; it refuses a file whose budget settings differ.
 """
@@ -122,6 +123,28 @@ def noise_study(best_grid_trial: Any, args: argparse.Namespace) -> tuple[str, di
     cell = {"losses": [best_grid_trial.params["loss"]],
             "pooling": [best_grid_trial.params.get("pooling", grid["grid"]["pooling"][0])]}
     return f"{args.prefix}-noise", {**grid, "grid": cell, "seed": 43, "repeats": args.noise_seeds}
+
+
+def drop_items(storage: str) -> int:
+    """Delete the trials' per-item outputs (``items.*`` user attrs: the confirm/export bootstrap reads
+    them, this benchmark reads only values and CPU seconds) from a SQLite storage and compact it, so
+    that the storage is small enough to commit as the record a later session resumes from.
+    Returns the number of attrs deleted."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage)
+    if not url.drivername.startswith("sqlite") or not url.database:
+        raise ValueError(f"--drop-items works on a SQLite file storage, not {url.drivername}")
+    with sqlite3.connect(url.database) as db:
+        deleted = db.execute("DELETE FROM trial_user_attributes WHERE key LIKE 'items.%'").rowcount
+    db = sqlite3.connect(url.database)
+    try:
+        db.execute("VACUUM")
+    finally:
+        db.close()
+    return deleted
 
 
 def run_study(name: str, study: dict[str, Any], args: argparse.Namespace) -> None:
@@ -410,6 +433,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="the target gap when no noise was measured (0.002 = 0.2 Spearman points)")
     ap.add_argument("--out", default="bench/results/hpo_efficiency", help="writes OUT.json, OUT.md, OUT.png")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument("--drop-items", action="store_true",
+                    help="first delete the per-item outputs from the SQLite --storage and compact it (the benchmark "
+                         "does not read them): do it before committing the storage as the record")
     ap.add_argument("--merge", default=None, metavar="JSON",
                     help="also use the runs recorded in this earlier --out JSON (same budget settings)")
     args = ap.parse_args(argv)
@@ -419,6 +445,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         ap.error(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
     seeds = [int(s) for s in args.runs.split(",") if s.strip()]
+    if args.drop_items:
+        try:
+            note(f"dropped {drop_items(args.storage)} per-item records from {args.storage}")
+        except ValueError as exc:
+            ap.error(str(exc))
     if not args.analyse_only:
         if "grid" in strategies:  # first: the noise is measured on its best cell
             for name, study in study_dicts("grid", 0, args):
@@ -450,7 +481,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     from tuner import jsonsafe
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only", "merge")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("analyse_only", "merge", "drop_items")}
     if args.merge:  # the recorded settings name every strategy and seed now in the file
         settings["strategies"] = ",".join(runs)
         settings["runs"] = ",".join(str(s) for s in sorted({s for by in runs.values() for s in by}))

@@ -140,3 +140,15 @@ def test_tiny_end_to_end_run_writes_table_json_and_plot(tmp_path, tiny_model_dir
     assert rows["tpe-mv-warm+quick"]["total_cpu_s"]["mean"] > rows["tpe-mv-warm"]["total_cpu_s"]["mean"]
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "| grid | " in out.with_suffix(".md").read_text()
+
+
+def test_drop_items_keeps_everything_the_benchmark_reads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={
+        "cpu_s": 3.5, "scores.test.stsb": 0.7, "items.test.stsb": {"values": list(range(2000))}}))
+    assert hpo.drop_items(url) == 1
+    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.value == 0.8 and trial.user_attrs == {"cpu_s": 3.5, "scores.test.stsb": 0.7}
+    with pytest.raises(ValueError, match="SQLite"):
+        hpo.drop_items("postgresql://postgres@127.0.0.1:5432/test")
