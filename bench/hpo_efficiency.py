@@ -149,11 +149,16 @@ def drop_items(storage: str) -> int:
 
 def run_study(name: str, study: dict[str, Any], args: argparse.Namespace) -> None:
     from tuner import parse_spec
-    from tuner.service._orchestrate import quiet_log, run_study as run
+    from tuner.service._orchestrate import exit_code, quiet_log, run_study as run
 
     spec = parse_spec({**study, "name": name})
     st = run(spec, args.storage, workers=args.workers, artifacts=False, log=quiet_log, progress=False)
     note(f"  {name}: {st.get('counts')} in {st['wall_s']:.0f} s wall")
+    code = exit_code(st)
+    if code:  # interrupted (Ctrl-C, SIGTERM) or a worker failed: later studies depend on this one (the
+        # noise run on the grid's best cell), so stop here; running the same command resumes it
+        note(f"{name} did not finish (exit {code}); stopping. Run the same command to resume.")
+        raise SystemExit(code)
 
 
 # ------------------------------------------------------------------------------------- analysis

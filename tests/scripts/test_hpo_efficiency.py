@@ -152,3 +152,18 @@ def test_drop_items_keeps_everything_the_benchmark_reads(tmp_path):
     assert trial.value == 0.8 and trial.user_attrs == {"cpu_s": 3.5, "scores.test.stsb": 0.7}
     with pytest.raises(ValueError, match="SQLite"):
         hpo.drop_items("postgresql://postgres@127.0.0.1:5432/test")
+
+
+def test_an_interrupted_study_stops_the_benchmark(monkeypatch):
+    """A grid stopped by Ctrl-C/SIGTERM must not go on to pick the noise cell from a partial grid."""
+    import tuner
+    from tuner.service import _orchestrate
+
+    monkeypatch.setattr(tuner, "parse_spec", lambda study: study)
+    status = {"counts": {"COMPLETE": 22, "FAIL": 2}, "wall_s": 588.0, "worker_exit_codes": [130, 130],
+              "progress": {"complete": 22, "pruned": 0, "target": 30, "running": 0, "waiting": 6}}
+    monkeypatch.setattr(_orchestrate, "run_study", lambda *a, **k: status)
+    args = hpo.main.__globals__["argparse"].Namespace(storage="sqlite://", workers=2)
+    with pytest.raises(SystemExit) as stopped:
+        hpo.run_study("hpo-grid", {"name": "hpo-grid", "task": "sts"}, args)
+    assert stopped.value.code == 130
