@@ -45,10 +45,10 @@ def markdown(result: dict) -> str:
         if c is None:
             lines.append(f"- A - B{i + 1}: not tested (no common seed with per-item outputs)")
             continue
-        n = c["n_resamples"]
+        n, family = c["n_resamples"], len(result["against"])
         verdict = "significant" if c["significant"] else "not significant: a tie"
         lines.append(f"- A - B{i + 1} on test: {100 * c['difference']:+.2f} [{100 * c['ci'][0]:+.2f}, "
-                     f"{100 * c['ci'][1]:+.2f}], p {format_p(c['p'], n)}, Holm {format_p(c['p_holm'], n)} over "
+                     f"{100 * c['ci'][1]:+.2f}], p {format_p(c['p'], n)}, Holm {format_p(c['p_holm'], n, family)} over "
                      f"{c['seeds']} seeds x {sum(c['items'].values())} test items: {verdict}")
     lines += ["", f"Two-stage paired bootstrap (seeds and test items), two-sided; Holm over the {len(result['against'])} "
                   "comparisons; alpha 0.05."]

@@ -333,3 +333,11 @@ def test_cross_confirm_script_compares_one_system_with_several_holm_adjusted(con
     assert cross_confirm.main(["--dataset", "stsb", "--a", confirmed.url, study, "trial-999",
                                "--b", confirmed.url, study, second, "--out", str(out)]) == 2
     assert "no COMPLETE cell of 'trial-999'" in capsys.readouterr().err
+
+
+def test_a_bootstrap_p_of_zero_is_shown_as_its_bound():
+    from tuner.exporter.confirm import format_p
+
+    assert format_p(0.0311, 2000) == "0.0311"
+    assert format_p(0.0, 2000) == "< 0.001"           # two-sided: 2 / B
+    assert format_p(0.0, 2000, family=5) == "< 0.005"  # Holm over 5 comparisons multiplies the bound

@@ -246,11 +246,12 @@ def format_block(block: Mapping[str, Any]) -> str:
     return text + (f" [{100 * block['ci'][0]:.2f}, {100 * block['ci'][1]:.2f}]" if block.get("ci") else "")
 
 
-def format_p(p: float, n_resamples: Optional[int] = None) -> str:
+def format_p(p: float, n_resamples: Optional[int] = None, family: int = 1) -> str:
     """A bootstrap p-value for reports: ``0.0311``; a p of 0 (no resample crossed zero) as the
-    bound the resamples give, ``< 0.001`` for 2,000 two-sided, never ``0``."""
+    bound the resamples give, ``< 0.001`` for 2,000 two-sided, never ``0``; a Holm-adjusted 0 over
+    ``family`` comparisons is bounded by ``family`` times that."""
     if p == 0 and n_resamples:
-        return f"< {2 / n_resamples:.2g}"
+        return f"< {2 * family / n_resamples:.2g}"
     return f"{p:.3g}"
 
 
@@ -295,6 +296,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.insert(0, f"partial: {cells['complete']} of {cells['total']} cells complete; run the same command to "
                         "resume")
     lines.append("")
+    family = sum(c["p"] is not None for c in report["comparisons"])  # what Holm adjusted over
     for c in report["comparisons"]:
         if c["p"] is None:
             lines.append(f"{c['a']} vs {c['b']}: not tested (no per-item outputs or no common seed)")
@@ -302,7 +304,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         mark = "significant" if c["significant"] else "not significant"
         n = c.get("n_resamples")
         lines.append(f"{c['a']} - {c['b']}: {100 * c['difference']:+.2f} [{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]"
-                     f", p {format_p(c['p'], n)}, Holm {format_p(c['p_holm'], n)}: {mark}")
+                     f", p {format_p(c['p'], n)}, Holm {format_p(c['p_holm'], n, family)}: {mark}")
     if report["winner"] is not None or not partial:
         lines.append(verdict(report))
     else:

@@ -69,8 +69,9 @@ def confirm_markdown(report: Mapping[str, Any]) -> str:
         return "-" if value is None or pd.isna(value) else f"{value / 60:.1f}"
 
     n_resamples = next((c["n_resamples"] for c in report["comparisons"] if c.get("n_resamples")), None)
+    family = sum(c["p"] is not None for c in report["comparisons"])  # what Holm adjusted over
     for _, row in frame.iterrows():
-        p = "" if pd.isna(row["p_holm_vs_best"]) else format_p(row["p_holm_vs_best"], n_resamples)
+        p = "" if pd.isna(row["p_holm_vs_best"]) else format_p(row["p_holm_vs_best"], n_resamples, family)
         name = f"**{row['system']}**" if row["winner"] else row["system"]
         lines.append(f"| {name} | {row['n_seeds']} | {cell(row, 'dev')} | {cell(row, 'test')} | {p} | "
                      f"{minutes(row['cpu_s_per_cell'])} | {minutes(row['wall_s_per_cell'])} |")
