@@ -192,6 +192,22 @@ def test_finished_trials_still_set_the_mean_and_bad_progress_is_ignored():
     assert estimate_eta([], 3, [10.0], 1, [None]) is None  # no step rate, nothing finished: unknown
 
 
+def test_a_running_trial_well_in_is_projected_by_its_own_rate():
+    # A confirm study: three finished 30-minute cells, then two recipe cells with twice the steps
+    # and longer batches, 20% in after 30 minutes (projected 150 minutes each); one cell queued.
+    # The finished mean alone would say the running two are nearly done.
+    done = [trial(n, TS.COMPLETE, start_ago=9000, seconds=1800, value=0.9) for n in range(3)]
+    running = [training(3, 1800, 288, 1440, worker="h:1"), training(4, 1800, 288, 1440, worker="h:2")]
+    snap = summarize(done + running, target=6, now=NOW)
+    assert [r.projected_s for r in snap.in_flight] == [pytest.approx(9000.0)] * 2
+    queued_mean = (3 * 1800 + 2 * 9000) / 5
+    assert snap.eta_s == pytest.approx((2 * (9000 - 1800) + queued_mean) / 2)
+    assert snap.mean_trial_s == pytest.approx(1800.0)  # the finished trials' own mean, as shown
+    # below TRUST_FRACTION the first steps (which also load the model) are not trusted yet
+    early = [training(3, 300, 10, 1440, worker="h:1")]
+    assert summarize(done + early, target=6, now=NOW).eta_s == pytest.approx(((1800 - 300) + 2 * 1800) / 1)
+
+
 def test_step_reporter_writes_first_step_then_throttles_and_never_fails(caplog):
     from objectives.common import StepReporter
 

@@ -17,10 +17,15 @@ running trial only needs what is left of the mean (at least 5% of it: it is not 
     work_left = sum(max(mean - age, 0.05 * mean) for running) + (remaining - running) * mean
     eta = work_left / workers
 
-Before any trial has finished, the running trials' step rates stand in: a trial that is k of N
-steps in after ``age`` seconds is projected to take ``age * N / k`` in all (the fraction counts its
-seeds too), and the mean of those projections replaces the mean duration. A full-budget trial can
-last an hour; this gives an ETA after its first steps instead of after the first trial.
+A running trial's step rate says more than the others' durations: a trial that is k of N steps
+in after ``age`` seconds is projected to take ``age * N / k`` in all (the fraction counts its seeds
+too). Before any trial has finished, every running trial is projected so, and the mean of the
+projections replaces the mean duration: a full-budget trial can last an hour, and this gives an ETA
+after its first steps instead of after the first trial. Once trials have finished, a running trial
+is projected by its own rate when it is at least ``TRUST_FRACTION`` through (its first steps also
+pay for loading the model and data), and those projections join the finished durations in the mean
+for the trials still queued: cells of one study can differ several-fold (a confirm study's recipe
+cells run twice the steps of its searched configurations, with longer padded batches).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from objectives.common import TRAIN_PROGRESS
 
 FINISHED = ("COMPLETE", "PRUNED")   # states whose duration says how long a trial takes
 MIN_LEFT = 0.05                     # a running trial older than the mean still needs this share of it
+TRUST_FRACTION = 0.1                # once trials have finished, a running trial this far in is projected by its own rate
 
 
 def _state(t: Any) -> str:
@@ -99,22 +105,19 @@ def estimate_eta(durations: Iterable[float], remaining: int, running_ages: Itera
                  workers: int, projected: Iterable[Optional[float]] = ()) -> Optional[float]:
     """Seconds until ``remaining`` trials are done (see the module doc); None without durations.
 
-    ``projected``: each running trial's projected duration from its step rate (None where unknown),
-    in the order of ``running_ages``; used only while no trial has finished."""
+    ``projected``: each running trial's projected duration from its step rate (None where unknown
+    or not trusted yet), in the order of ``running_ages``. A running trial with a projection needs
+    what is left of it; the others, and the trials still queued, the mean of the finished
+    durations and the projections."""
     if remaining <= 0:
         return 0.0
-    durations = [d for d in durations if d is not None]
     ages = [a for a in running_ages][:remaining]
-    if durations:
-        mean = sum(durations) / len(durations)
-        expected = [mean] * len(ages)
-    else:
-        projections = list(projected)[:len(ages)]
-        known = [p for p in projections if p is not None]
-        if not known:
-            return None
-        mean = sum(known) / len(known)
-        expected = [p if p is not None else mean for p in projections] + [mean] * (len(ages) - len(projections))
+    projections = (list(projected) + [None] * len(ages))[:len(ages)]
+    evidence = [d for d in durations if d is not None] + [p for p in projections if p is not None]
+    if not evidence:
+        return None
+    mean = sum(evidence) / len(evidence)
+    expected = [p if p is not None else mean for p in projections]
     left = sum(max(e - (a or 0.0), MIN_LEFT * e) for a, e in zip(ages, expected)) + (remaining - len(ages)) * mean
     return left / max(1, int(workers))
 
@@ -129,6 +132,13 @@ def train_progress_of(value: Any) -> dict[str, int]:
     except (KeyError, TypeError, ValueError):
         return {}
     return out if out["train_steps"] > 0 else {}
+
+
+def _projection(r: RunningTrial, trusted_only: bool) -> Optional[float]:
+    """``r.projected_s``; with ``trusted_only``, None until the trial is ``TRUST_FRACTION`` through."""
+    if trusted_only and (r.fraction or 0.0) < TRUST_FRACTION:
+        return None
+    return r.projected_s
 
 
 def _last_report(t: Any) -> tuple[Optional[int], Optional[float]]:
@@ -181,5 +191,5 @@ def summarize(trials: Iterable[Any], target: int, *, done: Optional[int] = None,
     return Snapshot(done=int(done), target=int(target), running=len(running), best=best_value, best_trial=best_trial,
                     elapsed_s=elapsed, mean_trial_s=sum(durations) / len(durations) if durations else None,
                     eta_s=estimate_eta(durations, remaining, [r.age_s for r in running], workers,
-                                       [r.projected_s for r in running]),
+                                       [_projection(r, trusted_only=bool(durations)) for r in running]),
                     workers=int(workers), in_flight=running)
