@@ -5,7 +5,7 @@
 # 42, 43, 44, beside mpnet's zero-shot row; full dev/test files. The study
 # (stsb-search-confirm-with-all-mpnet-base-v2) lives beside the search in
 # docs/results/stsb-full/study.db, so an interrupted run resumes: run the script again.
-#   bash scripts/full_budget_mpnet.sh            # CPU: about 6 CPU-hours (estimate: 6 cells)
+#   bash scripts/full_budget_mpnet.sh            # CPU: about 8.5 CPU-hours (measured: ~29 min per trial-15 cell, ~140 per recipe cell)
 #   bash scripts/full_budget_mpnet.sh cuda       # a GPU: minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
