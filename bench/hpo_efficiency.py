@@ -126,10 +126,11 @@ def noise_study(best_grid_trial: Any, args: argparse.Namespace) -> tuple[str, di
 
 
 def drop_items(storage: str) -> int:
-    """Delete the trials' per-item outputs (``items.*`` user attrs: the confirm/export bootstrap reads
-    them, this benchmark reads only values and CPU seconds) from a SQLite storage and compact it, so
-    that the storage is small enough to commit as the record a later session resumes from.
-    Returns the number of attrs deleted."""
+    """Delete the per-item outputs -- the trials' ``items.*`` user attrs and the studies' zero-shot
+    ``zero_shot_items.*`` and ``gold.*`` attrs: the confirm/export bootstrap reads them, this benchmark
+    reads only values and CPU seconds; a resumed study records its zero-shot items again -- from a
+    SQLite storage and compact it, so that the storage is small enough to commit as the record a
+    later session resumes from. Returns the number of attrs deleted."""
     import sqlite3
 
     from sqlalchemy.engine import make_url
@@ -139,6 +140,8 @@ def drop_items(storage: str) -> int:
         raise ValueError(f"--drop-items works on a SQLite file storage, not {url.drivername}")
     with sqlite3.connect(url.database) as db:
         deleted = db.execute("DELETE FROM trial_user_attributes WHERE key LIKE 'items.%'").rowcount
+        deleted += db.execute("DELETE FROM study_user_attributes WHERE key LIKE 'zero_shot_items.%' "
+                              "OR key LIKE 'gold.%'").rowcount
     db = sqlite3.connect(url.database)
     try:
         db.execute("VACUUM")
@@ -216,8 +219,39 @@ def summarise(runs: dict[str, dict[int, list[dict[str, Any]]]], gap: float,
         row["total_cpu_s"] = _stats([traj[-1]["cpu_s"] + offsets.get(strategy, {}).get(seed, 0.0)
                                      for seed, traj in by_seed.items()])
         rows[strategy] = row
+    for strategy, diffs in versus(runs).items():
+        rows[strategy]["vs_random"] = diffs
     return {"best_dev": best, "grid_best_dev": grid_run[-1]["best_dev"] if grid_run else None,
             "targets": targets, "gap": gap, "grid_cpu_s": grid_cpu, "rows": rows}
+
+
+def versus(runs: dict[str, dict[int, list[dict[str, Any]]]], baseline: str = "random",
+           confidence: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Each strategy's final best dev and that trial's test score against ``baseline``'s, over their
+    independent runs: difference of means, Welch ``confidence`` interval, two-sided p and Holm's
+    adjustment over the strategies compared. Not compared: the baseline, rows with fewer than 2 runs
+    (the grid) and ``+quick`` rows (the same scores as the row they charge)."""
+    from scipy import stats
+
+    from tuner.stats import holm
+
+    if len(runs.get(baseline, {})) < 2:
+        return {}
+    compared = [s for s, by in runs.items() if s != baseline and "+" not in s and len(by) >= 2]
+    out: dict[str, dict[str, Any]] = {s: {} for s in compared}
+    for split, key in (("dev", "best_dev"), ("test", "best_test")):
+        base = [float(t[-1][key]) for t in runs[baseline].values()]
+        pvalues = []
+        for strategy in compared:
+            mine = [float(t[-1][key]) for t in runs[strategy].values()]
+            res = stats.ttest_ind(mine, base, equal_var=False)
+            ci = res.confidence_interval(confidence)
+            out[strategy][split] = {"diff": statistics.fmean(mine) - statistics.fmean(base),
+                                    "ci": [float(ci.low), float(ci.high)], "p": float(res.pvalue)}
+            pvalues.append(float(res.pvalue))
+        for strategy, adjusted in zip(compared, holm(pvalues)):
+            out[strategy][split]["p_holm"] = adjusted
+    return out
 
 
 def _stats(values: list[Any]) -> dict[str, Any]:
@@ -239,6 +273,11 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
             return "–"
         return f"{100 * s['mean']:.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")
 
+    def diff(d: Optional[dict]) -> str:
+        if not d:
+            return "–"
+        return f"{100 * d['diff']:+.2f} [{100 * d['ci'][0]:+.2f}, {100 * d['ci'][1]:+.2f}] ({d['p_holm']:.2f})"
+
     t = summary["targets"]
     noise = summary.get("noise")
     if noise:
@@ -255,14 +294,17 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [gap_note, "", f"Targets (Spearman x 100): **best** = the best dev any run found {100 * summary['best_dev']:.2f} - "
              f"{100 * summary['gap']:.2f} = {100 * t['best']:.2f}; **grid** = {grid}. Compute = the trials' CPU "
              "seconds in the order they finished, as % of the grid's (mean over the runs that reached the "
-             "target, range); final = the best dev trial of each run (mean ± std over runs).", "",
+             "target, range); final = the best dev trial of each run (mean ± std over runs); vs random = the "
+             "difference of its mean from random search's, Welch 95% interval over the independent runs "
+             "(Holm-adjusted p over the strategies compared).", "",
              "| strategy | runs | reached grid target | compute to grid target | reached best target | "
-             "compute to best target | final best dev | its test | CPU-s spent |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "compute to best target | final best dev | its test | CPU-s spent | dev vs random | test vs random |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, row in summary["rows"].items():
         lines.append(f"| {name} | {row['runs']} | {row.get('reached_grid', 0)} | {pct(row.get('fraction_to_grid', _stats([])))} | "
                      f"{row['reached_best']} | {pct(row['fraction_to_best'])} | "
-                     f"{pts(row['final_dev'])} | {pts(row['final_test'])} | {row['total_cpu_s']['mean']:.0f} |")
+                     f"{pts(row['final_dev'])} | {pts(row['final_test'])} | {row['total_cpu_s']['mean']:.0f} | "
+                     f"{diff(row.get('vs_random', {}).get('dev'))} | {diff(row.get('vs_random', {}).get('test'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,25 @@ def test_summary_fractions_of_the_grid_and_warm_start_offsets():
     assert "| tpe | 2 | 1 | 20% | 1 | 20% |" in hpo.markdown(summary, None)
 
 
+def test_strategies_are_compared_with_random_search_over_runs_with_holm():
+    def run(dev, test):
+        return [{"cpu_s": 1.0, "best_dev": dev, "best_test": test}]
+
+    runs = {"random": {0: run(0.80, 0.70), 1: run(0.81, 0.71), 2: run(0.79, 0.69)},
+            "better": {0: run(0.90, 0.70), 1: run(0.91, 0.72), 2: run(0.89, 0.68)},
+            "same": {0: run(0.80, 0.70), 1: run(0.82, 0.71), 2: run(0.78, 0.69)},
+            "grid": {0: run(0.95, 0.75)}}
+    runs["better+quick"] = runs["better"]
+    out = hpo.versus(runs)
+    assert set(out) == {"better", "same"}            # not the baseline, the one-run grid, or a +quick copy
+    dev = out["better"]["dev"]
+    assert dev["diff"] == pytest.approx(0.10) and dev["ci"][0] > 0 and dev["p_holm"] < 0.05
+    assert dev["p_holm"] == pytest.approx(min(1.0, 2 * dev["p"]))   # the smaller of two p-values, times 2
+    assert out["same"]["dev"]["ci"][0] < 0 < out["same"]["dev"]["ci"][1] and out["same"]["dev"]["p_holm"] == 1.0
+    assert out["better"]["test"]["diff"] == pytest.approx(0.0) and out["better"]["test"]["p"] > 0.5
+    assert hpo.versus({"random": {0: run(0.8, 0.7)}, "better": runs["better"]}) == {}   # one baseline run: no test
+
+
 def test_merge_keeps_recorded_runs_the_storage_lacks_and_refuses_other_budgets(tmp_path):
     import argparse
 
@@ -147,9 +166,14 @@ def test_drop_items_keeps_everything_the_benchmark_reads(tmp_path):
     study = optuna.create_study(study_name="s", storage=url, direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={
         "cpu_s": 3.5, "scores.test.stsb": 0.7, "items.test.stsb": {"values": list(range(2000))}}))
-    assert hpo.drop_items(url) == 1
-    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    study.set_user_attr("zero_shot_items.m.stsb.dev", {"values": list(range(2000))})
+    study.set_user_attr("gold.stsb.dev", {"values": list(range(2000))})
+    study.set_user_attr("zero_shot.m.stsb.dev", 0.8)
+    assert hpo.drop_items(url) == 3
+    loaded = optuna.load_study(study_name="s", storage=url)
+    (trial,) = loaded.trials
     assert trial.value == 0.8 and trial.user_attrs == {"cpu_s": 3.5, "scores.test.stsb": 0.7}
+    assert loaded.user_attrs == {"zero_shot.m.stsb.dev": 0.8}
     with pytest.raises(ValueError, match="SQLite"):
         hpo.drop_items("postgresql://postgres@127.0.0.1:5432/test")
 
