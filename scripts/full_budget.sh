@@ -6,6 +6,9 @@
 #   2. confirm: its top 5 configurations x seeds 42,43,44 on the whole training file, beside zero-shot
 #      and sentence-transformers' STS-B example recipe, on the full dev/test files.
 # Both studies live in docs/results/<set>-full/study.db (committed: a later session resumes from it).
+# With another search study, the recipe is not trained again: its confirm runs beside zero-shot only, and
+# its best configuration (by confirmed dev) is compared, paired over seeds x test items, with the recipe
+# and the cheap search's best as docs/results/<set>-full/ confirmed them (scripts/cross_confirm.py).
 # Each step is resumable: run the script again after an interruption. Wall/CPU time of each step goes
 # to docs/results/<set>-full/time-<step>.txt (GNU time); a resumed step appends a line.
 set -euo pipefail
@@ -18,6 +21,17 @@ mkdir -p "$OUT"
 timed() { local name=$1; shift; /usr/bin/time -a -f "$name: wall %e s, user %U s, sys %S s, max RSS %M KB" -o "$OUT/time-$name.txt" "$@"; }
 timed search python -m tuner optimize --study "$STUDY" --storage "$STORAGE" --no-artifacts --no-progress
 python -m tuner export --study "$STUDY" --storage "$STORAGE" --out "$OUT/search"
+BASELINES=zero-shot,st-example
+[ -n "${2:-}" ] && BASELINES=zero-shot
 timed confirm python -m tuner confirm --study "$STUDY" --storage "$STORAGE" --top 5 --seeds 42,43,44 \
-    --out "$OUT/confirm" --json > "$OUT/confirm.json.tmp"
+    --baselines "$BASELINES" --out "$OUT/confirm" --json > "$OUT/confirm.json.tmp"
 mv "$OUT/confirm.json.tmp" "$OUT/confirm-report.json"
+if [ -n "${2:-}" ]; then
+    first() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['configs'][0]['label'])" "$1"; }
+    CHEAP="sqlite:///docs/results/$SET-full/study.db"
+    python scripts/cross_confirm.py --dataset "$SET" \
+        --a "$STORAGE" "$STUDY-confirm" "$(first "$OUT/confirm-report.json")" \
+        --b "$CHEAP" "$SET-search-confirm" st-example \
+        --b "$CHEAP" "$SET-search-confirm" "$(first "docs/results/$SET-full/confirm-report.json")" \
+        --out "$OUT/versus-recipe"
+fi
